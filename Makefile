@@ -1,0 +1,54 @@
+# rawws_nb: every target sets up what it needs itself (a .venv from pyproject.toml).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PORT   ?= 8888
+
+.PHONY: help venv lab demo serve test test-fast lint bench conformance browser-deps clean
+
+help:
+	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
+	@echo "make demo         the seed's scenarios in the terminal against the embedded server"
+	@echo "make test         the whole test suite (installs everything it needs)"
+	@echo "make bench        benchmarks against websockets, aiohttp, picows and a TCP floor"
+	@echo "make conformance  the Autobahn|Testsuite, all 301 non-compression cases"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[lab,test,bench]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+lab: venv
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) notebooks/01-quickstart.ipynb
+
+demo: venv
+	$(VENV)/bin/rawws-nb demo
+
+serve: venv
+	$(VENV)/bin/rawws-nb serve --port 8765
+
+# Debian's chromium for the real-browser tests (never a downloaded browser).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+test: venv browser-deps
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -x -q -m "not browser"
+
+lint: venv
+	$(VENV)/bin/ruff check rawws_nb protocols tests benchmarks
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts

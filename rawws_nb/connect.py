@@ -1,0 +1,270 @@
+"""The four entry points, after Ktor's CIO raw API: `web_socket_raw_session`,
+`web_socket_raw`, `ws_raw`, `wss_raw`.
+
+Each takes a URL or `host`/`port`/`path`, `method="GET"`, and `request`, a callable
+that receives the `RequestBuilder` (headers, subprotocols, url) before it is sent.
+TLS verification is on by default for wss (pass `tls=ssl_context` to trust another
+CA); redirects are reported as `HandshakeError`, never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from .errors import HandshakeError
+from .frames import CloseReason
+from .handshake import Accepted, ClientHandshake, RequestBuilder, Target, parse_url
+from .session import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_QUEUE,
+    RawSession,
+    _SessionProtocol,
+)
+from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
+
+__all__ = ["web_socket_raw", "web_socket_raw_session", "ws_raw", "wss_raw"]
+
+DEFAULT_OPEN_TIMEOUT = 10.0
+
+
+class _HandshakeProtocol(asyncio.Protocol):
+    """Runs the client handshake, then hands the transport to the session."""
+
+    def __init__(self, session: RawSession, handshake: ClientHandshake) -> None:
+        self.session = session
+        self.handshake = handshake
+        self.done: asyncio.Future[Accepted] = session.loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self._after: _SessionProtocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.handshake.request_bytes())  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self._after is not None:  # pragma: no cover - replaced below
+            self._after.data_received(data)
+            return
+        if self.done.done():
+            return
+        try:
+            accepted = self.handshake.receive(data)
+        except HandshakeError as exc:
+            self.done.set_exception(exc)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if accepted is None:
+            return
+        session = self.session
+        assert self.transport is not None
+        session._attach(self.transport)
+        session.subprotocol = accepted.subprotocol
+        session.response_headers = accepted.headers
+        after = _SessionProtocol(session)
+        self._after = after
+        self.data_received = after.data_received  # type: ignore[method-assign]
+        self.transport.set_protocol(after)
+        self.done.set_result(accepted)
+        if accepted.trailing:
+            session._on_data(accepted.trailing)
+
+    def eof_received(self) -> bool | None:
+        if not self.done.done():
+            try:
+                self.handshake.eof()
+            except HandshakeError as exc:
+                self.done.set_exception(exc)
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            try:
+                self.handshake.eof()
+            except HandshakeError as err:
+                self.done.set_exception(err)
+        elif self._after is not None:
+            self._after.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.session._pause_writing()
+
+    def resume_writing(self) -> None:
+        self.session._resume_writing()
+
+
+def _resolve(
+    url: str | None, method: str, host: str | None, port: int | None, path: str | None, secure: bool | None
+) -> Target:
+    if url is not None:
+        target = parse_url(url)
+        if secure and not target.secure:
+            target = Target("wss", target.host, port or (443 if target.port == 80 else target.port), target.resource)
+        if host is not None or port is not None or path is not None:
+            target = Target(
+                target.scheme,
+                host or target.host,
+                port or target.port,
+                path if path is not None else target.resource,
+            )
+        return target
+    scheme = "wss" if secure else "ws"
+    resource = path or "/"
+    if not resource.startswith("/"):
+        resource = "/" + resource
+    return Target(scheme, host or "localhost", port or (443 if secure else 80), resource)
+
+
+async def _open(
+    url: str | None = None,
+    *,
+    method: str = "GET",
+    host: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    request: Callable[[RequestBuilder], Any] | None = None,
+    tls: ssl.SSLContext | bool | None = None,
+    secure: bool | None = None,
+    subprotocols: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    max_frame_size: int | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    record: bool = True,
+    timeline_capacity: int = DEFAULT_CAPACITY,
+    payload_cap: int = DEFAULT_PAYLOAD_CAP,
+    protocol: Any = None,
+) -> RawSession:
+    if secure is None and tls not in (None, False):
+        secure = True
+    target = _resolve(url, method, host, port, path, secure)
+    builder = RequestBuilder(method=method, url=target.url, headers=dict(headers or {}),
+                             subprotocols=list(subprotocols or []))
+    if request is not None:
+        result = request(builder)
+        if asyncio.iscoroutine(result):
+            await result
+    if builder.url != target.url:
+        target = parse_url(builder.url) if builder.url.startswith(("ws", "http")) else target
+    ssl_ctx: ssl.SSLContext | None = None
+    if target.secure:
+        ssl_ctx = tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context()
+    session = RawSession(
+        client=True,
+        url=target.url,
+        max_message_size=max_message_size,
+        max_frame_size=max_frame_size,
+        max_queue=max_queue,
+        close_timeout=close_timeout,
+        record=record,
+        timeline_capacity=timeline_capacity,
+        payload_cap=payload_cap,
+        protocol=protocol,
+    )
+    handshake = ClientHandshake(builder, target)
+    proto = _HandshakeProtocol(session, handshake)
+    loop = asyncio.get_running_loop()
+    transport: asyncio.BaseTransport | None = None
+    try:
+        async with asyncio.timeout(open_timeout):
+            transport, _ = await loop.create_connection(
+                lambda: proto,
+                target.host,
+                target.port,
+                ssl=ssl_ctx,
+                server_hostname=target.host if ssl_ctx is not None else None,
+            )
+            await proto.done
+    except TimeoutError:
+        if transport is not None:
+            transport.abort()
+        raise TimeoutError(f"opening {target.url} took longer than open_timeout={open_timeout}s") from None
+    except BaseException:
+        if transport is not None:
+            transport.abort()
+        raise
+    session.request_headers = list(builder.headers.items())
+    return session
+
+
+async def web_socket_raw_session(url: str | None = None, **options: Any) -> RawSession:
+    """Open a raw session and return it (you close it).
+
+    Options: `method`, `host`, `port`, `path`, `request`, `tls`, `subprotocols`,
+    `headers`, `open_timeout`, `close_timeout`, `max_message_size`, `max_frame_size`,
+    `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`.
+    """
+    return await _open(url, **options)
+
+
+Handler = Callable[[RawSession], Awaitable[Any]]
+
+
+class _Connect:
+    """Awaitable (returns the session, or the result of `block`) and async context manager."""
+
+    def __init__(self, url: str | None, block: Handler | None, options: dict[str, Any]) -> None:
+        self._url = url
+        self._block = block
+        self._options = options
+        self._session: RawSession | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._run().__await__()
+
+    async def _run(self) -> Any:
+        session = await _open(self._url, **self._options)
+        if self._block is None:
+            return session
+        try:
+            result = await self._block(session)
+        except BaseException:
+            await _close_after_error(session)
+            raise
+        await session.close()
+        return result
+
+    async def __aenter__(self) -> RawSession:
+        if self._block is not None:
+            raise TypeError("use either block= (and await) or `async with`, not both")
+        self._session = await _open(self._url, **self._options)
+        return self._session
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._session is not None
+        if exc_type is None:
+            await self._session.close()
+        else:
+            await _close_after_error(self._session)
+
+
+async def _close_after_error(session: RawSession) -> None:
+    try:
+        await asyncio.shield(session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR)))
+    except Exception:  # noqa: BLE001 - closing after an error must not hide the error
+        pass
+
+
+def web_socket_raw(url: str | None = None, *, block: Handler | None = None, **options: Any) -> _Connect:
+    """Open a raw session: `await web_socket_raw(..., block=handler)` runs `handler(session)`
+    and closes the session after it; `async with web_socket_raw(...) as session:` closes
+    on exit; `await web_socket_raw(...)` without `block` returns the open session."""
+    return _Connect(url, block, options)
+
+
+def ws_raw(url: str | None = None, *, block: Handler | None = None, **options: Any) -> _Connect:
+    """Short alias of `web_socket_raw`."""
+    return _Connect(url, block, options)
+
+
+def wss_raw(url: str | None = None, *, block: Handler | None = None, **options: Any) -> _Connect:
+    """`web_socket_raw` over TLS, always (default port 443; verification on unless `tls`
+    is a context that says otherwise)."""
+    options["secure"] = True
+    return _Connect(url, block, options)

@@ -1,0 +1,409 @@
+"""The embedded test server: a raw WebSocket server on the same frame layer.
+
+`server = await serve()` runs in the current event loop (a notebook's, a test's) and
+binds 127.0.0.1 unless told otherwise. Paths:
+
+| path | behaviour |
+|---|---|
+| `/echo` | echoes each data frame as it came (type, fin), answers Ping with Pong (same payload) and Close with Close |
+| `/sink` | reads everything, answers nothing until the client's Close (for heartbeat time-outs) |
+| `/ping?n=3&interval=0.2&timeout=1` | sends pings, reports each (as a Text frame) as answered or not |
+| `/fragments` | sends fragmented text and binary messages (a Ping between fragments), then `done` |
+| `/close?code=1000&reason=bye` | closes at once with that code and reason |
+| `/flood?n=1000&size=16&type=text` | sends n frames as fast as the client reads, then `flood done`, then echoes |
+| `/bad/<kind>` | a protocol violation: `masked`, `opcode`, `rsv`, `utf8`, `control`, `ping-fragmented`, `closecode`, `close-utf8`, `continuation`, `drop` |
+| `/status/<code>` | refuses the upgrade with that HTTP status (`/status/302` redirects to /echo) |
+| `/proto/<name>` | speaks `protocols.<name>` (codec messages, with version negotiation) |
+
+Everything the server does is on purpose: it is raw too (no automatic pongs except
+where a path says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .errors import HandshakeError, SessionClosed
+from .frames import Binary, Close, CloseReason, Frame, Ping, Pong, Text
+from .handshake import ServerHandshake, ServerRequest
+from .session import DEFAULT_MAX_QUEUE, RawSession, _SessionProtocol
+from .wire import encode_frame
+
+__all__ = ["EmbeddedServer", "serve"]
+
+log = logging.getLogger("rawws_nb.server")
+
+ServerHandler = Callable[[RawSession, ServerRequest], Awaitable[None]]
+
+MAX_SERVER_MESSAGE = 64 << 20
+
+
+# -- path handlers ---------------------------------------------------------------------
+
+
+async def echo(session: RawSession, request: ServerRequest) -> None:
+    """Echo data frames one by one keeping type and fin; Pong each Ping; Close on Close."""
+    receive = session.incoming.receive
+    send = session._send_frame
+    while True:
+        try:
+            frame = await receive()
+        except SessionClosed:
+            return
+        cls = type(frame)
+        if cls is Text or cls is Binary:
+            send(frame)
+            if session._write_paused:
+                await session._wait_drain()
+        elif cls is Ping:
+            send(Pong(frame.data))
+        elif cls is Close:
+            await session.close()
+            return
+
+
+async def sink(session: RawSession, request: ServerRequest) -> None:
+    """Read everything, answer nothing, until the client's Close."""
+    async for frame in session.incoming:
+        if isinstance(frame, Close):
+            await session.close()
+            return
+
+
+async def ping(session: RawSession, request: ServerRequest) -> None:
+    """Send `n` pings `interval` seconds apart; report each as a Text frame."""
+    q = request.query
+    n = int(q.get("n", 3))
+    interval = float(q.get("interval", 0.2))
+    timeout = float(q.get("timeout", 1.0))
+    pending: dict[bytes, asyncio.Future[None]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def reader() -> None:
+        async for frame in session.incoming:
+            if isinstance(frame, Pong) and frame.data in pending and not pending[frame.data].done():
+                pending[frame.data].set_result(None)
+            elif isinstance(frame, Ping):
+                await session.send(Pong(frame.data))
+            elif isinstance(frame, Close):
+                await session.close()
+                return
+
+    task = session.launch(reader())
+    for i in range(1, n + 1):
+        payload = b"server-ping-%d" % i
+        pending[payload] = loop.create_future()
+        start = loop.time()
+        try:
+            await session.send(Ping(payload))
+            await asyncio.wait_for(asyncio.shield(pending[payload]), timeout)
+            await session.send(Text(f"pong {payload.decode()} received after {(loop.time() - start) * 1000:.1f} ms"))
+        except TimeoutError:
+            await session.send(Text(f"no pong for {payload.decode()} within {timeout:g} s"))
+        except SessionClosed:
+            return
+        await asyncio.sleep(interval)
+    try:
+        await session.send(Text("ping done"))
+    except SessionClosed:
+        return
+    await task
+
+
+async def fragments(session: RawSession, request: ServerRequest) -> None:
+    """Send fragmented messages: text in three parts with a Ping in the middle, binary in two."""
+    await session.send(Text("Part 1 ", fin=False))
+    await session.send(Text("Part 2 ", fin=False))
+    await session.send(Ping(b"between-fragments"))
+    await session.send(Text("Part 3", fin=True))
+    await session.send(Binary(b"\x01\x02\x03", fin=False))
+    await session.send(Binary(b"\x04\x05", fin=True))
+    # A text message split inside a multi-byte character (valid as a whole).
+    snowman = "☃".encode()
+    await session.send(Text(b"snow" + snowman[:1], fin=False))
+    await session.send(Text(snowman[1:] + b"man", fin=True))
+    await session.send(Text("done"))
+    await echo(session, request)
+
+
+async def close(session: RawSession, request: ServerRequest) -> None:
+    """Close at once with `code` and `reason` from the query, then wait for the reply."""
+    q = request.query
+    code = int(q.get("code", 1000))
+    reason = q.get("reason", "")
+    try:
+        session._send_frame(Close(CloseReason(code, reason)))
+    except Exception:  # an invalid code on purpose: send it anyway
+        await session.send_raw(encode_frame(8, CloseReason(code, reason).encode(), mask=False))
+    await session.close()
+
+
+async def flood(session: RawSession, request: ServerRequest) -> None:
+    """Send `n` frames of `size` bytes as fast as the connection takes them."""
+    q = request.query
+    n = int(q.get("n", 1000))
+    size = int(q.get("size", 16))
+    kind = q.get("type", "text")
+    body = (b"x" * size) if kind == "text" else bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    cls = Text if kind == "text" else Binary
+    frame = cls(body)
+    send = session._send_frame
+    for _ in range(n):
+        try:
+            send(frame)
+        except SessionClosed:
+            return
+        if session._write_paused:
+            try:
+                await session._wait_drain()
+            except SessionClosed:
+                return
+    await session.send(Text("flood done"))
+    await echo(session, request)
+
+
+_BAD: dict[str, bytes] = {
+    "masked": encode_frame(1, b"masked by the server", mask=b"\x01\x02\x03\x04"),
+    "opcode": encode_frame(3, b"reserved opcode", mask=False),
+    "rsv": encode_frame(1, b"rsv1 without extension", rsv=4, mask=False),
+    "utf8": encode_frame(1, b"bad \xff\xfe utf-8", mask=False),
+    "control": encode_frame(9, b"p" * 126, mask=False),
+    "ping-fragmented": encode_frame(9, b"fragmented ping", fin=False, mask=False),
+    "closecode": encode_frame(8, (999).to_bytes(2, "big") + b"bad code", mask=False),
+    "close-utf8": encode_frame(8, (1000).to_bytes(2, "big") + b"\xff", mask=False),
+    "continuation": encode_frame(0, b"continuation without a message", mask=False),
+}
+
+
+async def bad(session: RawSession, request: ServerRequest) -> None:
+    """Send a hello, then one protocol violation, then wait for the client to react."""
+    kind = request.path.rsplit("/", 1)[-1]
+    await session.send(Text(f"about to send: {kind}"))
+    if kind == "drop":
+        # A frame header announcing 100 bytes, 10 of them, then the TCP connection ends.
+        await session.send_raw(encode_frame(2, bytes(100), mask=False)[:12])
+        assert session._transport is not None
+        session._transport.abort()
+        return
+    await session.send_raw(_BAD[kind])
+    try:
+        async with asyncio.timeout(5):
+            async for frame in session.incoming:
+                if isinstance(frame, Close):
+                    break
+    except (SessionClosed, TimeoutError):
+        pass
+    if session._transport is not None:
+        session._transport.close()
+
+
+async def proto(session: RawSession, request: ServerRequest) -> None:
+    """Serve one of the ready-made protocols in `protocols/`."""
+    name = request.path.rsplit("/", 1)[-1]
+    module = importlib.import_module(f"protocols.{name}")
+    await module.serve(session)
+
+
+ROUTES: dict[str, ServerHandler] = {
+    "/echo": echo,
+    "/": echo,
+    "/sink": sink,
+    "/ping": ping,
+    "/fragments": fragments,
+    "/close": close,
+    "/flood": flood,
+}
+
+
+def _route(path: str) -> ServerHandler | None:
+    if path in ROUTES:
+        return ROUTES[path]
+    if path.startswith("/bad/") and (path[5:] in _BAD or path[5:] == "drop"):
+        return bad
+    if path.startswith("/proto/") and path[7:].isidentifier():
+        try:
+            importlib.import_module(f"protocols.{path[7:]}")
+        except ImportError:
+            return None
+        return proto
+    return None
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+class _ServerProtocol(asyncio.Protocol):
+    def __init__(self, server: EmbeddedServer) -> None:
+        self.server = server
+        self.handshake = ServerHandshake()
+        self.transport: asyncio.Transport | None = None
+        self.session: RawSession | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            req = self.handshake.receive(data)
+        except HandshakeError as exc:
+            self._refuse(400, exc.reason)
+            return
+        if req is None:
+            return
+        if req.path.startswith("/status/"):
+            try:
+                status = int(req.path[8:])
+            except ValueError:
+                status = 400
+            headers = [("Location", "/echo")] if 300 <= status < 400 else []
+            self._refuse(status, f"refused with {status} on request", headers)
+            return
+        problem = self.handshake.problem()
+        if problem is not None:
+            self._refuse(400, problem)
+            return
+        handler = self.server.handlers.get(req.path) or _route(req.path)
+        if handler is None:
+            self._refuse(404, f"no such path: {req.path}")
+            return
+        url = f"{self.server.url}{req.target}"
+        session = RawSession(client=False, url=url, max_message_size=MAX_SERVER_MESSAGE,
+                             max_queue=DEFAULT_MAX_QUEUE, close_timeout=5.0, record=self.server.record)
+        subprotocol = req.subprotocols[0] if req.subprotocols else None
+        self.transport.write(self.handshake.accept(subprotocol))
+        session.subprotocol = subprotocol
+        session.request_headers = req.headers
+        session._attach(self.transport)
+        after = _SessionProtocol(session)
+        self.transport.set_protocol(after)
+        self.session = session
+        self.server._sessions.add(session)
+        task = asyncio.get_running_loop().create_task(self.server._run(handler, session, req))
+        self.server._tasks.add(task)
+        task.add_done_callback(self.server._tasks.discard)
+        if self.handshake.trailing:
+            session._on_data(self.handshake.trailing)
+
+    def _refuse(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+        assert self.transport is not None
+        try:
+            self.transport.write(self.handshake.reject(status, reason + "\n", headers))
+        except Exception:  # noqa: BLE001 - h11 refuses to answer some broken requests
+            pass
+        self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass
+
+
+class EmbeddedServer:
+    """A running embedded server (see the module docstring for its paths)."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, record: bool,
+                 handlers: dict[str, ServerHandler] | None) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.record = record
+        self.handlers: dict[str, ServerHandler] = dict(handlers or {})
+        self._server: asyncio.Server | None = None
+        self._sessions: set[RawSession] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.tls is not None else "ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _run(self, handler: ServerHandler, session: RawSession, request: ServerRequest) -> None:
+        try:
+            await handler(session, request)
+        except (SessionClosed, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("handler for %s failed", request.path)
+            try:
+                await session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR, "server handler failed"))
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            self._sessions.discard(session)
+            if session._transport is not None and session.state.value != "CLOSED":
+                # A handler that returns ends its connection.
+                session._transport.close()
+
+    async def close(self) -> None:
+        """Stop listening, end every connection and handler."""
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._sessions):
+            if session._transport is not None:
+                session._transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> EmbeddedServer:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedServer {self.url} sessions={len(self._sessions)}>"
+
+
+class _Serve:
+    """What `serve()` returns: await it for the server, or use it as `async with`."""
+
+    def __init__(self, server: EmbeddedServer) -> None:
+        self._server = server
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> EmbeddedServer:
+        await self._server._start()
+        return self._server
+
+    async def __aenter__(self) -> EmbeddedServer:
+        return await self._start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._server.close()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+    *,
+    record: bool = False,
+    handlers: dict[str, ServerHandler] | None = None,
+) -> _Serve:
+    """Start the embedded server in the running loop (`port=0`: pick a free port):
+    `server = await serve()` or `async with serve() as server:`.
+
+    `handlers` adds or overrides paths: `async def handler(session, request)`.
+    Server sessions do not record unless `record=True`.
+    """
+    return _Serve(EmbeddedServer(host, port, tls, record, handlers))

@@ -1,0 +1,334 @@
+"""The frame wire format: a fast writer, masking, and a sans-IO validating reader.
+
+`encode_frame` builds any frame, valid or not (reserved opcodes, rsv bits, unmasked
+client frames, oversized control frames): use it with `RawSession.send_raw` to test
+peers. `FrameReader` turns received bytes into frames and reports the peer's protocol
+violations as values (`Violation`), never as exceptions; it applies RFC 6455's checks
+(the same ones wsproto applies: see tests/test_wire.py, which compares the two) plus
+the size limits wsproto does not have.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .frames import FRAME_CLASSES, Frame, FrameType, _make, is_valid_close_code
+
+__all__ = [
+    "FrameReader",
+    "Violation",
+    "apply_mask",
+    "encode_frame",
+    "frame_header",
+]
+
+_pack_h = struct.Struct("!BBH").pack
+_pack_q = struct.Struct("!BBQ").pack
+_unpack_h = struct.Struct("!H").unpack_from
+_unpack_q = struct.Struct("!Q").unpack_from
+_from_bytes = int.from_bytes
+_NUMPY_MASK_THRESHOLD = 2048
+
+CONTROL_MAX = 125
+
+
+def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes | memoryview:
+    """XOR `data` with the 4-byte `mask` (RFC 6455 5.3). Masking is its own inverse.
+
+    Small payloads use one big-int XOR; large ones use numpy on 8-byte words and return
+    a memoryview over the result (no further copy).
+    """
+    n = len(data)
+    if n < _NUMPY_MASK_THRESHOLD:
+        if not n:
+            return b""
+        key = (mask * ((n >> 2) + 1))[:n]
+        return (_from_bytes(data, "little") ^ _from_bytes(key, "little")).to_bytes(n, "little")
+    src = np.frombuffer(data, dtype=np.uint8)
+    out = np.empty(n, dtype=np.uint8)
+    n8 = n & ~7
+    key64 = np.frombuffer(mask * 2, dtype=np.uint64)[0]
+    np.bitwise_xor(src[:n8].view(np.uint64), key64, out=out[:n8].view(np.uint64))
+    if n8 != n:
+        tail = n - n8
+        out[n8:] = src[n8:] ^ np.frombuffer((mask * 2)[:tail], dtype=np.uint8)
+    return memoryview(out)
+
+
+def frame_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None) -> bytes:
+    """The 2-14 byte header of a frame. `rsv` is a 3-bit int (rsv1 = 4)."""
+    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
+    mbit = 0x80 if mask is not None else 0
+    if length < 126:
+        head = bytes((b0, mbit | length))
+    elif length < 65536:
+        head = _pack_h(b0, mbit | 126, length)
+    else:
+        head = _pack_q(b0, mbit | 127, length)
+    return head + mask if mask is not None else head
+
+
+def encode_frame(
+    opcode: int,
+    payload: bytes | str = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bool | bytes = True,
+) -> bytes:
+    """One complete frame as bytes, with no validation at all.
+
+    `opcode` may be any 4-bit value (reserved ones included); `mask=True` draws a random
+    key, `mask=b"abcd"` uses that key, `mask=False` sends the payload unmasked (a
+    protocol violation from a client). Meant for `RawSession.send_raw`.
+    """
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if mask is True:
+        key: bytes | None = os.urandom(4)
+    elif mask is False or mask is None:
+        key = None
+    else:
+        key = bytes(mask)
+        if len(key) != 4:
+            raise ValueError("a mask key is 4 bytes")
+    body = bytes(apply_mask(payload, key)) if key is not None else bytes(payload)
+    return frame_header(opcode, len(payload), fin, rsv, key) + body
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A protocol violation by the peer, found by `FrameReader`.
+
+    `code` is the close code RFC 6455 prescribes (1002 protocol error, 1007 invalid
+    data, 1009 too big). The header fields describe the offending frame as far as it
+    was read; `payload` is None when the frame was rejected from its header alone.
+    """
+
+    code: int
+    reason: str
+    opcode: int | None = None
+    fin: bool | None = None
+    rsv: int = 0
+    length: int | None = None
+    payload: bytes | None = None
+
+
+# One parsed frame: (wire opcode, frame). The frame's class gives the message type.
+Parsed = tuple[int, Frame]
+
+
+class FrameReader:
+    """Sans-IO frame parser with RFC 6455 validation and size limits.
+
+    `feed(data)` returns `(frames, violation)`: the frames completed by `data`, as
+    `(wire_opcode, Frame)` pairs in order, and the first violation (after which the
+    reader accepts nothing more), or None. Partial frames are kept until complete;
+    one wire frame gives exactly one `Frame`.
+
+    `client=True` parses what a server sends (frames must be unmasked); `client=False`
+    parses what a client sends (frames must be masked). Checked: reserved opcodes,
+    rsv bits (no extension is negotiated), control frames fragmented or over 125 bytes,
+    continuation without a message and a new message inside one, UTF-8 of text
+    messages (incrementally, across fragments, so a bad sequence is reported at the
+    frame that contains it), Close payloads (length 1, invalid code, invalid UTF-8),
+    and `max_frame_size`/`max_message_size` (checked from the header, before the
+    payload is buffered).
+    """
+
+    __slots__ = (
+        "client",
+        "max_frame_size",
+        "max_message_size",
+        "_chunks",
+        "_chunks_len",
+        "_need",
+        "_msg_cls",
+        "_msg_size",
+        "_utf8",
+        "failed",
+    )
+
+    def __init__(self, *, client: bool = True, max_frame_size: int | None = None, max_message_size: int | None = None) -> None:
+        self.client = client
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self._chunks: list[bytes] = []
+        self._chunks_len = 0
+        self._need = 2
+        self._msg_cls: type[Frame] | None = None  # type of the fragmented message in progress
+        self._msg_size = 0
+        self._utf8: Any = None
+        self.failed: Violation | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return self._chunks_len
+
+    @property
+    def in_message(self) -> bool:
+        """True while a fragmented message is incomplete."""
+        return self._msg_cls is not None
+
+    def feed(self, data: bytes) -> tuple[list[Parsed], Violation | None]:
+        if self.failed is not None:
+            return [], None
+        if self._chunks:
+            self._chunks.append(data)
+            self._chunks_len += len(data)
+            if self._chunks_len < self._need:
+                return [], None
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._chunks_len = 0
+        out: list[Parsed] = []
+        violation = self._parse(data, out)
+        if violation is not None:
+            self.failed = violation
+            self._chunks = []
+            self._chunks_len = 0
+        return out, violation
+
+    def _parse(self, data: bytes, out: list[Parsed]) -> Violation | None:
+        pos = 0
+        end = len(data)
+        client = self.client
+        max_frame = self.max_frame_size
+        max_msg = self.max_message_size
+        append = out.append
+        while True:
+            avail = end - pos
+            if avail < 2:
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if avail < 4:
+                    self._keep(data, pos, 4)
+                    return None
+                (length,) = _unpack_h(data, pos + 2)
+                head = 4
+            elif length == 127:
+                if avail < 10:
+                    self._keep(data, pos, 10)
+                    return None
+                (length,) = _unpack_q(data, pos + 2)
+                head = 10
+                if length >> 63:
+                    return Violation(1002, "64-bit payload length has its most significant bit set", b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, length)
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            # Header checks: fail fast, before waiting for (or buffering) the payload.
+            if b0 & 0x70:
+                return Violation(1002, "rsv bits set but no extension was negotiated", opcode, bool(fin), (b0 >> 4) & 7, length)
+            if masked:
+                if client:
+                    return Violation(1002, "the server sent a masked frame", opcode, bool(fin), 0, length)
+            elif not client:
+                return Violation(1002, "the client sent an unmasked frame", opcode, bool(fin), 0, length)
+            if opcode >= 8:
+                if opcode > 0xA:
+                    return Violation(1002, f"reserved control opcode 0x{opcode:x}", opcode, bool(fin), 0, length)
+                if not fin:
+                    return Violation(1002, "fragmented control frame", opcode, False, 0, length)
+                if length > CONTROL_MAX:
+                    return Violation(1002, f"control frame payload of {length} bytes (max 125)", opcode, True, 0, length)
+                cls = FRAME_CLASSES[opcode]
+            else:
+                if opcode == 0:
+                    cls = self._msg_cls
+                    if cls is None:
+                        return Violation(1002, "continuation frame without a message to continue", 0, bool(fin), 0, length)
+                elif opcode <= 2:
+                    if self._msg_cls is not None:
+                        return Violation(1002, "new data frame inside a fragmented message (expected continuation)", opcode, bool(fin), 0, length)
+                    cls = FRAME_CLASSES[opcode]
+                    self._msg_size = 0
+                else:
+                    return Violation(1002, f"reserved data opcode 0x{opcode:x}", opcode, bool(fin), 0, length)
+                if max_frame is not None and length > max_frame:
+                    return Violation(1009, f"frame of {length} bytes exceeds max_frame_size={max_frame}", opcode, bool(fin), 0, length)
+                if max_msg is not None and self._msg_size + length > max_msg:
+                    return Violation(1009, f"message of {self._msg_size + length}+ bytes exceeds max_message_size={max_msg}", opcode, bool(fin), 0, length)
+            stop = pos + head + length
+            if stop > end:
+                self._keep(data, pos, head + length)
+                return None
+            if masked:
+                payload = bytes(apply_mask(data[pos + head : stop], data[pos + head - 4 : pos + head]))
+            else:
+                payload = data[pos + head : stop]
+            pos = stop
+            if opcode < 8:
+                if cls is FRAME_CLASSES[1]:
+                    v = self._check_text(payload, opcode, bool(fin))
+                    if v is not None:
+                        return v
+                if fin:
+                    self._msg_cls = None
+                else:
+                    self._msg_cls = cls
+                    self._msg_size += length
+                append((opcode, _make(cls, payload, fin != 0)))
+            else:
+                if opcode == 8:
+                    v = _check_close(payload)
+                    if v is not None:
+                        return v
+                append((opcode, _make(cls, payload)))
+        self._keep(data, pos, 2)
+        return None
+
+    def _keep(self, data: bytes, pos: int, need: int) -> None:
+        if pos < len(data):
+            rest = data[pos:] if pos else data
+            self._chunks = [rest]
+            self._chunks_len = len(rest)
+        self._need = need
+
+    def _check_text(self, payload: bytes, opcode: int, fin: bool) -> Violation | None:
+        decoder = self._utf8
+        try:
+            if decoder is None:
+                if fin:
+                    payload.decode("utf-8")
+                    return None
+                decoder = self._utf8 = _utf8_decoder()
+            decoder.decode(payload, fin)
+        except UnicodeDecodeError as exc:
+            self._utf8 = None
+            return Violation(1007, f"invalid UTF-8 in text message: {exc.reason} at byte {exc.start}", opcode, fin, 0, len(payload), payload)
+        if fin:
+            self._utf8 = None
+        return None
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _check_close(payload: bytes) -> Violation | None:
+    n = len(payload)
+    if n == 0:
+        return None
+    if n == 1:
+        return Violation(1002, "close frame with a 1-byte payload", FrameType.CLOSE, True, 0, 1, payload)
+    (code,) = _unpack_h(payload, 0)
+    if not is_valid_close_code(code):
+        return Violation(1002, f"close frame with invalid code {code}", FrameType.CLOSE, True, 0, n, payload)
+    try:
+        payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return Violation(1007, "close reason is not valid UTF-8", FrameType.CLOSE, True, 0, n, payload)
+    return None
