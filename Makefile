@@ -50,5 +50,10 @@ lint: venv
 bench: venv
 	$(PY) -m benchmarks.run
 
+# The Autobahn|Testsuite, all 301 non-compression cases; CASES="1.*,2.*" runs a subset.
+conformance: venv
+	bash .ci/autobahn/setup.sh
+	$(PY) -m tests.conformance.run --no-setup --report test-artifacts/conformance-full.md $(if $(CASES),--cases "$(CASES)")
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts

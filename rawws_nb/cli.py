@@ -1,8 +1,8 @@
 """`rawws-nb`: the embedded server, a terminal frame debugger, and the demo.
 
-    rawws-nb serve [--host 127.0.0.1] [--port 8765]
-    rawws-nb probe URL [--send TEXT] [--hex HEX] [--ping] [--count N] [--timeout S]
-    rawws-nb demo
+rawws-nb serve [--host 127.0.0.1] [--port 8765]
+rawws-nb probe URL [--send TEXT] [--hex HEX] [--ping] [--count N] [--timeout S]
+rawws-nb demo
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ async def _serve(host: str, port: int) -> None:
     from .server import serve
 
     server = await serve(host=host, port=port)
-    print(f"rawws-nb embedded server on {server.url} (paths: /echo /sink /ping /fragments /close /flood /bad/<kind> "
-          "/proto/<name>); Ctrl-C stops it", flush=True)
+    print(
+        f"rawws-nb embedded server on {server.url} (paths: /echo /sink /ping /fragments /close /flood /bad/<kind> "
+        "/proto/<name>); Ctrl-C stops it",
+        flush=True,
+    )
     try:
         await server.serve_forever()
     finally:
@@ -45,16 +48,19 @@ async def _probe(args: argparse.Namespace) -> int:
     from .connect import web_socket_raw_session
 
     try:
-        session = await web_socket_raw_session(args.url, open_timeout=args.timeout,
-                                               max_message_size=args.max_message_size)
+        session = await web_socket_raw_session(
+            args.url, open_timeout=args.timeout, max_message_size=args.max_message_size
+        )
     except HandshakeError as exc:
         print(f"handshake failed: {exc}", file=sys.stderr)
         return 2
     except (OSError, TimeoutError) as exc:
         print(f"cannot connect: {exc}", file=sys.stderr)
         return 2
-    print(f"{_stamp()} connected to {session.url}" + (f" (subprotocol {session.subprotocol})" if session.subprotocol
-                                                      else ""))
+    print(
+        f"{_stamp()} connected to {session.url}"
+        + (f" (subprotocol {session.subprotocol})" if session.subprotocol else "")
+    )
     outgoing: list[Frame] = []
     if args.send is not None:
         outgoing.append(Text(args.send))

@@ -144,8 +144,9 @@ async def _open(
     if secure is None and tls not in (None, False):
         secure = True
     target = _resolve(url, method, host, port, path, secure)
-    builder = RequestBuilder(method=method, url=target.url, headers=dict(headers or {}),
-                             subprotocols=list(subprotocols or []))
+    builder = RequestBuilder(
+        method=method, url=target.url, headers=dict(headers or {}), subprotocols=list(subprotocols or [])
+    )
     if request is not None:
         result = request(builder)
         if asyncio.iscoroutine(result):
@@ -247,7 +248,7 @@ class _Connect:
 async def _close_after_error(session: RawSession) -> None:
     try:
         await asyncio.shield(session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR)))
-    except Exception:  # noqa: BLE001 - closing after an error must not hide the error
+    except Exception:
         pass
 
 

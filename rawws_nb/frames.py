@@ -216,7 +216,9 @@ _set_rsv2 = Frame.rsv2.__set__  # type: ignore[attr-defined]
 _set_rsv3 = Frame.rsv3.__set__  # type: ignore[attr-defined]
 
 
-def _make(cls: type[Frame], data: bytes, fin: bool = True, rsv1: bool = False, rsv2: bool = False, rsv3: bool = False) -> Any:
+def _make(
+    cls: type[Frame], data: bytes, fin: bool = True, rsv1: bool = False, rsv2: bool = False, rsv3: bool = False
+) -> Any:
     """Build a frame without validation (the reader's fast path)."""
     frame = object.__new__(cls)
     _set_data(frame, data)

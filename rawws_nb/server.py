@@ -11,7 +11,7 @@ binds 127.0.0.1 unless told otherwise. Paths:
 | `/fragments` | sends fragmented text and binary messages (a Ping between fragments), then `done` |
 | `/close?code=1000&reason=bye` | closes at once with that code and reason |
 | `/flood?n=1000&size=16&type=text` | sends n frames as fast as the client reads, then `flood done`, then echoes |
-| `/bad/<kind>` | a protocol violation: `masked`, `opcode`, `rsv`, `utf8`, `control`, `ping-fragmented`, `closecode`, `close-utf8`, `continuation`, `drop` |
+| `/bad/<kind>` | one protocol violation (kinds: `BAD_KINDS`, and `drop`: TCP closed mid-frame) |
 | `/status/<code>` | refuses the upgrade with that HTTP status (`/status/302` redirects to /echo) |
 | `/proto/<name>` | speaks `protocols.<name>` (codec messages, with version negotiation) |
 
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import HandshakeError, SessionClosed
-from .frames import Binary, Close, CloseReason, Frame, Ping, Pong, Text
+from .frames import Binary, Close, CloseReason, Ping, Pong, Text
 from .handshake import ServerHandshake, ServerRequest
 from .session import DEFAULT_MAX_QUEUE, RawSession, _SessionProtocol
 from .wire import encode_frame
@@ -167,7 +167,7 @@ async def flood(session: RawSession, request: ServerRequest) -> None:
     await echo(session, request)
 
 
-_BAD: dict[str, bytes] = {
+BAD_KINDS: dict[str, bytes] = {
     "masked": encode_frame(1, b"masked by the server", mask=b"\x01\x02\x03\x04"),
     "opcode": encode_frame(3, b"reserved opcode", mask=False),
     "rsv": encode_frame(1, b"rsv1 without extension", rsv=4, mask=False),
@@ -190,7 +190,7 @@ async def bad(session: RawSession, request: ServerRequest) -> None:
         assert session._transport is not None
         session._transport.abort()
         return
-    await session.send_raw(_BAD[kind])
+    await session.send_raw(BAD_KINDS[kind])
     try:
         async with asyncio.timeout(5):
             async for frame in session.incoming:
@@ -223,7 +223,7 @@ ROUTES: dict[str, ServerHandler] = {
 def _route(path: str) -> ServerHandler | None:
     if path in ROUTES:
         return ROUTES[path]
-    if path.startswith("/bad/") and (path[5:] in _BAD or path[5:] == "drop"):
+    if path.startswith("/bad/") and (path[5:] in BAD_KINDS or path[5:] == "drop"):
         return bad
     if path.startswith("/proto/") and path[7:].isidentifier():
         try:
@@ -273,8 +273,14 @@ class _ServerProtocol(asyncio.Protocol):
             self._refuse(404, f"no such path: {req.path}")
             return
         url = f"{self.server.url}{req.target}"
-        session = RawSession(client=False, url=url, max_message_size=MAX_SERVER_MESSAGE,
-                             max_queue=DEFAULT_MAX_QUEUE, close_timeout=5.0, record=self.server.record)
+        session = RawSession(
+            client=False,
+            url=url,
+            max_message_size=MAX_SERVER_MESSAGE,
+            max_queue=DEFAULT_MAX_QUEUE,
+            close_timeout=5.0,
+            record=self.server.record,
+        )
         subprotocol = req.subprotocols[0] if req.subprotocols else None
         self.transport.write(self.handshake.accept(subprotocol))
         session.subprotocol = subprotocol
@@ -294,7 +300,7 @@ class _ServerProtocol(asyncio.Protocol):
         assert self.transport is not None
         try:
             self.transport.write(self.handshake.reject(status, reason + "\n", headers))
-        except Exception:  # noqa: BLE001 - h11 refuses to answer some broken requests
+        except Exception:
             pass
         self.transport.close()
 
@@ -305,8 +311,9 @@ class _ServerProtocol(asyncio.Protocol):
 class EmbeddedServer:
     """A running embedded server (see the module docstring for its paths)."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, record: bool,
-                 handlers: dict[str, ServerHandler] | None) -> None:
+    def __init__(
+        self, host: str, port: int, tls: ssl.SSLContext | None, record: bool, handlers: dict[str, ServerHandler] | None
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
@@ -336,7 +343,7 @@ class EmbeddedServer:
             log.exception("handler for %s failed", request.path)
             try:
                 await session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR, "server handler failed"))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         finally:
             self._sessions.discard(session)

@@ -59,7 +59,7 @@ class Incoming:
     `async for` ends quietly after a clean close and raises otherwise.
     """
 
-    __slots__ = ("_session", "_queue", "_waiters", "_end")
+    __slots__ = ("_end", "_queue", "_session", "_waiters")
 
     def __init__(self, session: RawSession) -> None:
         self._session = session
@@ -308,6 +308,8 @@ class RawSession:
         """
         if self.state is SessionState.CLOSED:
             return
+        # A launched task that closes the session is not cancelled by the end it causes.
+        self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
         if self._close_sent is None and self._transport is not None:
             if reason is None:
                 peer = self.close_reason
@@ -351,8 +353,12 @@ class RawSession:
         colour = {"OPEN": "#2a2", "CLOSING": "#c80", "CLOSED": "#888", "CONNECTING": "#48c"}[self.state.value]
         rec = self._recorder
         frames = f"{rec.total} frames recorded" if rec is not None else "recording off"
-        bits = [f"<b style='color:{colour}'>{self.state.value}</b>", html.escape(self.url), frames,
-                f"{len(self._queue)} waiting in incoming"]
+        bits = [
+            f"<b style='color:{colour}'>{self.state.value}</b>",
+            html.escape(self.url),
+            frames,
+            f"{len(self._queue)} waiting in incoming",
+        ]
         if self.subprotocol:
             bits.append(f"subprotocol {html.escape(self.subprotocol)}")
         if self.close_reason is not None:
@@ -495,7 +501,9 @@ class RawSession:
                 body = bytes(apply_mask(body, key))
             self._msg_seq += 1
             if pos + head + length > end or pos + head > end:
-                rec.add_error(t, TX | b0, body, length, self._msg_seq, f"send_raw: incomplete frame ({end - pos} bytes sent)")
+                rec.add_error(
+                    t, TX | b0, body, length, self._msg_seq, f"send_raw: incomplete frame ({end - pos} bytes sent)"
+                )
                 return
             rec.add(t, TX | b0, body, self._msg_seq)
             pos += head + length
@@ -615,11 +623,17 @@ class RawSession:
             op = violation.opcode if violation.opcode is not None else 0
             code = RX | (op & 0x0F) | (0x80 if violation.fin else 0) | ((violation.rsv & 7) << 4)
             self._recorder.add_error(
-                _time_ns(), code, violation.payload, violation.length or 0, self._msg_seq,
+                _time_ns(),
+                code,
+                violation.payload,
+                violation.length or 0,
+                self._msg_seq,
                 f"{violation.reason} (failing with {violation.code})",
             )
         exc_cls = MessageTooBig if violation.code == 1009 else PeerProtocolError
-        self.incoming._finish(exc_cls(CloseReason(violation.code, detail), clean=False, detail="peer protocol violation"))
+        self.incoming._finish(
+            exc_cls(CloseReason(violation.code, detail), clean=False, detail="peer protocol violation")
+        )
         if self._close_sent is None and self._transport is not None and not self._transport.is_closing():
             reason = violation.reason.encode("utf-8")[:123].decode("utf-8", "ignore")
             try:
@@ -633,12 +647,13 @@ class RawSession:
         self.state = SessionState.CLOSED
         if self._abort_handle is not None:
             self._abort_handle.cancel()
-        buffered = self._reader.buffered
-        if buffered and self._violation is None and self._recorder is not None:
+        partial = self._reader.partial() if self._violation is None else None
+        if partial is not None and self._recorder is not None:
             self._msg_seq += 1
+            op = partial.opcode or 0
+            code = RX | op | (0x80 if partial.fin else 0) | (partial.rsv << 4)
             self._recorder.add_error(
-                _time_ns(), RX, b"", buffered, self._msg_seq,
-                f"connection dropped in the middle of a frame ({buffered} bytes of it received)",
+                _time_ns(), code, partial.payload, partial.length or 0, self._msg_seq, partial.reason
             )
         if self._close_received:
             end = SessionClosed(self.close_reason or CloseReason(1005, ""), clean=True)

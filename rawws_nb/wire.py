@@ -143,19 +143,23 @@ class FrameReader:
     """
 
     __slots__ = (
-        "client",
-        "max_frame_size",
-        "max_message_size",
         "_chunks",
         "_chunks_len",
-        "_need",
         "_msg_cls",
         "_msg_size",
+        "_need",
+        "_pending_text",
         "_utf8",
+        "_validated",
+        "client",
         "failed",
+        "max_frame_size",
+        "max_message_size",
     )
 
-    def __init__(self, *, client: bool = True, max_frame_size: int | None = None, max_message_size: int | None = None) -> None:
+    def __init__(
+        self, *, client: bool = True, max_frame_size: int | None = None, max_message_size: int | None = None
+    ) -> None:
         self.client = client
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
@@ -165,6 +169,8 @@ class FrameReader:
         self._msg_cls: type[Frame] | None = None  # type of the fragmented message in progress
         self._msg_size = 0
         self._utf8: Any = None
+        self._validated = 0  # payload bytes of the pending text frame already UTF-8-checked
+        self._pending_text: tuple[int, bool] | None = None  # (opcode, fin) of a pending unmasked text frame
         self.failed: Violation | None = None
 
     @property
@@ -177,10 +183,58 @@ class FrameReader:
         """True while a fragmented message is incomplete."""
         return self._msg_cls is not None
 
+    def partial(self) -> Violation | None:
+        """The incomplete frame still buffered (when the connection ended mid-frame),
+        described as a 1006 `Violation`, or None when nothing is buffered."""
+        if not self._chunks_len:
+            return None
+        data = b"".join(self._chunks)
+        if len(data) < 2:
+            return Violation(
+                1006, f"connection dropped inside a frame header ({len(data)} byte)", None, None, 0, None, data
+            )
+        b0, b1 = data[0], data[1]
+        length, head = b1 & 0x7F, 2
+        if length == 126 and len(data) >= 4:
+            (length,), head = _unpack_h(data, 2), 4
+        elif length == 127 and len(data) >= 10:
+            (length,), head = _unpack_q(data, 2), 10
+        elif length >= 126:
+            return Violation(
+                1006,
+                f"connection dropped inside a frame header ({len(data)} bytes)",
+                b0 & 0x0F,
+                bool(b0 & 0x80),
+                (b0 >> 4) & 7,
+                None,
+                data,
+            )
+        if b1 & 0x80:
+            head += 4
+        got = max(len(data) - head, 0)
+        return Violation(
+            1006,
+            f"connection dropped in the middle of a frame ({got} of {length} payload bytes received)",
+            b0 & 0x0F,
+            bool(b0 & 0x80),
+            (b0 >> 4) & 7,
+            length,
+            data[head:],
+        )
+
     def feed(self, data: bytes) -> tuple[list[Parsed], Violation | None]:
         if self.failed is not None:
             return [], None
         if self._chunks:
+            if self._pending_text is not None:
+                # Fail fast: check the UTF-8 of a text frame's payload as it arrives.
+                room = self._need - self._chunks_len
+                v = self._validate_partial(data if room >= len(data) else data[:room], *self._pending_text)
+                if v is not None:
+                    self.failed = v
+                    self._chunks = []
+                    self._chunks_len = 0
+                    return [], v
             self._chunks.append(data)
             self._chunks_len += len(data)
             if self._chunks_len < self._need:
@@ -210,6 +264,24 @@ class FrameReader:
             b0 = data[pos]
             b1 = data[pos + 1]
             length = b1 & 0x7F
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            masked = b1 & 0x80
+            # Checks on the first two bytes: fail fast, before the rest of the header.
+            if b0 & 0x70 or (masked if client else not masked) or opcode in _BAD_OPCODES:
+                return self._header_violation(b0, b1)
+            if opcode >= 8:
+                if not fin or length > CONTROL_MAX:
+                    return self._header_violation(b0, b1)
+                cls = FRAME_CLASSES[opcode]
+            elif opcode == 0:
+                cls = self._msg_cls
+                if cls is None:
+                    return self._header_violation(b0, b1)
+            else:
+                if self._msg_cls is not None:
+                    return self._header_violation(b0, b1)
+                cls = FRAME_CLASSES[opcode]
             head = 2
             if length == 126:
                 if avail < 4:
@@ -217,6 +289,10 @@ class FrameReader:
                     return None
                 (length,) = _unpack_h(data, pos + 2)
                 head = 4
+                if length < 126:
+                    return Violation(
+                        1002, f"non-minimal 16-bit length encoding of {length}", opcode, bool(fin), 0, length
+                    )
             elif length == 127:
                 if avail < 10:
                     self._keep(data, pos, 10)
@@ -224,56 +300,58 @@ class FrameReader:
                 (length,) = _unpack_q(data, pos + 2)
                 head = 10
                 if length >> 63:
-                    return Violation(1002, "64-bit payload length has its most significant bit set", b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, length)
-            masked = b1 & 0x80
+                    return Violation(
+                        1002, "64-bit payload length has its most significant bit set", opcode, bool(fin), 0, length
+                    )
+                if length < 65536:
+                    return Violation(
+                        1002, f"non-minimal 64-bit length encoding of {length}", opcode, bool(fin), 0, length
+                    )
             if masked:
                 head += 4
-            opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            # Header checks: fail fast, before waiting for (or buffering) the payload.
-            if b0 & 0x70:
-                return Violation(1002, "rsv bits set but no extension was negotiated", opcode, bool(fin), (b0 >> 4) & 7, length)
-            if masked:
-                if client:
-                    return Violation(1002, "the server sent a masked frame", opcode, bool(fin), 0, length)
-            elif not client:
-                return Violation(1002, "the client sent an unmasked frame", opcode, bool(fin), 0, length)
-            if opcode >= 8:
-                if opcode > 0xA:
-                    return Violation(1002, f"reserved control opcode 0x{opcode:x}", opcode, bool(fin), 0, length)
-                if not fin:
-                    return Violation(1002, "fragmented control frame", opcode, False, 0, length)
-                if length > CONTROL_MAX:
-                    return Violation(1002, f"control frame payload of {length} bytes (max 125)", opcode, True, 0, length)
-                cls = FRAME_CLASSES[opcode]
-            else:
-                if opcode == 0:
-                    cls = self._msg_cls
-                    if cls is None:
-                        return Violation(1002, "continuation frame without a message to continue", 0, bool(fin), 0, length)
-                elif opcode <= 2:
-                    if self._msg_cls is not None:
-                        return Violation(1002, "new data frame inside a fragmented message (expected continuation)", opcode, bool(fin), 0, length)
-                    cls = FRAME_CLASSES[opcode]
+            if opcode < 8:
+                if opcode:
                     self._msg_size = 0
-                else:
-                    return Violation(1002, f"reserved data opcode 0x{opcode:x}", opcode, bool(fin), 0, length)
                 if max_frame is not None and length > max_frame:
-                    return Violation(1009, f"frame of {length} bytes exceeds max_frame_size={max_frame}", opcode, bool(fin), 0, length)
+                    return Violation(
+                        1009,
+                        f"frame of {length} bytes exceeds max_frame_size={max_frame}",
+                        opcode,
+                        bool(fin),
+                        0,
+                        length,
+                    )
                 if max_msg is not None and self._msg_size + length > max_msg:
-                    return Violation(1009, f"message of {self._msg_size + length}+ bytes exceeds max_message_size={max_msg}", opcode, bool(fin), 0, length)
+                    return Violation(
+                        1009,
+                        f"message of {self._msg_size + length}+ bytes exceeds max_message_size={max_msg}",
+                        opcode,
+                        bool(fin),
+                        0,
+                        length,
+                    )
             stop = pos + head + length
             if stop > end:
                 self._keep(data, pos, head + length)
+                if cls is _Text and not masked:
+                    self._pending_text = (opcode, fin != 0)
+                    start = pos + head + self._validated
+                    if end > start:
+                        return self._validate_partial(data[start:end], opcode, fin != 0)
                 return None
+            self._pending_text = None
             if masked:
                 payload = bytes(apply_mask(data[pos + head : stop], data[pos + head - 4 : pos + head]))
             else:
                 payload = data[pos + head : stop]
             pos = stop
             if opcode < 8:
-                if cls is FRAME_CLASSES[1]:
-                    v = self._check_text(payload, opcode, bool(fin))
+                if cls is _Text:
+                    if self._validated:
+                        v = self._check_text(payload[self._validated :], opcode, bool(fin))
+                        self._validated = 0
+                    else:
+                        v = self._check_text(payload, opcode, bool(fin))
                     if v is not None:
                         return v
                 if fin:
@@ -291,12 +369,57 @@ class FrameReader:
         self._keep(data, pos, 2)
         return None
 
+    def _header_violation(self, b0: int, b1: int) -> Violation:
+        """Describe what is wrong with a frame, judged from its first two bytes."""
+        opcode, fin, rsv, masked = b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, bool(b1 & 0x80)
+        short = b1 & 0x7F
+        length = short if short < 126 else None
+        if rsv:
+            reason = "rsv bits set but no extension was negotiated"
+        elif masked and self.client:
+            reason = "the server sent a masked frame"
+        elif not masked and not self.client:
+            reason = "the client sent an unmasked frame"
+        elif 3 <= opcode <= 7:
+            reason = f"reserved data opcode 0x{opcode:x}"
+        elif opcode > 0xA:
+            reason = f"reserved control opcode 0x{opcode:x}"
+        elif opcode >= 8 and not fin:
+            reason = "fragmented control frame"
+        elif opcode >= 8:
+            reason = "control frame payload of 126 bytes or more (max 125)"
+        elif opcode == 0:
+            reason = "continuation frame without a message to continue"
+        else:
+            reason = "new data frame inside a fragmented message (expected continuation)"
+        return Violation(1002, reason, opcode, fin, rsv, length)
+
     def _keep(self, data: bytes, pos: int, need: int) -> None:
         if pos < len(data):
             rest = data[pos:] if pos else data
             self._chunks = [rest]
             self._chunks_len = len(rest)
         self._need = need
+
+    def _validate_partial(self, chunk: bytes, opcode: int, fin: bool) -> Violation | None:
+        decoder = self._utf8
+        if decoder is None:
+            decoder = self._utf8 = _utf8_decoder()
+        try:
+            decoder.decode(chunk, False)
+        except UnicodeDecodeError as exc:
+            self._utf8 = None
+            return Violation(
+                1007,
+                f"invalid UTF-8 in text message: {exc.reason} (before the frame was complete)",
+                opcode,
+                fin,
+                0,
+                None,
+                chunk,
+            )
+        self._validated += len(chunk)
+        return None
 
     def _check_text(self, payload: bytes, opcode: int, fin: bool) -> Violation | None:
         decoder = self._utf8
@@ -309,13 +432,23 @@ class FrameReader:
             decoder.decode(payload, fin)
         except UnicodeDecodeError as exc:
             self._utf8 = None
-            return Violation(1007, f"invalid UTF-8 in text message: {exc.reason} at byte {exc.start}", opcode, fin, 0, len(payload), payload)
+            return Violation(
+                1007,
+                f"invalid UTF-8 in text message: {exc.reason} at byte {exc.start}",
+                opcode,
+                fin,
+                0,
+                len(payload),
+                payload,
+            )
         if fin:
             self._utf8 = None
         return None
 
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+_Text = FRAME_CLASSES[FrameType.TEXT]
+_BAD_OPCODES = frozenset((3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF))
 
 
 def _check_close(payload: bytes) -> Violation | None:

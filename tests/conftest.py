@@ -21,3 +21,29 @@ async def peer():
     await p.start()
     yield p
     await p.stop()
+
+
+@pytest.fixture(scope="session")
+def ca():
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def client_tls(ca):
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
+
+
+@pytest.fixture
+async def tls_server(ca):
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    async with rw.serve(tls=ctx) as srv:
+        yield srv

@@ -11,7 +11,11 @@ from rawws_nb.frames import hexdump
 
 
 def test_constructors_accept_both_ktor_and_python_argument_orders():
-    assert Frame.Binary(True, b"\x01\x00") == Frame.Binary(b"\x01\x00", fin=True) == Frame.Binary(fin=True, data=b"\x01\x00")
+    assert (
+        Frame.Binary(True, b"\x01\x00")
+        == Frame.Binary(b"\x01\x00", fin=True)
+        == Frame.Binary(fin=True, data=b"\x01\x00")
+    )
     assert Frame.Text(fin=False, data=b"Part 1 ") == Frame.Text("Part 1 ", fin=False)
     assert Frame.Text("héllo").data == "héllo".encode()
     assert Frame.Text(b"\xce", fin=False).data == b"\xce"  # a fragment may split a character

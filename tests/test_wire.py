@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -27,7 +28,7 @@ def parse_all(data: bytes, *, client: bool = True, chunks: list[int] | None = No
 
 def _split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 7, 8, 9, 125, 2047, 2048, 2049, 65536, 1 << 20])
@@ -56,7 +57,11 @@ def test_fragments_surface_with_their_message_type_and_wire_opcode():
     )
     frames, violation, _ = parse_all(wire)
     assert violation is None
-    assert [(op, type(f).__name__, f.fin) for op, f in frames] == [(1, "Text", False), (9, "Ping", True), (0, "Text", True)]
+    assert [(op, type(f).__name__, f.fin) for op, f in frames] == [
+        (1, "Text", False),
+        (9, "Ping", True),
+        (0, "Text", True),
+    ]
 
 
 def test_utf8_may_split_across_fragments_but_not_be_invalid():
@@ -89,7 +94,7 @@ def test_utf8_may_split_across_fragments_but_not_be_invalid():
     ],
 )
 def test_violations_are_values_with_the_rfc_close_code(wire, code, words):
-    frames, violation, reader = parse_all(wire)
+    _frames, violation, reader = parse_all(wire)
     assert violation is not None and violation.code == code and words in violation.reason
     assert reader.feed(encode_frame(1, b"more", mask=False)) == ([], None)  # nothing after a failure
 
@@ -105,7 +110,9 @@ def test_size_limits_are_checked_from_the_header_before_buffering():
     frames, violation = reader.feed(bytes([0x82, 127]) + (10_000_000).to_bytes(8, "big"))
     assert violation.code == 1009 and reader.buffered == 0
     reader = FrameReader(client=True, max_frame_size=1000, max_message_size=1500)
-    frames, violation = reader.feed(encode_frame(2, b"a" * 900, fin=False, mask=False) + encode_frame(0, b"b" * 900, mask=False))
+    frames, violation = reader.feed(
+        encode_frame(2, b"a" * 900, fin=False, mask=False) + encode_frame(0, b"b" * 900, mask=False)
+    )
     assert violation.code == 1009 and "max_message_size" in violation.reason and len(frames) == 1
 
 
@@ -206,9 +213,21 @@ def test_same_verdict_as_wsproto_on_valid_and_mutated_streams(specs, mutations):
     # wsproto rejects close code 1014 (registered by IANA since RFC 6455; we accept it).
     if their_code == 1002 and our_code is None and any(op == 8 and f.data[:2] == b"\x03\xf6" for op, f in ours):
         return
+    if violation is not None and their_code is None and violation.payload is None:
+        # We judge a frame from its first two bytes; wsproto waits for the whole header
+        # and the payload first. When the length is known, complete the frame for wsproto.
+        if violation.length is None or violation.length > 1 << 20:
+            return  # the stream ends inside the header: wsproto has no verdict yet
+        _, their_code = _wsproto_parse(data + bytes(violation.length or 0))
     assert our_code == their_code, (violation, data.hex())
-    # wsproto reports a continuation frame with its message's opcode, as our Frame types do.
-    assert [(int(f.type), f.data) for _, f in ours] == [(op, d) for op, d, _ in theirs][: len(ours)]
+    # wsproto reports a continuation frame with its message's opcode, as our Frame types do,
+    # and decodes text to str (a character split across frames moves to the later frame):
+    # compare text as one byte stream and everything else frame by frame.
+    theirs = theirs[: len(ours)]
+    assert [(int(f.type), f.data) for _, f in ours if f.type != 1] == [(op, d) for op, d, _ in theirs if op != 1]
+    our_text = b"".join(f.data for _, f in ours if f.type == 1)
+    their_text = b"".join(d for op, d, _ in theirs if op == 1)
+    assert our_text.startswith(their_text) and len(our_text) - len(their_text) < 4
     if our_code is None:
         assert len(ours) == len(theirs)
 

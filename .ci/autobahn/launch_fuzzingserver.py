@@ -1,4 +1,6 @@
 # -*- coding: utf-8 -*-
+# Python 2.7 code (it runs in the autobahntestsuite virtualenv): no py3-only rewrites.
+# ruff: noqa: UP009, UP010, UP031, I001
 """Run the Autobahn|Testsuite fuzzing server bound to 127.0.0.1 only (Python 2.7).
 
 `wstest -m fuzzingserver` listens on every interface (Autobahn's listenWS defaults to

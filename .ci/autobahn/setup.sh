@@ -18,6 +18,13 @@ STAMP="$VENV/.autobahntestsuite-$ATS_VERSION"
 
 log() { echo "[autobahn setup] $*" >&2; }
 
+# pip with the machine's own configuration, minus one warning per package about index
+# directories configured here that do not exist.
+quiet_pip() {
+    "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+    return "${PIPESTATUS[0]}"
+}
+
 installed() {
     [[ -f "$STAMP" && -x "$VENV/bin/python" && -x "$VENV/bin/wstest" ]] || return 1
     "$VENV/bin/python" - "$ATS_VERSION" <<'PY' >/dev/null 2>&1
@@ -55,14 +62,13 @@ if ! "$HELPER/bin/python" -c 'import virtualenv' 2>/dev/null; then
     log "creating helper venv $HELPER (virtualenv<20.22)"
     rm -rf "$HELPER"
     "$PY3" -m venv "$HELPER"
-    "$HELPER/bin/python" -m pip install --quiet --disable-pip-version-check 'virtualenv<20.22'
+    quiet_pip "$HELPER/bin/python" -m pip install --quiet --disable-pip-version-check 'virtualenv<20.22'
 fi
 
 log "creating Python 2.7 venv $VENV with $PY2"
 rm -rf "$VENV"
 "$HELPER/bin/python" -m virtualenv --quiet -p "$PY2" "$VENV"
-# The machine-wide pip constraints file is for Python 3 wheels: don't apply it here.
-PIP_CONSTRAINT= PIP_CONFIG_FILE=/dev/null "$VENV/bin/python" -m pip install --quiet \
+quiet_pip "$VENV/bin/python" -m pip install --quiet \
     --disable-pip-version-check --no-python-version-warning \
     "autobahntestsuite==$ATS_VERSION"
 touch "$STAMP"

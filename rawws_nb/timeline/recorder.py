@@ -35,19 +35,19 @@ class Recorder:
     """Columns of recorded frames. `add` is the hot path; `to_dataframe` builds the view."""
 
     __slots__ = (
-        "capacity",
-        "payload_cap",
-        "dropped",
-        "_t",
+        "_base",
         "_code",
+        "_codecs",
+        "_decoded",
+        "_errors",
         "_len",
         "_msg",
         "_payload",
-        "_base",
-        "_errors",
-        "_codecs",
-        "_decoded",
+        "_t",
         "_t0",
+        "capacity",
+        "dropped",
+        "payload_cap",
     )
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, payload_cap: int = DEFAULT_PAYLOAD_CAP, t0: int = 0) -> None:
@@ -205,7 +205,9 @@ class Recorder:
         }
         return pd.DataFrame(data, index=pd.RangeIndex(base, base + n, name="frame"))
 
-    def _decode_binary(self, opcode: np.ndarray, code: np.ndarray, payload: np.ndarray, length: np.ndarray, n: int) -> None:
+    def _decode_binary(
+        self, opcode: np.ndarray, code: np.ndarray, payload: np.ndarray, length: np.ndarray, n: int
+    ) -> None:
         from ..codec import decode_for_timeline
 
         base = self._base

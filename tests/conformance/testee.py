@@ -40,6 +40,7 @@ MiB = 1 << 20
 # only limits how far the reader runs ahead.
 SESSION_OPTIONS: dict = {
     "max_message_size": 64 * MiB,
+    "max_frame_size": 64 * MiB,
     "max_queue": 4096,
     "record": False,
 }
@@ -82,7 +83,11 @@ async def _answer_close(session, reason: CloseReason | None) -> None:
 
 async def _echo_until_closed(session, outcome: CaseOutcome) -> None:
     async def send(frame: Frame) -> None:
-        await session.send(frame)
+        try:
+            await session.send(frame)
+        except SessionClosed as exc:
+            outcome.ended = f"{type(frame).__name__} reply refused, session already ended: {_describe_closed(exc)}"
+            raise
         outcome.tx[type(frame).__name__] += 1
 
     while True:
@@ -127,7 +132,7 @@ async def run_case(base_url: str, index: int, agent: str, timeout: float = 60.0)
         outcome.error = f"case did not end within {timeout:g} s"
     except SessionClosed as exc:  # ended while opening or while answering
         outcome.ended = outcome.ended or _describe_closed(exc)
-    except Exception as exc:  # noqa: BLE001 - report it, go on with the next case
+    except Exception as exc:  # report it, go on with the next case
         outcome.error = f"{type(exc).__name__}: {exc}"
     if outcome.error and session is not None:
         with contextlib.suppress(Exception):

@@ -1,0 +1,57 @@
+"""The quick part of the Autobahn|Testsuite conformance run, inside `make test`.
+
+Sections 1-7 and 10 (247 cases, about 10-15 s); `make conformance` runs all 301
+(adding section 9, limits and performance). The summary table goes to the terminal
+(even with output capture on) and to test-artifacts/conformance.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from . import run
+
+ARTIFACT = run.ROOT / "test-artifacts" / "conformance.md"
+
+
+def _python27_available() -> bool:
+    candidates = [
+        os.environ.get("PYTHON2"),
+        str(Path.home() / ".pyenv/versions/2.7.18/bin/python2.7"),
+        shutil.which("python2.7"),
+        shutil.which("python2"),
+    ]
+    return any(c and os.access(c, os.X_OK) for c in candidates) or run.VENV_PYTHON.exists()
+
+
+@pytest.mark.timeout(300)
+def test_autobahn_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not _python27_available():
+        pytest.skip("the Autobahn|Testsuite needs CPython 2.7 (set PYTHON2=/path/to/python2.7)")
+    try:
+        run.ensure_suite()
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f".ci/autobahn/setup.sh failed with exit code {exc.returncode}")
+
+    result = run.run_conformance(
+        cases=run.QUICK_CASES,
+        agent="rawws_nb",
+        outdir=tmp_path / "autobahn",
+        setup=False,
+        log=lambda *_: None,
+    )
+    text = result.markdown()
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    ARTIFACT.write_text(text)
+    with capsys.disabled():
+        print("\n\n" + text)
+
+    assert len(result.cases) == 247, f"expected 247 cases in sections 1-7 and 10, got {len(result.cases)}"
+    assert not result.failed, "Autobahn cases FAILED or without result:\n" + "\n".join(
+        run.describe_case(c) for c in result.failed
+    )
