@@ -133,17 +133,25 @@ class Recorder:
 
     # -- the DataFrame view ---------------------------------------------------------
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Build the timeline DataFrame (schema in `rawws_nb.timeline.schema`)."""
-        n = len(self._t)
-        t_ns = np.frombuffer(self._t, dtype=np.int64, count=n).copy()
-        code = np.frombuffer(self._code, dtype=np.uint16, count=n).copy()
-        length = np.frombuffer(self._len, dtype=np.int64, count=n).copy()
-        message = np.frombuffer(self._msg, dtype=np.int64, count=n).copy()
+    def tail(self, n: int) -> pd.DataFrame:
+        """The last `n` recorded frames as a timeline DataFrame (cheap for small `n`)."""
+        return self.to_dataframe(since=max(self.total - n, self._base))
+
+    def to_dataframe(self, since: int | None = None) -> pd.DataFrame:
+        """Build the timeline DataFrame (schema in `rawws_nb.timeline.schema`).
+
+        `since` is an absolute row number (the DataFrame's index): only rows from there on.
+        """
+        skip = 0 if since is None else min(max(since - self._base, 0), len(self._t))
+        n = len(self._t) - skip
+        t_ns = np.frombuffer(self._t, dtype=np.int64)[skip : skip + n].copy()
+        code = np.frombuffer(self._code, dtype=np.uint16)[skip : skip + n].copy()
+        length = np.frombuffer(self._len, dtype=np.int64)[skip : skip + n].copy()
+        message = np.frombuffer(self._msg, dtype=np.int64)[skip : skip + n].copy()
         payload = np.empty(n, dtype=object)
-        payload[:] = self._payload[:n]
+        payload[:] = self._payload[skip : skip + n]
         opcode = (code & 0x0F).astype(np.int8)
-        base = self._base
+        base = self._base + skip
 
         # Text previews for text frames and the continuations of text messages.
         is_text = opcode == 1
@@ -174,7 +182,7 @@ class Recorder:
         msg_type = np.full(n, None, dtype=object)
         fields = np.full(n, None, dtype=object)
         if self._codecs:
-            self._decode_binary(opcode, code, payload, length, n)
+            self._decode_binary(opcode, code, payload, length, base)
             for row, (name, flds, err) in self._decoded.items():
                 i = row - base
                 if 0 <= i < n:
@@ -183,7 +191,7 @@ class Recorder:
                     if err is not None and error[i] is None:
                         error[i] = err
 
-        t0 = self._t0 or (int(t_ns[0]) if n else 0)
+        t0 = self._t0 or (int(self._t[0]) if len(self._t) else 0)
         data = {
             "t": pd.DatetimeIndex(t_ns.view("datetime64[ns]")).tz_localize("UTC"),
             "t_rel": (t_ns - t0) / 1e9,
