@@ -42,6 +42,9 @@ _perf = time.perf_counter
 _MASK_POOL = 4096
 
 
+_FAILURE = object()  # marks, in `incoming`, where a peer violation was detected
+
+
 class SessionState(enum.Enum):
     CONNECTING = "CONNECTING"
     OPEN = "OPEN"
@@ -89,6 +92,9 @@ class Incoming:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         frame = queue.popleft()
+        if frame is _FAILURE:
+            self._session._fail_now()
+            raise self._end  # type: ignore[misc]
         session = self._session
         if session._reading_paused and len(queue) <= session._resume_at:
             session._resume_reading()
@@ -98,6 +104,9 @@ class Incoming:
         """The next frame if one is waiting, else None (raises once the session ended)."""
         if self._queue:
             frame = self._queue.popleft()
+            if frame is _FAILURE:
+                self._session._fail_now()
+                raise self._end  # type: ignore[misc]
             session = self._session
             if session._reading_paused and len(self._queue) <= session._resume_at:
                 session._resume_reading()
@@ -187,6 +196,9 @@ class RawSession:
         self._mask_pool = b""
         self._mask_pos = _MASK_POOL
         self._violation: Violation | None = None
+        self._failure: SessionClosed | None = None
+        self._fail_handle: asyncio.TimerHandle | None = None
+        self._failed = False
         self._abort_handle: asyncio.TimerHandle | None = None
         self.protocol: Any = None
         self._protocol_version: Any = None
@@ -615,9 +627,14 @@ class RawSession:
             self._transport.resume_reading()
 
     def _fail(self, violation: Violation) -> None:
-        """Fail the connection after a peer violation (RFC 6455 7.1.7)."""
+        """A peer violation (RFC 6455 7.1.7), recorded now.
+
+        Invalid UTF-8 (1007) fails the connection at once: the message it belongs to is
+        invalid, so nothing should answer its earlier fragments. Framing violations
+        (1002, 1009) fail when the consumer reaches them in `incoming`, so the frames
+        that came before are delivered and can still be answered (or after
+        `close_timeout` if nobody reads)."""
         self._violation = violation
-        detail = violation.reason
         if self._recorder is not None:
             self._msg_seq += 1
             op = violation.opcode if violation.opcode is not None else 0
@@ -631,17 +648,33 @@ class RawSession:
                 f"{violation.reason} (failing with {violation.code})",
             )
         exc_cls = MessageTooBig if violation.code == 1009 else PeerProtocolError
-        self.incoming._finish(
-            exc_cls(CloseReason(violation.code, detail), clean=False, detail="peer protocol violation")
+        self._failure = exc_cls(
+            CloseReason(violation.code, violation.reason), clean=False, detail="peer protocol violation"
         )
-        if self._close_sent is None and self._transport is not None and not self._transport.is_closing():
-            reason = violation.reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+        if self._queue and violation.code != 1007:
+            self._queue.append(_FAILURE)  # type: ignore[arg-type]
+            self._fail_handle = self._loop.call_later(self.close_timeout or 0, self._fail_now)
+        else:
+            self._fail_now()
+
+    def _fail_now(self) -> None:
+        """Fail the connection: send Close with the violation's code, close TCP."""
+        failure = self._failure
+        if failure is None or self._failed:
+            return
+        self._failed = True
+        if self._fail_handle is not None:
+            self._fail_handle.cancel()
+        self.incoming._finish(failure)
+        transport = self._transport
+        if self._close_sent is None and transport is not None and not transport.is_closing():
+            reason = failure.reason.message.encode("utf-8")[:123].decode("utf-8", "ignore")
             try:
-                self._send_frame(Close(CloseReason(violation.code, reason)))
+                self._send_frame(Close(CloseReason(failure.code, reason)))
             except SessionClosed:
                 pass
-        if self._transport is not None:
-            self._transport.close()
+        if transport is not None:
+            transport.close()
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         self.state = SessionState.CLOSED
@@ -655,7 +688,12 @@ class RawSession:
             self._recorder.add_error(
                 _time_ns(), code, partial.payload, partial.length or 0, self._msg_seq, partial.reason
             )
-        if self._close_received:
+        if self._fail_handle is not None:
+            self._fail_handle.cancel()
+        if self._failure is not None:
+            end = self._failure
+            self._failed = True
+        elif self._close_received:
             end = SessionClosed(self.close_reason or CloseReason(1005, ""), clean=True)
         else:
             why = "connection dropped without a Close frame"

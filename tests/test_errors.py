@@ -204,3 +204,49 @@ async def test_self_signed_server_is_rejected_by_default_and_accepted_with_its_c
         await session.send("over tls")
         assert (await session.incoming.receive()).read_text() == "over tls"
     assert tls_server.url.startswith("wss://127.0.0.1:")
+
+
+async def _hello_then_violation(session, request):
+    await session.send_raw(rw.encode_frame(1, b"hello", mask=False) + rw.encode_frame(3, b"bad", mask=False))
+    seen = []
+    try:
+        async for frame in session.incoming:
+            seen.append(frame)
+    except SessionClosed:
+        pass
+    request_log.append(seen)
+
+
+request_log: list = []
+
+
+async def test_a_violation_fails_the_connection_in_order_so_earlier_frames_can_be_answered():
+    request_log.clear()
+    async with rw.serve(handlers={"/x": _hello_then_violation}) as srv:
+        session = await rw.web_socket_raw_session(srv.url + "/x")
+        hello = await asyncio.wait_for(session.incoming.receive(), 2)
+        assert hello == Frame.Text("hello")
+        await session.send(Frame.Text("echo: hello"))  # still possible: the failure comes next
+        with pytest.raises(PeerProtocolError, match="reserved data opcode"):
+            await session.incoming.receive()
+        await asyncio.wait_for(session.wait_closed(), 2)
+        for _ in range(100):
+            if request_log:
+                break
+            await asyncio.sleep(0.01)
+    assert [repr(f) for f in request_log[0]] == [
+        "TEXT 'echo: hello' [11 bytes]",
+        "CLOSE 1002 (PROTOCOL_ERROR) 'reserved data opcode 0x3' [26 bytes]",
+    ]
+    df = session.timeline
+    assert list(df.dir) == ["rx", "rx", "tx", "tx"] and df.error.iloc[1].startswith("reserved data opcode")
+
+
+async def test_a_violation_nobody_reads_still_fails_after_close_timeout():
+    async with rw.serve(handlers={"/x": _hello_then_violation}) as srv:
+        session = await rw.web_socket_raw_session(srv.url + "/x", close_timeout=0.2)
+        await asyncio.wait_for(session.wait_closed(), 2)
+        assert session.state is rw.SessionState.CLOSED
+        assert await session.incoming.receive() == Frame.Text("hello")  # nothing is lost
+        with pytest.raises(PeerProtocolError):
+            await session.incoming.receive()
