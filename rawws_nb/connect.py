@@ -186,6 +186,15 @@ async def _open(
         if transport is not None:
             transport.abort()
         raise TimeoutError(f"opening {target.url} took longer than open_timeout={open_timeout}s") from None
+    except ssl.SSLCertVerificationError as exc:
+        hint = (
+            "; pass tls=ssl_context that trusts the server's CA (verification stays on)"
+            if exc.verify_code in (18, 19, 20, 21)
+            else ""
+        )
+        raise ssl.SSLCertVerificationError(
+            exc.errno, f"TLS certificate of {target.host}:{target.port} rejected: {exc.verify_message}{hint}"
+        ) from exc
     except BaseException:
         if transport is not None:
             transport.abort()
