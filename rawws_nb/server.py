@@ -188,6 +188,7 @@ async def bad(session: RawSession, request: ServerRequest) -> None:
         # A frame header announcing 100 bytes, 10 of them, then the TCP connection ends.
         await session.send_raw(encode_frame(2, bytes(100), mask=False)[:12])
         assert session._transport is not None
+        session._uncork()  # the partial frame goes out, then the connection is cut
         session._transport.abort()
         return
     await session.send_raw(BAD_KINDS[kind])
@@ -199,7 +200,7 @@ async def bad(session: RawSession, request: ServerRequest) -> None:
     except (SessionClosed, TimeoutError):
         pass
     if session._transport is not None:
-        session._transport.close()
+        session._close_transport()
 
 
 async def proto(session: RawSession, request: ServerRequest) -> None:
@@ -349,7 +350,7 @@ class EmbeddedServer:
             self._sessions.discard(session)
             if session._transport is not None and session.state.value != "CLOSED":
                 # A handler that returns ends its connection.
-                session._transport.close()
+                session._close_transport()
 
     async def close(self) -> None:
         """Stop listening, end every connection and handler."""

@@ -40,6 +40,7 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 _time_ns = time.time_ns
 _perf = time.perf_counter
 _MASK_POOL = 4096
+_DIRECT_WRITE = 16384
 
 
 _FAILURE = object()  # marks, in `incoming`, where a peer violation was detected
@@ -178,7 +179,7 @@ class RawSession:
         self.incoming = Incoming(self)
         self._queue = self.incoming._queue
         self._transport: asyncio.Transport | None = None
-        self._write: Any = None
+        self._cork: list[bytes] | None = None  # writes batched until the loop's next turn
         self._close_sent: CloseReason | None = None
         self._close_received = False
         self._peer_close: asyncio.Future[None] = self._loop.create_future()
@@ -269,9 +270,9 @@ class RawSession:
     async def send_raw(self, data: bytes) -> None:
         """Write `data` to the socket as-is (crafted frames, valid or not) and record
         the frames it contains (best effort: a partial frame is recorded as such)."""
-        transport = self._require_transport()
+        self._require_transport()
         data = bytes(data)
-        transport.write(data)
+        self._write(data)
         if self._recorder is not None:
             self._record_raw(data)
         if self._write_paused:
@@ -487,6 +488,38 @@ class RawSession:
                 write(head)
                 write(payload)
 
+    def _write(self, data: bytes | memoryview) -> None:
+        """Write to the transport, batching: the first write of a loop turn goes out at
+        once (no added latency), later ones in the same turn are joined and written at
+        the next turn (one syscall for many pipelined frames). Large writes are never
+        copied into the batch."""
+        cork = self._cork
+        if cork is None:
+            self._transport.write(data)  # type: ignore[union-attr]
+            self._cork = []
+            self._loop.call_soon(self._uncork)
+        elif len(data) >= _DIRECT_WRITE:
+            if cork:
+                self._transport.write(b"".join(cork))  # type: ignore[union-attr]
+                cork.clear()
+            self._transport.write(data)  # type: ignore[union-attr]
+        else:
+            cork.append(data)  # type: ignore[arg-type]
+
+    def _uncork(self) -> None:
+        cork = self._cork
+        self._cork = None
+        if cork:
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
+
+    def _close_transport(self) -> None:
+        """Close the TCP connection after everything written so far."""
+        self._uncork()
+        if self._transport is not None:
+            self._transport.close()
+
     def _record_raw(self, data: bytes) -> None:
         """Record crafted bytes frame by frame, without judging them."""
         rec = self._recorder
@@ -541,7 +574,6 @@ class RawSession:
 
     def _attach(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._write = transport.write
         self.state = SessionState.OPEN
 
     def _on_data(self, data: bytes) -> None:
@@ -612,7 +644,7 @@ class RawSession:
         if transport is None:
             return
         if not self.client:
-            transport.close()
+            self._close_transport()
         elif self.close_timeout is not None and self._abort_handle is None:
             self._abort_handle = self._loop.call_later(self.close_timeout, transport.abort)
 
@@ -673,8 +705,7 @@ class RawSession:
                 self._send_frame(Close(CloseReason(failure.code, reason)))
             except SessionClosed:
                 pass
-        if transport is not None:
-            transport.close()
+        self._close_transport()
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         self.state = SessionState.CLOSED
@@ -730,7 +761,7 @@ class RawSession:
         except TimeoutError:
             transport.abort()
         if not transport.is_closing():
-            transport.close()
+            self._close_transport()
         try:
             async with asyncio.timeout(1.0):
                 await asyncio.shield(self._lost)
