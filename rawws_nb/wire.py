@@ -36,6 +36,7 @@ _from_bytes = int.from_bytes
 _NUMPY_MASK_THRESHOLD = 2048
 
 CONTROL_MAX = 125
+_BIG_FRAME = 65536  # pending frames from this size on are assembled without an extra copy
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes | memoryview:
@@ -143,6 +144,7 @@ class FrameReader:
     """
 
     __slots__ = (
+        "_big",
         "_chunks",
         "_chunks_len",
         "_msg_cls",
@@ -171,6 +173,7 @@ class FrameReader:
         self._utf8: Any = None
         self._validated = 0  # payload bytes of the pending text frame already UTF-8-checked
         self._pending_text: tuple[int, bool] | None = None  # (opcode, fin) of a pending unmasked text frame
+        self._big: tuple[Any, ...] | None = None  # header of a pending large unmasked frame
         self.failed: Violation | None = None
 
     @property
@@ -239,18 +242,34 @@ class FrameReader:
             self._chunks_len += len(data)
             if self._chunks_len < self._need:
                 return [], None
-            data = b"".join(self._chunks)
+            first = None
+            if self._big is not None:
+                # A large frame is complete: join its payload straight out of the chunks
+                # (one copy), without first joining the header and the next frame's bytes.
+                opcode, fin, cls, head, length = self._big
+                self._big = None
+                chunks = self._chunks
+                last = chunks[-1]
+                k = len(last) - (self._chunks_len - self._need)
+                payload = b"".join([memoryview(chunks[0])[head:], *chunks[1:-1], memoryview(last)[:k]])
+                first = (opcode, fin, cls, payload, length)
+                data = last[k:]
+            else:
+                data = b"".join(self._chunks)
             self._chunks = []
             self._chunks_len = 0
-        out: list[Parsed] = []
-        violation = self._parse(data, out)
+            out: list[Parsed] = []
+            violation = self._parse(data, out, first)
+        else:
+            out = []
+            violation = self._parse(data, out, None)
         if violation is not None:
             self.failed = violation
             self._chunks = []
             self._chunks_len = 0
         return out, violation
 
-    def _parse(self, data: bytes, out: list[Parsed]) -> Violation | None:
+    def _parse(self, data: bytes, out: list[Parsed], first: tuple[Any, ...] | None) -> Violation | None:
         pos = 0
         end = len(data)
         client = self.client
@@ -258,93 +277,100 @@ class FrameReader:
         max_msg = self.max_message_size
         append = out.append
         while True:
-            avail = end - pos
-            if avail < 2:
-                break
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            opcode = b0 & 0x0F
-            fin = b0 & 0x80
-            masked = b1 & 0x80
-            # Checks on the first two bytes: fail fast, before the rest of the header.
-            if b0 & 0x70 or (masked if client else not masked) or opcode in _BAD_OPCODES:
-                return self._header_violation(b0, b1)
-            if opcode >= 8:
-                if not fin or length > CONTROL_MAX:
-                    return self._header_violation(b0, b1)
-                cls = FRAME_CLASSES[opcode]
-            elif opcode == 0:
-                cls = self._msg_cls
-                if cls is None:
-                    return self._header_violation(b0, b1)
+            if first is not None:  # a large frame whose payload feed() assembled
+                opcode, fin, cls, payload, length = first
+                first = None
+                self._pending_text = None
             else:
-                if self._msg_cls is not None:
+                avail = end - pos
+                if avail < 2:
+                    break
+                b0 = data[pos]
+                b1 = data[pos + 1]
+                length = b1 & 0x7F
+                opcode = b0 & 0x0F
+                fin = b0 & 0x80
+                masked = b1 & 0x80
+                # Checks on the first two bytes: fail fast, before the rest of the header.
+                if b0 & 0x70 or (masked if client else not masked) or opcode in _BAD_OPCODES:
                     return self._header_violation(b0, b1)
-                cls = FRAME_CLASSES[opcode]
-            head = 2
-            if length == 126:
-                if avail < 4:
-                    self._keep(data, pos, 4)
+                if opcode >= 8:
+                    if not fin or length > CONTROL_MAX:
+                        return self._header_violation(b0, b1)
+                    cls = FRAME_CLASSES[opcode]
+                elif opcode == 0:
+                    cls = self._msg_cls
+                    if cls is None:
+                        return self._header_violation(b0, b1)
+                else:
+                    if self._msg_cls is not None:
+                        return self._header_violation(b0, b1)
+                    cls = FRAME_CLASSES[opcode]
+                head = 2
+                if length == 126:
+                    if avail < 4:
+                        self._keep(data, pos, 4)
+                        return None
+                    (length,) = _unpack_h(data, pos + 2)
+                    head = 4
+                    if length < 126:
+                        return Violation(
+                            1002, f"non-minimal 16-bit length encoding of {length}", opcode, bool(fin), 0, length
+                        )
+                elif length == 127:
+                    if avail < 10:
+                        self._keep(data, pos, 10)
+                        return None
+                    (length,) = _unpack_q(data, pos + 2)
+                    head = 10
+                    if length >> 63:
+                        return Violation(
+                            1002, "64-bit payload length has its most significant bit set", opcode, bool(fin), 0, length
+                        )
+                    if length < 65536:
+                        return Violation(
+                            1002, f"non-minimal 64-bit length encoding of {length}", opcode, bool(fin), 0, length
+                        )
+                if masked:
+                    head += 4
+                if opcode < 8:
+                    if opcode:
+                        self._msg_size = 0
+                    if max_frame is not None and length > max_frame:
+                        return Violation(
+                            1009,
+                            f"frame of {length} bytes exceeds max_frame_size={max_frame}",
+                            opcode,
+                            bool(fin),
+                            0,
+                            length,
+                        )
+                    if max_msg is not None and self._msg_size + length > max_msg:
+                        return Violation(
+                            1009,
+                            f"message of {self._msg_size + length}+ bytes exceeds max_message_size={max_msg}",
+                            opcode,
+                            bool(fin),
+                            0,
+                            length,
+                        )
+                stop = pos + head + length
+                if stop > end:
+                    self._keep(data, pos, head + length)
+                    if length >= _BIG_FRAME and not masked:
+                        self._big = (opcode, fin, cls, head, length)
+                    if cls is _Text and not masked:
+                        self._pending_text = (opcode, fin != 0)
+                        start = pos + head + self._validated
+                        if end > start:
+                            return self._validate_partial(data[start:end], opcode, fin != 0)
                     return None
-                (length,) = _unpack_h(data, pos + 2)
-                head = 4
-                if length < 126:
-                    return Violation(
-                        1002, f"non-minimal 16-bit length encoding of {length}", opcode, bool(fin), 0, length
-                    )
-            elif length == 127:
-                if avail < 10:
-                    self._keep(data, pos, 10)
-                    return None
-                (length,) = _unpack_q(data, pos + 2)
-                head = 10
-                if length >> 63:
-                    return Violation(
-                        1002, "64-bit payload length has its most significant bit set", opcode, bool(fin), 0, length
-                    )
-                if length < 65536:
-                    return Violation(
-                        1002, f"non-minimal 64-bit length encoding of {length}", opcode, bool(fin), 0, length
-                    )
-            if masked:
-                head += 4
-            if opcode < 8:
-                if opcode:
-                    self._msg_size = 0
-                if max_frame is not None and length > max_frame:
-                    return Violation(
-                        1009,
-                        f"frame of {length} bytes exceeds max_frame_size={max_frame}",
-                        opcode,
-                        bool(fin),
-                        0,
-                        length,
-                    )
-                if max_msg is not None and self._msg_size + length > max_msg:
-                    return Violation(
-                        1009,
-                        f"message of {self._msg_size + length}+ bytes exceeds max_message_size={max_msg}",
-                        opcode,
-                        bool(fin),
-                        0,
-                        length,
-                    )
-            stop = pos + head + length
-            if stop > end:
-                self._keep(data, pos, head + length)
-                if cls is _Text and not masked:
-                    self._pending_text = (opcode, fin != 0)
-                    start = pos + head + self._validated
-                    if end > start:
-                        return self._validate_partial(data[start:end], opcode, fin != 0)
-                return None
-            self._pending_text = None
-            if masked:
-                payload = bytes(apply_mask(data[pos + head : stop], data[pos + head - 4 : pos + head]))
-            else:
-                payload = data[pos + head : stop]
-            pos = stop
+                self._pending_text = None
+                if masked:
+                    payload = bytes(apply_mask(data[pos + head : stop], data[pos + head - 4 : pos + head]))
+                else:
+                    payload = data[pos + head : stop]
+                pos = stop
             if opcode < 8:
                 if cls is _Text:
                     if self._validated:
