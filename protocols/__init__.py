@@ -1,0 +1,26 @@
+"""Ready-made protocol definitions for the codec layer (`rawws_nb.codec`).
+
+- `protocols.tlv`: type/length/payload messages hello, chat, ack, error (version 1.0).
+- `protocols.versioned`: a protocol with versions 1.0 and 2.0 (2.0 adds fields and types).
+
+Each module has a `PROTOCOL` (a `rawws_nb.codec.Protocol`) and `async def serve(session)`,
+the server side the embedded test server runs at `/proto/<name>`. Every `/proto/<name>`
+endpoint starts with version negotiation (DESIGN.md), also for `tlv`, which has one
+version: clients call `await negotiate(session, protocol)` first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["NAMES", "load"]
+
+NAMES: tuple[str, ...] = ("tlv", "versioned")
+
+
+def load(name: str) -> ModuleType:
+    """The protocol module `protocols.<name>` (KeyError for names not in `NAMES`)."""
+    if name not in NAMES:
+        raise KeyError(f"no protocol {name!r} (have: {', '.join(NAMES)})")
+    return importlib.import_module(f"{__name__}.{name}")

@@ -1,0 +1,123 @@
+"""`StreamDecoder`: whole messages out of a stream of frame payloads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..frames import Frame
+from .errors import DecodeError
+from .message import Message
+
+if TYPE_CHECKING:
+    from .protocol import ProtocolVersion
+
+__all__ = ["StreamDecoder"]
+
+
+class StreamDecoder:
+    """Feed it frame payloads (or `Frame`s); it returns the messages they complete.
+
+    A message may span several frames and a frame may carry several messages; partial
+    data is kept until the rest arrives (`pending` bytes).
+
+    Errors: a message whose framing is intact but whose payload does not decode raises
+    `DecodeError` from `feed` (or, with `errors="skip"`, is dropped and recorded in
+    `skipped`). Its bytes are consumed; `exc.messages` holds the messages completed
+    before it in that call, and the bytes after it stay buffered for the next `feed`
+    (`feed(b"")` resumes). A framing error (a declared length over `max_payload`) loses
+    the message boundaries: the decoder is then `broken` and every `feed` raises it.
+    """
+
+    def __init__(self, codec: ProtocolVersion, *, errors: Literal["raise", "skip"] = "raise") -> None:
+        if errors not in ("raise", "skip"):
+            raise ValueError("errors must be 'raise' or 'skip'")
+        self.codec = codec
+        self.errors = errors
+        self.skipped: list[DecodeError] = []
+        self._split = codec.framing.split
+        self._decode = codec.decode
+        self._buffer = bytearray()
+        self._consumed = 0
+        self._broken: DecodeError | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a whole message."""
+        return len(self._buffer)
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the first pending byte (bytes consumed so far)."""
+        return self._consumed
+
+    def feed(self, data: bytes | bytearray | memoryview | Frame) -> list[Message]:
+        """Add bytes; return the messages completed by them, in order."""
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buffer
+        buf += data.data if isinstance(data, Frame) else data
+        view = bytes(buf)  # one copy per feed; splitting and slicing work on it
+        out: list[Message] = []
+        pos = 0
+        try:
+            while True:
+                try:
+                    split = self._split(view, pos, False)
+                except DecodeError as exc:
+                    self._broken = self._annotate(exc, pos, out)
+                    raise
+                if split is None:
+                    return out
+                end = split[3]
+                raw = view[pos:end]
+                at = pos
+                pos = end
+                try:
+                    out.append(self._decode(raw))
+                except DecodeError as exc:
+                    self._annotate(exc, at, out)
+                    if self.errors == "skip":
+                        self.skipped.append(exc)
+                        continue
+                    raise
+        finally:
+            if pos:
+                del buf[:pos]
+                self._consumed += pos
+
+    def _annotate(self, exc: DecodeError, at: int, out: list[Message]) -> DecodeError:
+        exc.messages = list(out)
+        exc.stream_offset = self._consumed + at
+        return exc
+
+    def feed_all(self, chunks: Any) -> list[Message]:
+        """Feed several chunks; return all the messages (errors raise as in `feed`)."""
+        out: list[Message] = []
+        for chunk in chunks:
+            out.extend(self.feed(chunk))
+        return out
+
+    def close(self) -> None:
+        """End of stream: raise `DecodeError` if a partial message is still pending."""
+        if self._buffer and self._broken is None:
+            try:
+                self._split(self._buffer, 0, True)
+            except DecodeError as exc:
+                exc.stream_offset = self._consumed
+                raise
+            raise DecodeError(  # pragma: no cover - a complete message would have been decoded
+                f"{len(self._buffer)} bytes pending at end of stream", offset=0, data=bytes(self._buffer)
+            )
+
+    def reset(self) -> None:
+        """Drop pending bytes and any framing error."""
+        self._buffer.clear()
+        self._broken = None
+
+    def __repr__(self) -> str:
+        state = "broken" if self._broken else f"{self.pending} bytes pending"
+        return f"<StreamDecoder {self.codec.name} v{self.codec.version[0]}.{self.codec.version[1]}: {state}>"
