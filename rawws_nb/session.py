@@ -41,6 +41,7 @@ _time_ns = time.time_ns
 _perf = time.perf_counter
 _MASK_POOL = 4096
 _DIRECT_WRITE = 16384
+_MASK_SLICE = 1 << 20
 
 
 _FAILURE = object()  # marks, in `incoming`, where a peer violation was detected
@@ -473,8 +474,13 @@ class RawSession:
             if n < 65536:
                 write(head + apply_mask(payload, mask))
             else:
+                # Mask and write slice by slice (each starts at a multiple of 4, so the
+                # same key applies): the first bytes are on the wire while the rest is
+                # still being masked.
                 write(head)
-                write(apply_mask(payload, mask))
+                view = memoryview(payload)
+                for start in range(0, n, _MASK_SLICE):
+                    write(apply_mask(view[start : start + _MASK_SLICE], mask))
         else:
             if n < 126:
                 head = bytes((b0, n))
