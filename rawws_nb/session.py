@@ -24,7 +24,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
-from .frames import Binary, Close, CloseReason, Frame, Ping, Text, is_valid_close_code
+from .frames import Binary, Close, CloseReason, Frame, Ping, Text, _make, is_valid_close_code
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, RX, TX, Recorder
 from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask
 
@@ -398,10 +398,10 @@ class RawSession:
     def _send_frame(self, frame: Frame | str | bytes) -> None:
         cls = type(frame)
         if cls is str:
-            frame = Text(frame)
+            frame = _make(Text, frame.encode("utf-8"))  # type: ignore[union-attr]
             cls = Text
         elif cls is bytes or cls is bytearray or cls is memoryview:
-            frame = Binary(bytes(frame))  # type: ignore[arg-type]
+            frame = _make(Binary, bytes(frame))  # type: ignore[arg-type]
             cls = Binary
         elif not isinstance(frame, Frame):
             raise TypeError(f"send() takes a Frame, str or bytes, not {cls.__name__}")
@@ -447,8 +447,9 @@ class RawSession:
             wire = opcode
             self._msg_seq += 1
             message = self._msg_seq
-        rsv = (frame.rsv1 << 2 | frame.rsv2 << 1 | frame.rsv3) if (frame.rsv1 or frame.rsv2 or frame.rsv3) else 0  # type: ignore[union-attr]
-        b0 = (0x80 if fin else 0) | (rsv << 4) | wire
+        b0 = (0x80 if fin else 0) | wire
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # type: ignore[union-attr]
+            b0 |= frame.rsv1 << 6 | frame.rsv2 << 5 | frame.rsv3 << 4  # type: ignore[union-attr]
         self._write_frame(b0, payload)
         if self._recorder is not None:
             self._recorder.add(_time_ns(), TX | b0, payload, message)
@@ -471,15 +472,15 @@ class RawSession:
                 head = bytes((b0, 254, n >> 8, n & 0xFF)) + mask
             else:
                 head = bytes((b0, 255)) + n.to_bytes(8, "big") + mask
-            if n < 65536:
-                write(head + apply_mask(payload, mask))
+            if n <= _MASK_SLICE:
+                write(apply_mask(payload, mask, head))
             else:
                 # Mask and write slice by slice (each starts at a multiple of 4, so the
                 # same key applies): the first bytes are on the wire while the rest is
                 # still being masked.
-                write(head)
                 view = memoryview(payload)
-                for start in range(0, n, _MASK_SLICE):
+                write(apply_mask(view[:_MASK_SLICE], mask, head))
+                for start in range(_MASK_SLICE, n, _MASK_SLICE):
                     write(apply_mask(view[start : start + _MASK_SLICE], mask))
         else:
             if n < 126:

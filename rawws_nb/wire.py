@@ -39,27 +39,32 @@ CONTROL_MAX = 125
 _BIG_FRAME = 65536  # pending frames from this size on are assembled without an extra copy
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes | memoryview:
-    """XOR `data` with the 4-byte `mask` (RFC 6455 5.3). Masking is its own inverse.
+def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, prefix: bytes = b"") -> bytes | memoryview:
+    """XOR `data` with the 4-byte `mask` (RFC 6455 5.3), after `prefix` (e.g. the frame
+    header) in the same buffer. Masking is its own inverse.
 
-    Small payloads use one big-int XOR; large ones use numpy on 8-byte words and return
-    a memoryview over the result (no further copy).
+    Small payloads use one big-int XOR; large ones use numpy on 8-byte words, writing
+    into one buffer (prefix included) returned as a memoryview: no further copy.
     """
     n = len(data)
     if n < _NUMPY_MASK_THRESHOLD:
         if not n:
-            return b""
+            return prefix
         key = (mask * ((n >> 2) + 1))[:n]
-        return (_from_bytes(data, "little") ^ _from_bytes(key, "little")).to_bytes(n, "little")
+        masked = (_from_bytes(data, "little") ^ _from_bytes(key, "little")).to_bytes(n, "little")
+        return prefix + masked if prefix else masked
     src = np.frombuffer(data, dtype=np.uint8)
-    out = np.empty(n, dtype=np.uint8)
+    start = 16  # the payload starts 8-byte aligned; the prefix sits just before it
+    buf = np.empty(start + n, dtype=np.uint8)
+    out = buf[start:]
     n8 = n & ~7
     key64 = np.frombuffer(mask * 2, dtype=np.uint64)[0]
     np.bitwise_xor(src[:n8].view(np.uint64), key64, out=out[:n8].view(np.uint64))
     if n8 != n:
-        tail = n - n8
-        out[n8:] = src[n8:] ^ np.frombuffer((mask * 2)[:tail], dtype=np.uint8)
-    return memoryview(out)
+        out[n8:] = src[n8:] ^ np.frombuffer((mask * 2)[: n - n8], dtype=np.uint8)
+    if prefix:
+        buf[start - len(prefix) : start] = np.frombuffer(prefix, dtype=np.uint8)
+    return memoryview(buf)[start - len(prefix) :]
 
 
 def frame_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None) -> bytes:

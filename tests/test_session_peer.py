@@ -69,7 +69,7 @@ async def test_a_peer_close_is_delivered_and_not_answered_automatically(peer):
     assert next(f for f in peer.received if f.opcode == "CLOSE").data[:2] == (1001).to_bytes(2, "big")
 
 
-@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 16 << 20])
+@pytest.mark.parametrize("size", [0, 125, 126, 2047, 2048, 65535, 65536, (1 << 20) + 3, 16 << 20])
 async def test_masking_is_valid_for_every_length_form(peer, size):
     payload = os.urandom(size)
     async with rw.ws_raw(peer.url) as session:
