@@ -41,6 +41,7 @@ _time_ns = time.time_ns
 _perf = time.perf_counter
 _MASK_POOL = 4096
 _DIRECT_WRITE = 16384
+_CORK_LIMIT = 65536
 _MASK_SLICE = 1 << 20
 
 
@@ -181,6 +182,7 @@ class RawSession:
         self._queue = self.incoming._queue
         self._transport: asyncio.Transport | None = None
         self._cork: list[bytes] | None = None  # writes batched until the loop's next turn
+        self._cork_bytes = 0
         self._close_sent: CloseReason | None = None
         self._close_received = False
         self._peer_close: asyncio.Future[None] = self._loop.create_future()
@@ -498,20 +500,28 @@ class RawSession:
     def _write(self, data: bytes | memoryview) -> None:
         """Write to the transport, batching: the first write of a loop turn goes out at
         once (no added latency), later ones in the same turn are joined and written at
-        the next turn (one syscall for many pipelined frames). Large writes are never
-        copied into the batch."""
+        the next turn, or as soon as they reach `_CORK_LIMIT` bytes (so the transport's
+        flow control, `pause_writing`, still sees them). Large writes are never copied
+        into the batch."""
         cork = self._cork
         if cork is None:
             self._transport.write(data)  # type: ignore[union-attr]
             self._cork = []
+            self._cork_bytes = 0
             self._loop.call_soon(self._uncork)
         elif len(data) >= _DIRECT_WRITE:
             if cork:
                 self._transport.write(b"".join(cork))  # type: ignore[union-attr]
                 cork.clear()
+                self._cork_bytes = 0
             self._transport.write(data)  # type: ignore[union-attr]
         else:
             cork.append(data)  # type: ignore[arg-type]
+            self._cork_bytes += len(data)
+            if self._cork_bytes >= _CORK_LIMIT:
+                self._transport.write(b"".join(cork))  # type: ignore[union-attr]
+                cork.clear()
+                self._cork_bytes = 0
 
     def _uncork(self) -> None:
         cork = self._cork

@@ -250,3 +250,27 @@ async def test_a_violation_nobody_reads_still_fails_after_close_timeout():
         assert await session.incoming.receive() == Frame.Text("hello")  # nothing is lost
         with pytest.raises(PeerProtocolError):
             await session.incoming.receive()
+
+
+async def test_sending_without_yielding_still_gets_back_pressure():
+    """A loop of sends that never yields must pause on the transport's flow control."""
+
+    async def sink_slowly(session, request):
+        await asyncio.sleep(3)  # never reads: the client's writes fill the socket buffers
+
+    async with rw.serve(handlers={"/slow": sink_slowly}) as srv:
+        session = await rw.web_socket_raw_session(srv.url + "/slow", record=False)
+        sent = 0
+
+        async def flood():
+            nonlocal sent
+            while True:
+                await session.send(b"x" * 1000)
+                sent += 1
+
+        task = asyncio.ensure_future(flood())
+        await asyncio.sleep(0.5)  # the loop must get turns: the flood task is paused on drain
+        assert not task.done() and session._write_paused
+        assert session._transport.get_write_buffer_size() < 1 << 20  # bounded, not 100 MB
+        task.cancel()
+        session._transport.abort()
