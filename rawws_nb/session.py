@@ -345,6 +345,38 @@ class RawSession:
         await asyncio.shield(self._lost)
         return self.close_reason
 
+    # -- the sync facade (rawws_nb.sync): for callbacks and scripts that don't await ----
+
+    def send_sync(self, frame: Frame | str | bytes, timeout: float | None = None) -> None:
+        """`send` from any thread (see `rawws_nb.sync`)."""
+        from . import sync
+
+        return sync.send_sync(self, frame, timeout)
+
+    def send_raw_sync(self, data: bytes, timeout: float | None = None) -> None:
+        """`send_raw` from any thread."""
+        from . import sync
+
+        return sync.send_raw_sync(self, data, timeout)
+
+    def receive_sync(self, timeout: float | None = None) -> Frame:
+        """`incoming.receive()` from any thread."""
+        from . import sync
+
+        return sync.receive_sync(self, timeout)
+
+    def ping_sync(self, payload: bytes | str | None = None, timeout: float | None = 5.0) -> float:
+        """`ping` from any thread."""
+        from . import sync
+
+        return sync.ping_sync(self, payload, timeout)
+
+    def close_sync(self, reason: CloseReason | None = None, timeout: float | None = None) -> None:
+        """`close` from any thread."""
+        from . import sync
+
+        return sync.close_sync(self, reason, timeout)
+
     @property
     def stats(self) -> dict[str, int]:
         rec = self._recorder
