@@ -4,18 +4,41 @@ Every frame visible and sendable, nothing automatic (no pings, no pongs, no clos
 replies), every frame recorded into a pandas timeline. See DESIGN.md for the contract.
 """
 
+from . import sync
 from .connect import web_socket_raw, web_socket_raw_session, ws_raw, wss_raw
 from .errors import HandshakeError, InvalidSend, MessageTooBig, PeerProtocolError, RawWsError, SessionClosed
 from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
+from .sync import SyncOnLoopError, connect_sync, serve_sync
+from .timeline import accessor as _accessor  # noqa: F401  (registers DataFrame.rawws)
+from .timeline import read_har, read_timeline, replay, save_timeline, to_har
 from .wire import encode_frame
+
+_WIDGETS = {"Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
+
+
+def __getattr__(name: str) -> object:
+    # Widgets load lazily: `import rawws_nb` does not import ipywidgets.
+    if name in _WIDGETS or name == "widgets":
+        from . import widgets
+
+        return widgets if name == "widgets" else getattr(widgets, name)
+    raise AttributeError(f"module 'rawws_nb' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CloseReason",
+    "Dashboard",
+    "LatencyPanel",
+    "SendPanel",
+    "SyncOnLoopError",
+    "TimelinePanel",
+    "connect_sync",
+    "serve_sync",
+    "sync",
     "EmbeddedServer",
     "Frame",
     "FrameType",
@@ -31,6 +54,11 @@ __all__ = [
     "SessionState",
     "encode_frame",
     "hexdump",
+    "read_har",
+    "read_timeline",
+    "replay",
+    "save_timeline",
+    "to_har",
     "serve",
     "web_socket_raw",
     "web_socket_raw_session",

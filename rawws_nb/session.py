@@ -240,6 +240,13 @@ class RawSession:
         """Frames that fell out of the timeline because of `timeline_capacity`."""
         return self._recorder.dropped if self._recorder is not None else 0
 
+    def save_timeline(self, path: Any, **options: Any) -> Any:
+        """Save the timeline as Parquet with this session's metadata (URL, subprotocol,
+        start time); read it back with `rawws_nb.read_timeline`."""
+        from .timeline import save_timeline
+
+        return save_timeline(self, path, **options)
+
     def set_protocol(self, protocol: Any, version: Any = None) -> None:
         """Decode Binary frames in the timeline with a codec `Protocol` from now on."""
         self.protocol = protocol

@@ -148,7 +148,7 @@ def tls_certs():
     import trustme
 
     ca = trustme.CA()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return {
         "ca": ca,
         "good": ca.issue_cert("localhost"),

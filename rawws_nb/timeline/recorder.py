@@ -1,49 +1,96 @@
-"""The frame recorder: column-wise appends on the hot path, a DataFrame on demand.
+"""The frame recorder: one packed row per frame on the hot path, a DataFrame on demand.
 
-Per frame the recorder appends four machine ints to `array.array` columns and one
-payload reference to a list (about 34 bytes plus the payload object), nothing else.
-Close codes, text previews and codec fields are derived from the payload when the
-DataFrame is built; errors and codec results live in small side dicts. The recorder
-keeps at most `capacity` frames (oldest dropped first, counted in `dropped`) and at most
-`payload_cap` bytes of each payload (the full length is still recorded).
+Cost. Per frame, `add` packs the timestamp, header bits (direction, fin, rsv, opcode),
+full length and message index into 26 bytes appended to one `bytearray` (one
+`struct.pack`, no per-field `array.append`), and appends the payload reference to a list:
+about 0.25 us on the benchmark machine. Close codes, text previews and codec fields are
+derived when the DataFrame is built; errors and codec results live in small side dicts.
+`add_many` records a batch read at once (one call, packing in C).
+
+Memory (measured by `python -m benchmarks.bench_timeline`: 68 bytes per frame plus its
+payload, 35 for the row and the list slot alone; target <= 120). The payload object is
+the frame's own `bytes` (shared with the frame delivered to `incoming`, not copied)
+unless it is longer than `payload_cap`, when a capped copy is kept instead: a `bytes`
+object costs 33 bytes of header, so a recorded frame nothing else keeps alive costs
+about 26 + 8 + 33 bytes (plus allocator rounding) plus its kept payload.
+
+Bounded memory. The recorder keeps at most `capacity` frames (the oldest are dropped
+first, an eighth of the capacity at a time, and counted in `dropped`) and at most
+`payload_cap` bytes of each data frame's payload (the full `length` is still recorded;
+control frames, at most 125 bytes from a valid peer, are always kept whole). The bound
+is about `capacity * (70 + min(payload, payload_cap))` bytes: with the defaults
+(500,000 frames, 1,024 bytes) at worst about 550 MB (every frame 1 KiB or more), and
+under 90 MB for a session of small frames (under 100 bytes): it fits a laptop;
+`session.timeline_dropped` says when the ring has wrapped. Raise `timeline_capacity` /
+`payload_cap` per session for more.
+
+The DataFrame (`to_dataframe`, `tail`) is built from whole columns (numpy and Arrow, no
+Python loop per row except for the rare rows that need one): about 0.12 s for a million
+frames on the benchmark machine (target <= 0.5 s).
 """
 
 from __future__ import annotations
 
-from array import array
+import struct
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from .schema import COLUMNS, DIRECTIONS, OPCODE_NAMES, TEXT_PREVIEW
+from ._columns import decode_utf8, last_value_lookup, payload_column, sparse_strings, string_array
+from .schema import DIR_DTYPE, DIRECTIONS, OPCODE_DTYPE, OPCODE_NAMES, TEXT_PREVIEW
 
 __all__ = ["DEFAULT_CAPACITY", "DEFAULT_PAYLOAD_CAP", "RX", "TX", "Recorder", "flags"]
 
-DEFAULT_CAPACITY = 1_000_000  # frames: ~40 MB of columns plus payloads (capped)
-DEFAULT_PAYLOAD_CAP = 4096  # bytes kept per payload
+DEFAULT_CAPACITY = 500_000  # frames; see the module docstring for the memory bound
+DEFAULT_PAYLOAD_CAP = 1024  # bytes kept per payload
 TX = 0
 RX = 1 << 8
 
+_LOOKBACK = 1 << 16  # rows per step when looking for the first frame of a message before a view
+
 
 def flags(direction: int, opcode: int, fin: bool, rsv: int = 0) -> int:
-    """Pack direction (TX/RX), fin, rsv bits and opcode into the recorder's code."""
+    """Pack direction (TX/RX), fin, rsv bits (rsv1 = 4) and opcode into the recorder's code."""
     return direction | (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
 
 
+# One recorded frame's fixed-size part, packed: timestamp, code, full length, message.
+_ROW = struct.Struct("<qHqq")
+_PACK = _ROW.pack
+ROW_SIZE = _ROW.size  # 26 bytes
+ROW_DTYPE = np.dtype([("t", "<i8"), ("code", "<u2"), ("len", "<i8"), ("msg", "<i8")])
+assert ROW_DTYPE.itemsize == ROW_SIZE
+
+
+def _rows(buf: bytearray, start: int, stop: int) -> np.ndarray:
+    """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`). The buffer
+    export ends before returning, so the recorder can grow again."""
+    return np.frombuffer(buf, dtype=ROW_DTYPE, count=stop - start, offset=start * ROW_SIZE).copy()
+
+
+def _field(buf: bytearray, name: str, start: int, stop: int) -> np.ndarray:
+    return np.ascontiguousarray(_rows(buf, start, stop)[name])
+
+
 class Recorder:
-    """Columns of recorded frames. `add` is the hot path; `to_dataframe` builds the view."""
+    """Recorded frames. `add` is the hot path; `to_dataframe` builds the view.
+
+    `code` packs the direction (`TX`/`RX`), fin, rsv bits and opcode (see `flags`);
+    `message` groups the fragments of one message. Row numbers (`add`'s return value, the
+    DataFrame's index) are absolute: they keep counting when old rows are dropped.
+    """
 
     __slots__ = (
         "_base",
-        "_code",
         "_codecs",
         "_decoded",
         "_errors",
-        "_len",
-        "_msg",
+        "_open_kinds",
         "_payload",
-        "_t",
+        "_rows",
         "_t0",
         "capacity",
         "dropped",
@@ -53,50 +100,82 @@ class Recorder:
     def __init__(self, capacity: int = DEFAULT_CAPACITY, payload_cap: int = DEFAULT_PAYLOAD_CAP, t0: int = 0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self.capacity = capacity
-        self.payload_cap = max(int(payload_cap), 125)  # control frames are always whole
+        self.capacity = int(capacity)
+        self.payload_cap = max(int(payload_cap), 0)
         self.dropped = 0
-        self._t = array("q")
-        self._code = array("H")
-        self._len = array("q")
-        self._msg = array("q")
+        self._rows = bytearray()  # ROW_SIZE bytes per frame: t, code, length, message
         self._payload: list[bytes] = []
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
         self._codecs: list[tuple[int, Any, Any]] = []  # (first absolute row, protocol, version)
         self._decoded: dict[int, tuple[str | None, dict | None, str | None]] = {}
+        # direction -> (message, opcode) of the last data message started in dropped rows:
+        # its continuations may still be kept.
+        self._open_kinds: dict[int, tuple[int, int]] = {}
         self._t0 = t0
 
     def __len__(self) -> int:
-        return len(self._t)
+        return len(self._payload)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Recorder {len(self._payload):,} frames kept, {self.dropped:,} dropped, "
+            f"capacity {self.capacity:,}, payload_cap {self.payload_cap:,}>"
+        )
 
     @property
     def total(self) -> int:
         """Frames recorded since the start, dropped ones included."""
-        return self._base + len(self._t)
+        return self._base + len(self._payload)
+
+    @property
+    def first(self) -> int:
+        """Absolute row number of the oldest kept frame."""
+        return self._base
+
+    @property
+    def t0(self) -> int:
+        """The session's start (ns since the epoch) that `t_rel` counts from."""
+        return self._t0
 
     def add(self, t_ns: int, code: int, payload: bytes, message: int) -> int:
         """Record one frame; returns its absolute row number."""
         n = len(payload)
-        self._t.append(t_ns)
-        self._code.append(code)
-        self._len.append(n)
-        self._msg.append(message)
-        self._payload.append(payload if n <= self.payload_cap else payload[: self.payload_cap])
+        self._rows += _PACK(t_ns, code, n, message)
+        kept = self._payload
+        # Control frames (opcode bit 3) are kept whole: at most 125 bytes from a valid peer.
+        kept.append(payload if n <= self.payload_cap or code & 8 else payload[: self.payload_cap])
+        if len(kept) > self.capacity:
+            self._trim()
+        return self._base + len(kept) - 1
+
+    def add_many(self, t_ns: int, codes: list[int], payloads: list[bytes], messages: list[int]) -> None:
+        """Record frames read at the same time (one call for a batch: cheaper than `add`
+        per frame)."""
+        if not codes:
+            return
+        lengths = list(map(len, payloads))
+        self._rows += b"".join(map(_PACK, repeat(t_ns, len(codes)), codes, lengths, messages))
+        cap = self.payload_cap
+        if max(lengths) > cap:
+            payloads = [p if len(p) <= cap or c & 8 else p[:cap] for p, c in zip(payloads, codes, strict=True)]
+        self._payload.extend(payloads)
         if len(self._payload) > self.capacity:
             self._trim()
-        return self._base + len(self._t) - 1
 
-    def add_error(self, t_ns: int, code: int, payload: bytes | None, length: int, message: int, error: str) -> int:
-        """Record a frame (or partial frame) that something was wrong with."""
+    def add_error(
+        self, t_ns: int, code: int, payload: bytes | None, length: int, message: int, error: str | None
+    ) -> int:
+        """Record a frame (or partial frame) that something was wrong with: `length` is
+        the length it announced, `payload` what arrived. `error` None records no error text
+        (for a frame whose kept payload is shorter than `length` for another reason)."""
         data = payload or b""
-        self._t.append(t_ns)
-        self._code.append(code)
-        self._len.append(length)
-        self._msg.append(message)
-        self._payload.append(data[: self.payload_cap])
-        row = self._base + len(self._t) - 1
-        self._errors[row] = error
+        self._rows += _PACK(t_ns, code, length, message)
+        keep = len(data) <= self.payload_cap or (code & 8 and len(data) <= 125)
+        self._payload.append(data if keep else data[: self.payload_cap])
+        row = self._base + len(self._payload) - 1
+        if error is not None:
+            self._errors[row] = error
         if len(self._payload) > self.capacity:
             self._trim()
         return row
@@ -106,14 +185,16 @@ class Recorder:
             self._errors[row] = error
 
     def set_codec(self, protocol: Any, version: Any = None) -> None:
-        """Decode Binary frames recorded from now on with `protocol` (at `version`)."""
+        """Decode Binary messages completed from now on with `protocol` (at `version`)."""
         self._codecs.append((self.total, protocol, version))
 
     def _trim(self) -> None:
-        # Drop a slab at once (an eighth of capacity) so trimming is amortised.
+        # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
+        # from the front of a bytearray or a list is cheap.
         k = len(self._payload) - self.capacity + max(self.capacity // 8, 1) - 1
         k = min(k, len(self._payload))
-        del self._t[:k], self._code[:k], self._len[:k], self._msg[:k], self._payload[:k]
+        self._remember_open_kinds(k)
+        del self._rows[: k * ROW_SIZE], self._payload[:k]
         self._base += k
         self.dropped += k
         if self._errors:
@@ -121,12 +202,29 @@ class Recorder:
         if self._decoded:
             self._decoded = {r: d for r, d in self._decoded.items() if r >= self._base}
 
+    def _remember_open_kinds(self, k: int) -> None:
+        """Before dropping the first `k` rows: the last data message each direction started
+        there, so continuations kept after them still know their type."""
+        rows = _rows(self._rows, 0, k)
+        code = rows["code"]
+        op = code & 0x0F
+        starts = (op == 1) | (op == 2)
+        if not starts.any():
+            return
+        for d in (0, 1):
+            found = np.flatnonzero(starts & ((code >> 8) == d))
+            if len(found):
+                i = found[-1]
+                self._open_kinds[d] = (int(rows["msg"][i]), int(op[i]))
+
     def clear(self) -> None:
         """Forget every recorded frame (counted in `dropped`)."""
-        self._base += len(self._t)
-        self.dropped += len(self._t)
-        for col in (self._t, self._code, self._len, self._msg):
-            del col[:]
+        n = len(self._payload)
+        if n:
+            self._remember_open_kinds(n)
+        self._base += n
+        self.dropped += n
+        del self._rows[:]
         self._payload.clear()
         self._errors.clear()
         self._decoded.clear()
@@ -135,105 +233,198 @@ class Recorder:
 
     def tail(self, n: int) -> pd.DataFrame:
         """The last `n` recorded frames as a timeline DataFrame (cheap for small `n`)."""
-        return self.to_dataframe(since=max(self.total - n, self._base))
+        return self.to_dataframe(since=max(self.total - max(n, 0), self._base))
+
+    def message_kinds(self, opcode: np.ndarray, message: np.ndarray, skip: int = 0) -> np.ndarray:
+        """The opcode of the message each row belongs to, for rows `skip:` of the kept
+        columns (given as `opcode`, `message`): a data frame's own opcode for the first
+        frame of a message, the first frame's for a continuation (found before the view
+        when needed, or in dropped rows), 0 when unknown; control frames their own."""
+        kind = opcode.copy()
+        cont = np.flatnonzero(opcode == 0)
+        if len(cont) == 0:
+            return kind
+        starts = (opcode == 1) | (opcode == 2)
+        ids = message[cont]
+        found_kind, found = last_value_lookup(message[starts], opcode[starts], ids)
+        kind[cont] = found_kind
+        if found.all():
+            return kind
+        missing = np.unique(ids[~found])
+        known: dict[int, int] = {}
+        end = skip
+        while len(missing) and end > 0:
+            start = max(0, end - _LOOKBACK)
+            rows = _rows(self._rows, start, end)
+            op = (rows["code"] & 0x0F).astype(np.int8)
+            sel = (op == 1) | (op == 2)
+            values, ok = last_value_lookup(rows["msg"][sel], op[sel], missing)
+            known.update(zip(missing[ok].tolist(), values[ok].tolist(), strict=True))
+            missing = missing[~ok]
+            end = start
+        for msg, op_ in self._open_kinds.values():
+            known.setdefault(msg, op_)
+        if known:
+            lost = cont[~found]
+            kind[lost] = [known.get(m, 0) for m in message[lost].tolist()]
+        return kind
 
     def to_dataframe(self, since: int | None = None) -> pd.DataFrame:
         """Build the timeline DataFrame (schema in `rawws_nb.timeline.schema`).
 
         `since` is an absolute row number (the DataFrame's index): only rows from there on.
         """
-        skip = 0 if since is None else min(max(since - self._base, 0), len(self._t))
-        n = len(self._t) - skip
-        t_ns = np.frombuffer(self._t, dtype=np.int64)[skip : skip + n].copy()
-        code = np.frombuffer(self._code, dtype=np.uint16)[skip : skip + n].copy()
-        length = np.frombuffer(self._len, dtype=np.int64)[skip : skip + n].copy()
-        message = np.frombuffer(self._msg, dtype=np.int64)[skip : skip + n].copy()
-        payload = np.empty(n, dtype=object)
-        payload[:] = self._payload[skip : skip + n]
+        kept = len(self._payload)
+        skip = 0 if since is None else min(max(since - self._base, 0), kept)
+        n = kept - skip
+        rows = _rows(self._rows, skip, kept)
+        t_ns = np.ascontiguousarray(rows["t"])
+        code = np.ascontiguousarray(rows["code"])
+        length = np.ascontiguousarray(rows["len"])
+        message = np.ascontiguousarray(rows["msg"])
+        del rows
+        payloads = self._payload[skip:kept]
+        payload = payload_column(payloads)
         opcode = (code & 0x0F).astype(np.int8)
         base = self._base + skip
 
-        # Text previews for text frames and the continuations of text messages.
-        is_text = opcode == 1
-        cont = opcode == 0
-        if cont.any():
-            starts = (opcode == 1) | (opcode == 2)
-            kind = pd.Series(opcode[starts], index=message[starts])
-            kind = kind[~kind.index.duplicated(keep="last")]
-            is_text = is_text | (cont & (kind.reindex(message).to_numpy() == 1))
-        text = np.full(n, None, dtype=object)
-        limit = TEXT_PREVIEW * 4
-        for i in np.flatnonzero(is_text):
-            text[i] = payload[i][:limit].decode("utf-8", "replace")[:TEXT_PREVIEW]
+        # Text previews for the frames of text messages, continuations included.
+        kind = self.message_kinds(opcode, message, skip)
+        is_text = kind == 1
+        if is_text.all():
+            text = string_array(decode_utf8(payloads, None, TEXT_PREVIEW))
+        elif is_text.any():
+            text = string_array(decode_utf8(payloads, ~is_text, TEXT_PREVIEW))
+        else:
+            text = string_array(pa.nulls(n, pa.large_string()))
 
-        close_code = pd.array([pd.NA] * n, dtype="Int64") if n else pd.array([], dtype="Int64")
-        close_reason = np.full(n, None, dtype=object)
-        for i in np.flatnonzero(opcode == 8):
-            p = payload[i]
-            if len(p) >= 2:
-                close_code[i] = int.from_bytes(p[:2], "big")
-                close_reason[i] = p[2:].decode("utf-8", "replace")
+        # Close code and reason for Close frames with a code.
+        closes = np.flatnonzero((opcode == 8) & (length >= 2))
+        codes = np.zeros(n, dtype=np.int64)
+        if len(closes):
+            heads = [payloads[i] for i in closes.tolist()]
+            codes[closes] = [int.from_bytes(p[:2], "big") for p in heads]
+            reasons = decode_utf8([p[2:] for p in heads])
+            close_reason = sparse_strings(n, closes, reasons.to_pylist())
+        else:
+            close_reason = string_array(pa.nulls(n, pa.large_string()))
+        has_code = np.zeros(n, dtype=bool)
+        has_code[closes] = True
+        close_code = pd.arrays.IntegerArray(codes, ~has_code)
 
-        error = np.full(n, None, dtype=object)
-        for row, err in self._errors.items():
-            if base <= row < base + n:
-                error[row - base] = err
-
-        msg_type = np.full(n, None, dtype=object)
+        errors: dict[int, str] = {row - base: err for row, err in self._errors.items() if base <= row < base + n}
         fields = np.full(n, None, dtype=object)
+        msg_type_pos: list[int] = []
+        msg_type_val: list[str | None] = []
         if self._codecs:
-            self._decode_binary(opcode, code, payload, length, base)
+            self._decode_binary(opcode, code, kind, length, message, payloads, skip)
             for row, (name, flds, err) in self._decoded.items():
                 i = row - base
                 if 0 <= i < n:
-                    msg_type[i] = name
+                    if name is not None:
+                        msg_type_pos.append(i)
+                        msg_type_val.append(name)
                     fields[i] = flds
-                    if err is not None and error[i] is None:
-                        error[i] = err
+                    if err is not None and i not in errors:
+                        errors[i] = err
+        error = sparse_strings(n, list(errors), list(errors.values()))
+        msg_type = sparse_strings(n, msg_type_pos, msg_type_val)
 
-        t0 = self._t0 or (int(self._t[0]) if len(self._t) else 0)
+        t0 = self._t0 or (int(_ROW.unpack_from(self._rows)[0]) if self._payload else 0)
         data = {
-            "t": pd.DatetimeIndex(t_ns.view("datetime64[ns]")).tz_localize("UTC"),
+            "t": pd.array(t_ns.view("datetime64[ns]")).tz_localize("UTC"),
             "t_rel": (t_ns - t0) / 1e9,
-            "dir": pd.Categorical.from_codes((code >> 8).astype(np.int8), dtype=COLUMNS["dir"]),
-            "opcode": pd.Categorical.from_codes(opcode, dtype=COLUMNS["opcode"]),
+            "dir": pd.Categorical.from_codes((code >> 8).astype(np.int8), dtype=DIR_DTYPE, validate=False),
+            "opcode": pd.Categorical.from_codes(opcode, dtype=OPCODE_DTYPE, validate=False),
             "fin": (code & 0x80).astype(bool),
             "rsv1": (code & 0x40).astype(bool),
             "rsv2": (code & 0x20).astype(bool),
             "rsv3": (code & 0x10).astype(bool),
             "length": length,
             "payload": payload,
-            "text": pd.array(text, dtype=COLUMNS["text"]),
+            "text": text,
             "close_code": close_code,
-            "close_reason": pd.array(close_reason, dtype=COLUMNS["close_reason"]),
+            "close_reason": close_reason,
             "message": message,
-            "error": pd.array(error, dtype=COLUMNS["error"]),
-            "msg_type": pd.array(msg_type, dtype=COLUMNS["msg_type"]),
+            "error": error,
+            "msg_type": msg_type,
             "fields": fields,
         }
-        return pd.DataFrame(data, index=pd.RangeIndex(base, base + n, name="frame"))
+        df = pd.DataFrame(data, index=pd.RangeIndex(base, base + n, name="frame"), copy=False)
+        df.attrs = self.metadata()
+        return df
+
+    def metadata(self) -> dict[str, Any]:
+        """What the recorder knows about the timeline (goes in `DataFrame.attrs`)."""
+        meta: dict[str, Any] = {}
+        if self._t0:
+            meta["started_at_ns"] = self._t0
+            meta["started_at"] = pd.Timestamp(self._t0, tz="UTC").isoformat()
+        meta.update(capacity=self.capacity, payload_cap=self.payload_cap, dropped=self.dropped, total=self.total)
+        return meta
+
+    @property
+    def _code(self) -> np.ndarray:
+        """The kept rows' codes (uint16). Compatibility for code written against the
+        earlier column layout (`widgets.TimelinePanel`); use `count(since)` instead."""
+        return _field(self._rows, "code", 0, len(self._payload))
+
+    def count(self, since: int = 0) -> tuple[int, int]:
+        """`(tx, rx)`: kept frames recorded from absolute row `since` on (for live counters)."""
+        kept = len(self._payload)
+        start = min(max(since - self._base, 0), kept)
+        rx = int(np.count_nonzero(_field(self._rows, "code", start, kept) >> 8))
+        return kept - start - rx, rx
 
     def _decode_binary(
-        self, opcode: np.ndarray, code: np.ndarray, payload: np.ndarray, length: np.ndarray, n: int
+        self,
+        opcode: np.ndarray,
+        code: np.ndarray,
+        kind: np.ndarray,
+        length: np.ndarray,
+        message: np.ndarray,
+        payloads: list[bytes],
+        skip: int,
     ) -> None:
+        """Decode, once, each Binary message that completes in the view (cached by row)."""
         from ..codec import decode_for_timeline
 
-        base = self._base
+        base = self._base + skip
         epochs = self._codecs
-        for i in np.flatnonzero((opcode == 2) & ((code & 0x80) != 0)):
-            row = base + int(i)
-            if row in self._decoded:
-                continue
+        first_epoch = epochs[0][0]
+        ends = np.flatnonzero((kind == 2) & ((code & 0x80) != 0) & ((opcode == 2) | (opcode == 0)))
+        todo = [i for i in ends.tolist() if base + i >= first_epoch and base + i not in self._decoded]
+        if not todo:
+            return
+        # The frames of fragmented messages, found once in the kept columns (rows up to the view's end).
+        fragments: dict[int, list[int]] = {}
+        fragmented = [i for i in todo if opcode[i] == 0]
+        if fragmented:
+            whole = _field(self._rows, "msg", 0, skip + len(payloads))
+            ids = message[fragmented]
+            for r in np.flatnonzero(np.isin(whole, ids)).tolist():
+                fragments.setdefault(int(whole[r]), []).append(r)
+        for i in todo:
+            row = base + i
             proto = version = None
             for start, p, v in epochs:
                 if start <= row:
                     proto, version = p, v
             if proto is None:
                 continue
-            if int(length[i]) > len(payload[i]):
-                self._decoded[row] = (None, None, f"payload capped at {len(payload[i])} bytes; not decoded")
+            if opcode[i] == 2:
+                parts, lengths = [payloads[i]], [int(length[i])]
+            else:
+                rows = [r for r in fragments.get(int(message[i]), ()) if r <= skip + i]
+                if not rows or _ROW.unpack_from(self._rows, rows[0] * ROW_SIZE)[1] & 0x0F != 2:
+                    self._decoded[row] = (None, None, "first frames of the message were dropped; not decoded")
+                    continue
+                parts = [self._payload[r] for r in rows]
+                lengths = [_ROW.unpack_from(self._rows, r * ROW_SIZE)[2] for r in rows]
+            if any(len(p) < n for p, n in zip(parts, lengths, strict=True)):
+                self._decoded[row] = (None, None, f"payload capped at {self.payload_cap} bytes; not decoded")
                 continue
-            self._decoded[row] = decode_for_timeline(proto, version, payload[i])
+            self._decoded[row] = decode_for_timeline(proto, version, b"".join(parts) if len(parts) > 1 else parts[0])
 
 
 def direction_name(code: int) -> str:

@@ -1,0 +1,233 @@
+"""`TimelinePanel`: a live table of the most recent frames."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+
+from ._base import DEFAULT_REFRESH_INTERVAL, Panel
+
+if TYPE_CHECKING:
+    from ..session import RawSession
+
+__all__ = ["TimelinePanel"]
+
+OPCODE_FILTERS = ["all", "text", "binary", "continuation", "ping", "pong", "close", "control", "errors"]
+_ARROWS = {"tx": "→", "rx": "←"}
+_DIR_COLOURS = {"tx": "#1f5fa8", "rx": "#1d7a38"}
+_PREVIEW = 80
+_SCAN_FACTOR = 20  # with a filter, look this many times `rows` back for matching frames
+_SCAN_MIN = 1000
+
+_STYLE = (
+    "<style>.rawws-tl{border-collapse:collapse;font:12px/1.35 ui-monospace,SFMono-Regular,Menlo,monospace}"
+    ".rawws-tl td,.rawws-tl th{padding:1px 6px;text-align:left;vertical-align:top;white-space:nowrap}"
+    ".rawws-tl th{border-bottom:1px solid #bbb;font-weight:600}"
+    ".rawws-tl td.p{white-space:pre-wrap;word-break:break-all;max-width:38em}"
+    ".rawws-tl tr.err td{background:#fdecea}</style>"
+)
+
+
+def _bytes_preview(data: bytes, limit: int = 24) -> str:
+    if not data:
+        return ""
+    head = data[:limit]
+    if all(32 <= b < 127 for b in head):
+        return repr(head.decode("ascii")) + ("…" if len(data) > limit else "")
+    return head.hex(" ") + (" …" if len(data) > limit else "")
+
+
+def _objects(column: pd.Series) -> list[Any]:
+    """A nullable column as Python objects, None for missing values."""
+    return column.to_numpy(dtype=object, na_value=None).tolist()
+
+
+def _short(text: str, limit: int = _PREVIEW) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class TimelinePanel(Panel):
+    """The last `rows` frames of the session, newest first: frame number, time since
+    open, direction (→ sent, ← received), opcode, fin/rsv, length, a text or hex
+    preview, the decoded codec message and any error.
+
+    Filters by direction and opcode, counters, pause/resume. Updates come from one
+    task on the session's loop, at most every `refresh_interval` seconds and only when
+    frames were recorded, so a flood never floods the browser or starves the kernel.
+    """
+
+    def __init__(
+        self,
+        session: RawSession,
+        rows: int = 50,
+        *,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        autorefresh: bool = True,
+    ) -> None:
+        super().__init__(
+            session, refresh_interval=refresh_interval, autorefresh=autorefresh, status_class="rawws-timeline-status"
+        )
+        self.add_class("rawws-timeline")
+        self.rows = max(int(rows), 1)
+        self.direction = widgets.ToggleButtons(
+            options=[("all", "all"), ("→ tx", "tx"), ("← rx", "rx")], value="all", style={"button_width": "52px"}
+        )
+        self.direction.add_class("rawws-timeline-dir")
+        self.opcode = widgets.Dropdown(
+            options=OPCODE_FILTERS, value="all", description="opcode", layout=widgets.Layout(width="180px")
+        )
+        self.opcode.add_class("rawws-timeline-opcode")
+        self.pause = widgets.ToggleButton(value=False, description="pause", icon="pause", tooltip="freeze the table")
+        self.pause.add_class("rawws-timeline-pause")
+        self.counters = widgets.HTML()
+        self.counters.add_class("rawws-timeline-counters")
+        self.table = widgets.HTML(value="<i>no frames yet</i>")
+        self.table.add_class("rawws-timeline-rows")
+        self.table.layout = widgets.Layout(max_height="360px", overflow="auto")
+        for w in (self.direction, self.opcode, self.pause):
+            w.observe(self._on_filter, "value")
+        self.children = [
+            widgets.HTML("<b>Timeline</b> <small>(newest first)</small>"),
+            widgets.HBox([self.direction, self.opcode, self.pause]),
+            self.counters,
+            self.table,
+            self.status,
+        ]
+        self._counted = 0  # absolute row up to which tx/rx were counted
+        self._tx = 0
+        self._rx = 0
+        self.shown = 0  # rows in the table now
+        if autorefresh:
+            self.start()
+
+    def _on_filter(self, change: dict[str, Any]) -> None:
+        if change["owner"] is self.pause:
+            self.pause.description = "resume" if change["new"] else "pause"
+            self.pause.icon = "play" if change["new"] else "pause"
+        self.mark_dirty()
+
+    # -- rendering (on the session's loop) ------------------------------------------
+
+    def _change_key(self) -> Hashable:
+        rec = self.session.recorder
+        total = rec.total if rec is not None else -1
+        return (total, self.session.state)
+
+    def _render(self) -> None:
+        rec = self.session.recorder
+        if rec is None:
+            self.counters.value = "<small>recording is off (session opened with record=False)</small>"
+            self.table.value = ""
+            return
+        self._count(rec)
+        paused = self.pause.value
+        errors = len(getattr(rec, "_errors", ()))
+        bits = [
+            f"{rec.total} frames",
+            f"→ {self._tx} sent",
+            f"← {self._rx} received",
+            f"{errors} with errors" if errors else "",
+            f"{rec.dropped} dropped (capacity)" if rec.dropped else "",
+            "<b>paused</b>" if paused else f"showing {self.shown}",
+        ]
+        if paused:
+            self.counters.value = "<small>" + " · ".join(b for b in bits if b) + "</small>"
+            return
+        df = self._select(rec)
+        self.shown = len(df)
+        bits[-1] = f"showing {self.shown}"
+        self.counters.value = "<small>" + " · ".join(b for b in bits if b) + "</small>"
+        self.table.value = self._table(df)
+
+    def _count(self, rec: Any) -> None:
+        """Count tx/rx incrementally over the rows recorded since the last render."""
+        count = getattr(rec, "count", None)
+        if count is None:
+            return
+        tx, rx = count(self._counted)
+        self._tx += tx
+        self._rx += rx
+        self._counted = rec.total
+
+    def _select(self, rec: Any) -> pd.DataFrame:
+        direction, opcode = self.direction.value, self.opcode.value
+        if direction == "all" and opcode == "all":
+            return rec.tail(self.rows)
+        df = rec.tail(max(self.rows * _SCAN_FACTOR, _SCAN_MIN))
+        mask = np.ones(len(df), dtype=bool)
+        if direction != "all":
+            mask &= (df["dir"] == direction).to_numpy()
+        if opcode == "errors":
+            mask &= df["error"].notna().to_numpy()
+        elif opcode == "control":
+            mask &= df["opcode"].isin(["close", "ping", "pong"]).to_numpy()
+        elif opcode != "all":
+            mask &= (df["opcode"] == opcode).to_numpy()
+        return df[mask].tail(self.rows)
+
+    def _table(self, df: pd.DataFrame) -> str:
+        if not len(df):
+            return "<i>no frames yet</i>" if self.direction.value == "all" else "<i>no matching frames</i>"
+        msg_type = _objects(df["msg_type"])
+        has_codec = any(m is not None for m in msg_type)
+        head = ["#", "t (s)", "", "opcode", "fin", "rsv", "len", "preview"]
+        if has_codec:
+            head.append("decoded")
+        head.append("error")
+        out = [_STYLE, "<table class='rawws-tl'><tr>", *(f"<th>{h}</th>" for h in head), "</tr>"]
+        dirs, ops = df["dir"].cat.categories, df["opcode"].cat.categories
+        cols = zip(
+            df.index.tolist(),
+            df["t_rel"].to_numpy().tolist(),
+            [dirs[c] for c in df["dir"].cat.codes.to_numpy().tolist()],
+            [ops[c] for c in df["opcode"].cat.codes.to_numpy().tolist()],
+            df["fin"].to_numpy().tolist(),
+            df["rsv1"].to_numpy().tolist(),
+            df["rsv2"].to_numpy().tolist(),
+            df["rsv3"].to_numpy().tolist(),
+            df["length"].to_numpy().tolist(),
+            df["payload"].to_numpy().tolist(),
+            _objects(df["text"]),
+            _objects(df["close_code"]),
+            _objects(df["close_reason"]),
+            msg_type,
+            df["fields"].to_numpy().tolist(),
+            _objects(df["error"]),
+            strict=True,
+        )
+        rows = []
+        esc = html.escape
+        for i, t, d, op, fin, r1, r2, r3, n, payload, text, ccode, creason, mtype, fields, err in cols:
+            if op == "close":
+                if ccode is not None:
+                    preview = f"{int(ccode)} {creason!r}" if isinstance(creason, str) else str(int(ccode))
+                else:
+                    preview = "(no code)" if not payload else _bytes_preview(payload)
+            elif isinstance(text, str):
+                preview = repr(_short(text))
+            else:
+                preview = _bytes_preview(payload)
+            rsv = "".join(("1" if r1 else "-", "2" if r2 else "-", "3" if r3 else "-"))
+            has_err = isinstance(err, str)
+            cells = [
+                f"<td>{i}</td><td>{t:.3f}</td>",
+                f"<td style='color:{_DIR_COLOURS.get(d, '#333')}' title='{d}'>{_ARROWS.get(d, '?')}</td>",
+                f"<td>{esc(str(op))}</td><td>{'✓' if fin else '…'}</td><td>{rsv}</td><td>{n}</td>",
+                f"<td class='p'>{esc(preview)}</td>",
+            ]
+            if has_codec:
+                dec = ""
+                if isinstance(mtype, str):
+                    dec = mtype + (" " + _short(repr(fields), 60) if fields is not None else "")
+                cells.append(f"<td class='p'>{esc(dec)}</td>")
+            cells.append(f"<td class='p' style='color:#c0392b'>{esc(err) if has_err else ''}</td>")
+            rows.append(f"<tr class='{'err' if has_err else ''}'>" + "".join(cells) + "</tr>")
+        rows.reverse()  # newest first
+        out.extend(rows)
+        out.append("</table>")
+        return "".join(out)
