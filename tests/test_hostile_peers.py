@@ -118,7 +118,7 @@ async def test_a_slow_loris_handshake_is_cut_by_open_timeout():
 
     async with ScriptedServer(script) as srv:
         start = time.monotonic()
-        with pytest.raises(TimeoutError, match="open_timeout=0.5"):
+        with pytest.raises(TimeoutError, match=r"open_timeout=0\.5"):
             await rw.web_socket_raw_session(srv.url, open_timeout=0.5)
         assert time.monotonic() - start < 2
 
