@@ -173,7 +173,9 @@ class RawSession:
         self.close_timeout = close_timeout
         if max_frame_size is None:
             max_frame_size = max_message_size
-        self._reader = FrameReader(client=client, max_frame_size=max_frame_size, max_message_size=max_message_size)
+        self._reader = FrameReader(
+            client=client, max_frame_size=max_frame_size, max_message_size=max_message_size, tag=RX
+        )
         self.started_at = _time_ns()
         self._recorder: Recorder | None = (
             Recorder(timeline_capacity, payload_cap, t0=self.started_at) if record else None
@@ -194,9 +196,6 @@ class RawSession:
         self._ping_seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tx_msg_cls: type[Frame] | None = None
-        self._tx_msg_id = -1
-        self._rx_msg_id = -1
-        self._msg_seq = -1
         self._mask_pool = b""
         self._mask_pos = _MASK_POOL
         self._violation: Violation | None = None
@@ -456,8 +455,6 @@ class RawSession:
             current = self._tx_msg_cls
             if current is None:
                 wire = opcode
-                self._msg_seq += 1
-                self._tx_msg_id = self._msg_seq
             elif current is cls:
                 wire = 0
             else:
@@ -466,7 +463,6 @@ class RawSession:
                     "until fin=True (or use send_raw)"
                 )
             self._tx_msg_cls = None if fin else cls
-            message = self._tx_msg_id
         else:
             if len(payload) > CONTROL_MAX:
                 raise InvalidSend(f"control frame payload of {len(payload)} bytes (max 125); use send_raw to send it")
@@ -486,14 +482,13 @@ class RawSession:
                 if self.state is SessionState.OPEN:
                     self.state = SessionState.CLOSING
             wire = opcode
-            self._msg_seq += 1
-            message = self._msg_seq
         b0 = (0x80 if fin else 0) | wire
         if frame.rsv1 or frame.rsv2 or frame.rsv3:  # type: ignore[union-attr]
             b0 |= frame.rsv1 << 6 | frame.rsv2 << 5 | frame.rsv3 << 4  # type: ignore[union-attr]
+        stamp = self._cork is None  # the first write of this loop turn
         self._write_frame(b0, payload)
         if self._recorder is not None:
-            self._recorder.add(_time_ns(), TX | b0, payload, message)
+            self._recorder.stage_tx(stamp, len(payload) << 16 | b0, payload)
         if opcode == 8:
             self._after_close_sent()
 
@@ -585,7 +580,7 @@ class RawSession:
         while pos < end:
             b0 = data[pos]
             if end - pos < 2:
-                rec.add_error(t, TX | b0, data[pos:], end - pos, -1, "send_raw: incomplete frame header")
+                rec.add_error(t, TX | b0, data[pos:], end - pos, None, "send_raw: incomplete frame header")
                 return
             b1 = data[pos + 1]
             length, head = b1 & 0x7F, 2
@@ -600,13 +595,12 @@ class RawSession:
             body = data[pos + head : pos + head + length]
             if key is not None and len(key) == 4:
                 body = bytes(apply_mask(body, key))
-            self._msg_seq += 1
             if pos + head + length > end or pos + head > end:
                 rec.add_error(
-                    t, TX | b0, body, length, self._msg_seq, f"send_raw: incomplete frame ({end - pos} bytes sent)"
+                    t, TX | b0, body, length, None, f"send_raw: incomplete frame ({end - pos} bytes sent)"
                 )
                 return
-            rec.add(t, TX | b0, body, self._msg_seq)
+            rec.add(t, TX | b0, body)
             pos += head + length
 
     def _pause_writing(self) -> None:
@@ -633,30 +627,19 @@ class RawSession:
         self.state = SessionState.OPEN
 
     def _on_data(self, data: bytes) -> None:
-        frames, violation = self._reader.feed(data)
+        reader = self._reader
+        frames, codes, violation = reader.feed(data)
         if frames:
             queue = self._queue
-            rec = self._recorder
-            if rec is None:
-                for wire, frame in frames:
-                    if wire >= 8:
-                        self._on_control(wire, frame)
+            if self._recorder is not None:
+                self._recorder.stage_rx(_time_ns(), codes, frames)
+            if reader.controls:
+                for code, frame in zip(codes, frames, strict=True):
+                    if code & 8:
+                        self._on_control(code & 0x0F, frame)
                     queue.append(frame)
             else:
-                t = _time_ns()
-                add = rec.add
-                for wire, frame in frames:
-                    if wire == 0:
-                        message = self._rx_msg_id
-                    else:
-                        self._msg_seq += 1
-                        message = self._msg_seq
-                        if wire < 8:
-                            self._rx_msg_id = message
-                        else:
-                            self._on_control(wire, frame)
-                    add(t, RX | wire | (0x80 if frame.fin else 0), frame.data, message)
-                    queue.append(frame)
+                queue.extend(frames)
             if self.incoming._waiters:
                 self.incoming._wake()
             if len(queue) >= self.max_queue and not self._reading_paused:
@@ -724,7 +707,6 @@ class RawSession:
         `close_timeout` if nobody reads)."""
         self._violation = violation
         if self._recorder is not None:
-            self._msg_seq += 1
             op = violation.opcode if violation.opcode is not None else 0
             code = RX | (op & 0x0F) | (0x80 if violation.fin else 0) | ((violation.rsv & 7) << 4)
             self._recorder.add_error(
@@ -732,7 +714,7 @@ class RawSession:
                 code,
                 violation.payload,
                 violation.length or 0,
-                self._msg_seq,
+                None,
                 f"{violation.reason} (failing with {violation.code})",
             )
         exc_cls = MessageTooBig if violation.code == 1009 else PeerProtocolError
@@ -769,11 +751,10 @@ class RawSession:
             self._abort_handle.cancel()
         partial = self._reader.partial() if self._violation is None else None
         if partial is not None and self._recorder is not None:
-            self._msg_seq += 1
             op = partial.opcode or 0
             code = RX | op | (0x80 if partial.fin else 0) | (partial.rsv << 4)
             self._recorder.add_error(
-                _time_ns(), code, partial.payload, partial.length or 0, self._msg_seq, partial.reason
+                _time_ns(), code, partial.payload, partial.length or 0, None, partial.reason
             )
         if self._fail_handle is not None:
             self._fail_handle.cancel()

@@ -23,6 +23,7 @@ from .frames import FRAME_CLASSES, Frame, FrameType, _make, is_valid_close_code
 __all__ = [
     "FrameReader",
     "Violation",
+    "header_code",
     "apply_mask",
     "encode_frame",
     "frame_header",
@@ -126,17 +127,21 @@ class Violation:
     payload: bytes | None = None
 
 
-# One parsed frame: (wire opcode, frame). The frame's class gives the message type.
-Parsed = tuple[int, Frame]
+def header_code(opcode: int, fin: bool, length: int, rsv: int = 0) -> int:
+    """What `FrameReader.feed` reports per frame besides the frame itself: the wire
+    opcode, fin (0x80), rsv bits (<< 4) and the payload length (<< 16) in one int, the
+    form the timeline recorder stores."""
+    return length << 16 | (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
 
 
 class FrameReader:
     """Sans-IO frame parser with RFC 6455 validation and size limits.
 
-    `feed(data)` returns `(frames, violation)`: the frames completed by `data`, as
-    `(wire_opcode, Frame)` pairs in order, and the first violation (after which the
-    reader accepts nothing more), or None. Partial frames are kept until complete;
-    one wire frame gives exactly one `Frame`.
+    `feed(data)` returns `(frames, codes, violation)`: the frames completed by `data`
+    in order, their `header_code`s (wire opcode, fin, length: a continuation frame is a
+    `Frame.Text`/`Frame.Binary` whose code says opcode 0), and the first violation
+    (after which the reader accepts nothing more), or None. Partial frames are kept
+    until complete; one wire frame gives exactly one `Frame`.
 
     `client=True` parses what a server sends (frames must be unmasked); `client=False`
     parses what a client sends (frames must be masked). Checked: reserved opcodes,
@@ -159,15 +164,24 @@ class FrameReader:
         "_utf8",
         "_validated",
         "client",
+        "controls",
         "failed",
         "max_frame_size",
         "max_message_size",
+        "tag",
     )
 
     def __init__(
-        self, *, client: bool = True, max_frame_size: int | None = None, max_message_size: int | None = None
+        self,
+        *,
+        client: bool = True,
+        max_frame_size: int | None = None,
+        max_message_size: int | None = None,
+        tag: int = 0,
     ) -> None:
         self.client = client
+        self.tag = tag  # OR-ed into every header code (the recorder's direction bit)
+        self.controls = 0  # control frames completed by the last `feed`
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
         self._chunks: list[bytes] = []
@@ -230,9 +244,10 @@ class FrameReader:
             data[head:],
         )
 
-    def feed(self, data: bytes) -> tuple[list[Parsed], Violation | None]:
+    def feed(self, data: bytes) -> tuple[list[Frame], list[int], Violation | None]:
         if self.failed is not None:
-            return [], None
+            return [], [], None
+        self.controls = 0
         if self._chunks:
             if self._pending_text is not None:
                 # Fail fast: check the UTF-8 of a text frame's payload as it arrives.
@@ -242,11 +257,11 @@ class FrameReader:
                     self.failed = v
                     self._chunks = []
                     self._chunks_len = 0
-                    return [], v
+                    return [], [], v
             self._chunks.append(data)
             self._chunks_len += len(data)
             if self._chunks_len < self._need:
-                return [], None
+                return [], [], None
             first = None
             if self._big is not None:
                 # A large frame is complete: join its payload straight out of the chunks
@@ -263,24 +278,30 @@ class FrameReader:
                 data = b"".join(self._chunks)
             self._chunks = []
             self._chunks_len = 0
-            out: list[Parsed] = []
-            violation = self._parse(data, out, first)
+            out: list[Frame] = []
+            codes: list[int] = []
+            violation = self._parse(data, out, codes, first)
         else:
             out = []
-            violation = self._parse(data, out, None)
+            codes = []
+            violation = self._parse(data, out, codes, None)
         if violation is not None:
             self.failed = violation
             self._chunks = []
             self._chunks_len = 0
-        return out, violation
+        return out, codes, violation
 
-    def _parse(self, data: bytes, out: list[Parsed], first: tuple[Any, ...] | None) -> Violation | None:
+    def _parse(
+        self, data: bytes, out: list[Frame], codes: list[int], first: tuple[Any, ...] | None
+    ) -> Violation | None:
         pos = 0
         end = len(data)
         client = self.client
         max_frame = self.max_frame_size
         max_msg = self.max_message_size
         append = out.append
+        code_append = codes.append
+        tag = self.tag
         while True:
             if first is not None:  # a large frame whose payload feed() assembled
                 opcode, fin, cls, payload, length = first
@@ -390,13 +411,16 @@ class FrameReader:
                 else:
                     self._msg_cls = cls
                     self._msg_size += length
-                append((opcode, _make(cls, payload, fin != 0)))
+                append(_make(cls, payload, fin != 0))
+                code_append(length << 16 | tag | fin | opcode)
             else:
                 if opcode == 8:
                     v = _check_close(payload)
                     if v is not None:
                         return v
-                append((opcode, _make(cls, payload)))
+                append(_make(cls, payload))
+                code_append(length << 16 | tag | 0x80 | opcode)
+                self.controls += 1
         self._keep(data, pos, 2)
         return None
 

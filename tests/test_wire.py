@@ -19,8 +19,10 @@ def parse_all(data: bytes, *, client: bool = True, chunks: list[int] | None = No
     frames, violation = [], None
     pieces = [data] if chunks is None else _split(data, chunks)
     for piece in pieces:
-        got, violation = reader.feed(piece)
-        frames.extend(got)
+        got, codes, violation = reader.feed(piece)
+        assert [c >> 16 for c in codes] == [len(f.data) for f in got]
+        assert [bool(c & 0x80) for c in codes] == [f.fin for f in got]
+        frames.extend((c & 0x0F, f) for c, f in zip(codes, got, strict=True))
         if violation is not None:
             break
     return frames, violation, reader
@@ -96,7 +98,7 @@ def test_utf8_may_split_across_fragments_but_not_be_invalid():
 def test_violations_are_values_with_the_rfc_close_code(wire, code, words):
     _frames, violation, reader = parse_all(wire)
     assert violation is not None and violation.code == code and words in violation.reason
-    assert reader.feed(encode_frame(1, b"more", mask=False)) == ([], None)  # nothing after a failure
+    assert reader.feed(encode_frame(1, b"more", mask=False)) == ([], [], None)  # nothing after a failure
 
 
 def test_server_side_requires_masked_frames():
@@ -107,10 +109,10 @@ def test_server_side_requires_masked_frames():
 def test_size_limits_are_checked_from_the_header_before_buffering():
     reader = FrameReader(client=True, max_frame_size=1000, max_message_size=1500)
     # Only the header of a 10 MB frame: rejected at once, nothing buffered.
-    frames, violation = reader.feed(bytes([0x82, 127]) + (10_000_000).to_bytes(8, "big"))
+    frames, _, violation = reader.feed(bytes([0x82, 127]) + (10_000_000).to_bytes(8, "big"))
     assert violation.code == 1009 and reader.buffered == 0
     reader = FrameReader(client=True, max_frame_size=1000, max_message_size=1500)
-    frames, violation = reader.feed(
+    frames, _, violation = reader.feed(
         encode_frame(2, b"a" * 900, fin=False, mask=False) + encode_frame(0, b"b" * 900, mask=False)
     )
     assert violation.code == 1009 and "max_message_size" in violation.reason and len(frames) == 1
@@ -120,10 +122,10 @@ def test_partial_frames_wait_for_the_rest():
     wire = encode_frame(2, os.urandom(70000), mask=False)
     reader = FrameReader(client=True)
     for i in range(0, len(wire) - 1, 997):
-        frames, violation = reader.feed(wire[i : min(i + 997, len(wire) - 1)])
+        frames, _, violation = reader.feed(wire[i : min(i + 997, len(wire) - 1)])
         assert frames == [] and violation is None
-    frames, violation = reader.feed(wire[-1:])
-    assert violation is None and len(frames) == 1 and frames[0][1].data == wire[10:]
+    frames, _, violation = reader.feed(wire[-1:])
+    assert violation is None and len(frames) == 1 and frames[0].data == wire[10:]
 
 
 # -- properties ---------------------------------------------------------------------

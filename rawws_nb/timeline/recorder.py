@@ -1,11 +1,13 @@
-"""The frame recorder: one packed row per frame on the hot path, a DataFrame on demand.
+"""The frame recorder: a header code per frame on the hot path, a DataFrame on demand.
 
-Cost. Per frame, `add` packs the timestamp, header bits (direction, fin, rsv, opcode),
-full length and message index into 26 bytes appended to one `bytearray` (one
-`struct.pack`, no per-field `array.append`), and appends the payload reference to a list:
-about 0.25 us on the benchmark machine. Close codes, text previews and codec fields are
-derived when the DataFrame is built; errors and codec results live in small side dicts.
-`add_many` records a batch read at once (one call, packing in C).
+Cost. The session records a batch of received frames with `stage_rx` (a few C-level
+`extend`s per batch: the reader already computed each frame's header code) and each
+sent frame with `stage_tx` (two appends; one timestamp per loop turn). Timestamps per
+frame and message numbers are derived, vectorised, when rows are materialised (`_flush`,
+on any read) into packed 26-byte rows (timestamp, header bits, full length, message).
+Close codes, text previews and codec fields are derived when the DataFrame is built;
+errors and codec results live in small side dicts. `add`/`add_error` record one
+explicit row (errors, imports).
 
 Memory (measured by `python -m benchmarks.bench_timeline`: 68 bytes per frame plus its
 payload, 35 for the row and the list slot alone; target <= 120). The payload object is
@@ -32,7 +34,10 @@ frames on the benchmark machine (target <= 0.5 s).
 from __future__ import annotations
 
 import struct
+import time
+from array import array
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -65,6 +70,10 @@ ROW_DTYPE = np.dtype([("t", "<i8"), ("code", "<u2"), ("len", "<i8"), ("msg", "<i
 assert ROW_DTYPE.itemsize == ROW_SIZE
 
 
+_DATA = attrgetter("data")
+_time_ns = time.time_ns
+
+
 def _rows(buf: bytearray, start: int, stop: int) -> np.ndarray:
     """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`). The buffer
     export ends before returning, so the recorder can grow again."""
@@ -88,10 +97,16 @@ class Recorder:
         "_codecs",
         "_decoded",
         "_errors",
+        "_last_t",
+        "_next_msg",
         "_open_kinds",
+        "_open_msg",
         "_payload",
         "_rows",
+        "_stage",
         "_t0",
+        "_tpos",
+        "_tval",
         "capacity",
         "dropped",
         "payload_cap",
@@ -104,6 +119,15 @@ class Recorder:
         self.payload_cap = max(int(payload_cap), 0)
         self.dropped = 0
         self._rows = bytearray()  # ROW_SIZE bytes per frame: t, code, length, message
+        # The hot path (`stage_rx`/`stage_tx`) appends only a header code per frame here;
+        # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
+        # numbers are derived, vectorised, when the rows are materialised (`_flush`).
+        self._stage = array("q")
+        self._tpos = array("q")
+        self._tval = array("q")
+        self._last_t = t0
+        self._next_msg = 0  # the next message number
+        self._open_msg: dict[int, int] = {}  # direction -> number of its last data message
         self._payload: list[bytes] = []
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
@@ -138,8 +162,100 @@ class Recorder:
         """The session's start (ns since the epoch) that `t_rel` counts from."""
         return self._t0
 
-    def add(self, t_ns: int, code: int, payload: bytes, message: int) -> int:
-        """Record one frame; returns its absolute row number."""
+    # -- the hot path ----------------------------------------------------------------
+
+    def stage_rx(self, t_ns: int, codes: list[int], frames: list[Any]) -> None:
+        """Record frames read at once: `codes` are their header codes (`wire.header_code`
+        with the direction bit), `frames` the frames. A few C-level calls per batch."""
+        stage = self._stage
+        self._tpos.append(len(stage))
+        self._tval.append(t_ns)
+        stage.extend(codes)
+        payload = self._payload
+        if max(codes) >> 16 > self.payload_cap:
+            cap = self.payload_cap
+            payload.extend(
+                f.data if c >> 16 <= cap or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True)
+            )
+        else:
+            payload.extend(map(_DATA, frames))
+        if len(payload) > self.capacity:
+            self._trim()
+
+    def stage_tx(self, stamp: bool, code: int, payload: bytes) -> None:
+        """Record one frame written: `code` is its header code (length << 16 included);
+        `stamp` takes a new timestamp (else the frame shares the previous one: frames
+        written in the same loop turn go out together)."""
+        if stamp:
+            self._tpos.append(len(self._stage))
+            self._tval.append(_time_ns())
+        self._stage.append(code)
+        n = code >> 16
+        self._payload.append(payload if n <= self.payload_cap or code & 8 else payload[: self.payload_cap])
+        if len(self._payload) > self.capacity:
+            self._trim()
+
+    def _flush(self) -> None:
+        """Materialise staged frames into packed rows (timestamps and message numbers)."""
+        stage = self._stage
+        k = len(stage)
+        if not k:
+            return
+        codes = np.frombuffer(stage, dtype=np.int64, count=k).copy()
+        tpos = np.frombuffer(self._tpos, dtype=np.int64).copy()
+        tval = np.frombuffer(self._tval, dtype=np.int64).copy()
+        del stage[:], self._tpos[:], self._tval[:]
+        if len(tpos):
+            at = np.searchsorted(tpos, np.arange(k), side="right") - 1
+            t = np.where(at >= 0, tval[np.maximum(at, 0)], self._last_t)
+            self._last_t = int(tval[-1])
+        else:
+            t = np.full(k, self._last_t, dtype=np.int64)
+        code = codes & 0xFFFF
+        rows = np.empty(k, dtype=ROW_DTYPE)
+        rows["t"] = t
+        rows["code"] = code
+        rows["len"] = codes >> 16
+        rows["msg"] = self._numbers(code & 0x0F, code >> 8)
+        self._rows += rows.tobytes()
+
+    def _numbers(self, opcode: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Message numbers, in order: every frame but a continuation starts a message;
+        a continuation belongs to its direction's last data message."""
+        new = opcode != 0
+        number = self._next_msg + np.cumsum(new) - 1
+        starts = (opcode == 1) | (opcode == 2)
+        for d in (0, 1):
+            mine = direction == d
+            first = np.flatnonzero(starts & mine)
+            cont = np.flatnonzero(~new & mine)
+            if len(cont):
+                at = np.searchsorted(first, cont, side="right") - 1
+                before = self._open_msg.get(d, -1)
+                number[cont] = np.where(at >= 0, number[first[np.maximum(at, 0)]], before)
+            if len(first):
+                self._open_msg[d] = int(number[first[-1]])
+        self._next_msg += int(np.count_nonzero(new))
+        return number
+
+    def _number(self, code: int, message: int | None) -> int:
+        """The message number of one explicitly added row (after `_flush`)."""
+        opcode, d = code & 0x0F, (code >> 8) & 1
+        if message is None:
+            message = self._next_msg if opcode else self._open_msg.get(d, -1)
+        self._next_msg = max(self._next_msg, message + 1)
+        if opcode in (1, 2):
+            self._open_msg[d] = message
+        return message
+
+    # -- explicit rows (errors, imports, tests) -----------------------------------------
+
+    def add(self, t_ns: int, code: int, payload: bytes, message: int | None = None) -> int:
+        """Record one frame; returns its absolute row number. `message` None numbers it
+        as the hot path does."""
+        self._flush()
+        message = self._number(code, message)
+        self._last_t = t_ns
         n = len(payload)
         self._rows += _PACK(t_ns, code, n, message)
         kept = self._payload
@@ -150,10 +266,13 @@ class Recorder:
         return self._base + len(kept) - 1
 
     def add_many(self, t_ns: int, codes: list[int], payloads: list[bytes], messages: list[int]) -> None:
-        """Record frames read at the same time (one call for a batch: cheaper than `add`
-        per frame)."""
+        """Record frames read at the same time, with explicit message numbers."""
         if not codes:
             return
+        self._flush()
+        for c, m in zip(codes, messages, strict=True):
+            self._number(c, m)
+        self._last_t = t_ns
         lengths = list(map(len, payloads))
         self._rows += b"".join(map(_PACK, repeat(t_ns, len(codes)), codes, lengths, messages))
         cap = self.payload_cap
@@ -164,12 +283,15 @@ class Recorder:
             self._trim()
 
     def add_error(
-        self, t_ns: int, code: int, payload: bytes | None, length: int, message: int, error: str | None
+        self, t_ns: int, code: int, payload: bytes | None, length: int, message: int | None, error: str | None
     ) -> int:
         """Record a frame (or partial frame) that something was wrong with: `length` is
         the length it announced, `payload` what arrived. `error` None records no error text
         (for a frame whose kept payload is shorter than `length` for another reason)."""
         data = payload or b""
+        self._flush()
+        message = self._number(code, message)
+        self._last_t = t_ns
         self._rows += _PACK(t_ns, code, length, message)
         keep = len(data) <= self.payload_cap or (code & 8 and len(data) <= 125)
         self._payload.append(data if keep else data[: self.payload_cap])
@@ -191,6 +313,7 @@ class Recorder:
     def _trim(self) -> None:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
         # from the front of a bytearray or a list is cheap.
+        self._flush()
         k = len(self._payload) - self.capacity + max(self.capacity // 8, 1) - 1
         k = min(k, len(self._payload))
         self._remember_open_kinds(k)
@@ -219,6 +342,7 @@ class Recorder:
 
     def clear(self) -> None:
         """Forget every recorded frame (counted in `dropped`)."""
+        self._flush()
         n = len(self._payload)
         if n:
             self._remember_open_kinds(n)
@@ -274,6 +398,7 @@ class Recorder:
 
         `since` is an absolute row number (the DataFrame's index): only rows from there on.
         """
+        self._flush()
         kept = len(self._payload)
         skip = 0 if since is None else min(max(since - self._base, 0), kept)
         n = kept - skip
@@ -367,10 +492,12 @@ class Recorder:
     def _code(self) -> np.ndarray:
         """The kept rows' codes (uint16). Compatibility for code written against the
         earlier column layout (`widgets.TimelinePanel`); use `count(since)` instead."""
+        self._flush()
         return _field(self._rows, "code", 0, len(self._payload))
 
     def count(self, since: int = 0) -> tuple[int, int]:
         """`(tx, rx)`: kept frames recorded from absolute row `since` on (for live counters)."""
+        self._flush()
         kept = len(self._payload)
         start = min(max(since - self._base, 0), kept)
         rx = int(np.count_nonzero(_field(self._rows, "code", start, kept) >> 8))
