@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
-.PHONY: help venv lab demo serve test test-fast lint bench conformance browser-deps clean
+.PHONY: help venv lab demo serve test test-fast lint bench bench-codec bench-timeline bench-widgets conformance \
+	browser-deps clean
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
 	@echo "make demo         the seed's scenarios in the terminal against the embedded server"
 	@echo "make test         the whole test suite (installs everything it needs)"
 	@echo "make bench        benchmarks against websockets, aiohttp, picows and a TCP floor"
+	@echo "make bench-codec | bench-timeline | bench-widgets   the other benchmarks"
 	@echo "make conformance  the Autobahn|Testsuite, all 301 non-compression cases"
 
 $(STAMP): pyproject.toml
@@ -49,6 +51,16 @@ lint: venv
 
 bench: venv
 	$(PY) -m benchmarks.run
+
+bench-codec: venv
+	$(PY) -m benchmarks.bench_codec
+
+bench-timeline: venv
+	$(PY) -m benchmarks.bench_timeline
+
+# Ping round trips with the Dashboard displayed under /flood vs no panels (a real kernel).
+bench-widgets: venv
+	$(PY) -m rawws_nb.widgets._bench
 
 # The Autobahn|Testsuite, all 301 non-compression cases; CASES="1.*,2.*" runs a subset.
 conformance: venv
