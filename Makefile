@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
 .PHONY: help venv lab demo serve test test-fast lint bench bench-codec bench-timeline bench-widgets conformance \
-	browser-deps clean
+	browser-deps kernel701 binder-check clean
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
@@ -40,8 +40,18 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-test: venv browser-deps
+# The second kernel environment for the browser test: ipykernel 7.0.1 + ipywidgets 8.1.7
+# (Binder's image) with the project, in .venv-kernel701 (idempotent; ~30 s the first time).
+kernel701:
+	bash .ci/kernel-7.0.1/setup.sh >/dev/null
+
+test: venv browser-deps kernel701
 	$(PY) -m pytest
+
+# Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,
+# every notebook, and the browser tests with its JupyterLab 4.4.9 + ipykernel 7.0.1.
+binder-check: venv browser-deps
+	bash .ci/binder/standin.sh
 
 test-fast: venv
 	$(PY) -m pytest -x -q -m "not browser"
@@ -68,4 +78,4 @@ conformance: venv
 	$(PY) -m tests.conformance.run --no-setup --report test-artifacts/conformance-full.md $(if $(CASES),--cases "$(CASES)")
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts
+	rm -rf $(VENV) .venv-kernel701 .venv-binder .pytest_cache .hypothesis test-artifacts
