@@ -487,8 +487,18 @@ class RawSession:
             b0 |= frame.rsv1 << 6 | frame.rsv2 << 5 | frame.rsv3 << 4  # type: ignore[union-attr]
         stamp = self._cork is None  # the first write of this loop turn
         self._write_frame(b0, payload)
-        if self._recorder is not None:
-            self._recorder.stage_tx(stamp, len(payload) << 16 | b0, payload)
+        rec = self._recorder
+        if rec is not None:
+            # Recorder.stage_tx, inlined: this is the send path's only recording cost.
+            if stamp:
+                rec._tpos.append(len(rec._stage))
+                rec._tval.append(_time_ns())
+            n = len(payload)
+            rec._stage.append(n << 16 | b0)
+            kept = rec._payload
+            kept.append(payload if n <= rec.payload_cap or opcode >= 8 else payload[: rec.payload_cap])
+            if len(kept) > rec.capacity:
+                rec._trim()
         if opcode == 8:
             self._after_close_sent()
 
