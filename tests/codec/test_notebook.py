@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04-binary-protocol.ipynb"
 
 
 def test_binary_protocol_notebook_runs():
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient
+    import nbformat
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert nb.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3", "language": "python"}
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")

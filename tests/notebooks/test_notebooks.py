@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,9 +21,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 ARTIFACTS = ROOT / "test-artifacts" / "notebooks"
 CELL_TIMEOUT = 60  # seconds, per cell
 NOTEBOOK_TIMEOUT = 180  # seconds, per notebook (pytest-timeout)
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 
 @pytest.fixture(autouse=True)
