@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lab: venv
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) notebooks/01-quickstart.ipynb
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) \
+		notebooks/01-quickstart.ipynb
 
 demo: venv
 	$(VENV)/bin/rawws-nb demo
