@@ -39,7 +39,7 @@ import pandas as pd
 from ._columns import sparse_strings
 from .persist import decode_fields, encode_fields
 from .recorder import RX, TX, Recorder, flags
-from .schema import dir_codes, opcode_codes, t_ns
+from .schema import dir_codes, opcode_codes, rsv_codes, t_ns
 
 __all__ = ["read_har", "to_har"]
 
@@ -77,10 +77,7 @@ def to_har(
     direction = dir_codes(df)
     opcode = opcode_codes(df)
     fin = df["fin"].to_numpy(dtype=bool)
-    rsv = np.zeros(len(df), dtype=np.int64)
-    for bit, name in ((4, "rsv1"), (2, "rsv2"), (1, "rsv3")):
-        if name in df.columns:
-            rsv |= np.where(df[name].to_numpy(dtype=bool), bit, 0)
+    rsv = rsv_codes(df)
     length = df["length"].to_numpy(dtype=np.int64)
     message = df["message"].to_numpy(dtype=np.int64)
     errors = df["error"].to_numpy(dtype=object, na_value=None) if "error" in df.columns else [None] * len(df)

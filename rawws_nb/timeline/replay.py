@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import dir_codes, opcode_codes, t_ns
+from .schema import dir_codes, opcode_codes, rsv_codes, t_ns
 
 __all__ = ["replay", "tx_frames"]
 
@@ -30,10 +30,7 @@ def tx_frames(timeline: pd.DataFrame) -> list[tuple[int, int, bool, int, bytes, 
     t = t_ns(df["t"])
     opcode = opcode_codes(df)
     fin = df["fin"].to_numpy(dtype=bool)
-    rsv = np.zeros(len(df), dtype=np.int64)
-    for bit, name in ((4, "rsv1"), (2, "rsv2"), (1, "rsv3")):
-        if name in df.columns:
-            rsv |= np.where(df[name].to_numpy(dtype=bool), bit, 0)
+    rsv = rsv_codes(df)
     length = df["length"].to_numpy(dtype=np.int64)
     error = df["error"].notna().to_numpy() if "error" in df.columns else np.zeros(len(df), bool)
     return [

@@ -149,3 +149,12 @@ def opcode_codes(df: pd.DataFrame) -> np.ndarray:
     if pd.api.types.is_integer_dtype(col.dtype):
         return col.to_numpy(dtype=np.int8)
     return col.map(lambda v: OPCODES.get(v, -1) if isinstance(v, str) else -1).to_numpy(dtype=np.int8)
+
+
+def rsv_codes(df: pd.DataFrame) -> np.ndarray:
+    """The rsv bits as one int per row (rsv1 = 4, rsv2 = 2, rsv3 = 1); missing columns are 0."""
+    rsv = np.zeros(len(df), dtype=np.int64)
+    for bit, name in ((4, "rsv1"), (2, "rsv2"), (1, "rsv3")):
+        if name in df.columns:
+            rsv |= np.where(df[name].to_numpy(dtype=bool), bit, 0)
+    return rsv
