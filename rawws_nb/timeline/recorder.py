@@ -2,7 +2,8 @@
 
 Cost. The session records a batch of received frames with `stage_rx` (a few C-level
 `extend`s per batch: the reader already computed each frame's header code) and each
-sent frame with `stage_tx` (two appends; one timestamp per loop turn). Timestamps per
+sent frame by appending its header code and payload to `_stage`/`_payload` itself (the
+session inlines this; one timestamp per loop turn in `_tpos`/`_tval`). Timestamps per
 frame and message numbers are derived, vectorised, when rows are materialised (`_flush`,
 on any read) into packed 26-byte rows (timestamp, header bits, full length, message).
 Close codes, text previews and codec fields are derived when the DataFrame is built;
@@ -36,7 +37,6 @@ from __future__ import annotations
 import struct
 import time
 from array import array
-from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
@@ -45,7 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ._columns import decode_utf8, last_value_lookup, payload_column, sparse_strings, string_array
-from .schema import DIR_DTYPE, DIRECTIONS, OPCODE_DTYPE, OPCODE_NAMES, TEXT_PREVIEW
+from .schema import DIR_DTYPE, OPCODE_DTYPE, TEXT_PREVIEW
 
 __all__ = ["DEFAULT_CAPACITY", "DEFAULT_PAYLOAD_CAP", "RX", "TX", "Recorder", "flags"]
 
@@ -119,7 +119,7 @@ class Recorder:
         self.payload_cap = max(int(payload_cap), 0)
         self.dropped = 0
         self._rows = bytearray()  # ROW_SIZE bytes per frame: t, code, length, message
-        # The hot path (`stage_rx`/`stage_tx`) appends only a header code per frame here;
+        # The hot path (`stage_rx`, and the session's send path) appends only a header code per frame here;
         # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
         # numbers are derived, vectorised, when the rows are materialised (`_flush`).
         self._stage = array("q")
@@ -180,19 +180,6 @@ class Recorder:
         else:
             payload.extend(map(_DATA, frames))
         if len(payload) > self.capacity:
-            self._trim()
-
-    def stage_tx(self, stamp: bool, code: int, payload: bytes) -> None:
-        """Record one frame written: `code` is its header code (length << 16 included);
-        `stamp` takes a new timestamp (else the frame shares the previous one: frames
-        written in the same loop turn go out together)."""
-        if stamp:
-            self._tpos.append(len(self._stage))
-            self._tval.append(_time_ns())
-        self._stage.append(code)
-        n = code >> 16
-        self._payload.append(payload if n <= self.payload_cap or code & 8 else payload[: self.payload_cap])
-        if len(self._payload) > self.capacity:
             self._trim()
 
     def _flush(self) -> None:
@@ -264,23 +251,6 @@ class Recorder:
         if len(kept) > self.capacity:
             self._trim()
         return self._base + len(kept) - 1
-
-    def add_many(self, t_ns: int, codes: list[int], payloads: list[bytes], messages: list[int]) -> None:
-        """Record frames read at the same time, with explicit message numbers."""
-        if not codes:
-            return
-        self._flush()
-        for c, m in zip(codes, messages, strict=True):
-            self._number(c, m)
-        self._last_t = t_ns
-        lengths = list(map(len, payloads))
-        self._rows += b"".join(map(_PACK, repeat(t_ns, len(codes)), codes, lengths, messages))
-        cap = self.payload_cap
-        if max(lengths) > cap:
-            payloads = [p if len(p) <= cap or c & 8 else p[:cap] for p, c in zip(payloads, codes, strict=True)]
-        self._payload.extend(payloads)
-        if len(self._payload) > self.capacity:
-            self._trim()
 
     def add_error(
         self, t_ns: int, code: int, payload: bytes | None, length: int, message: int | None, error: str | None
@@ -553,10 +523,3 @@ class Recorder:
                 continue
             self._decoded[row] = decode_for_timeline(proto, version, b"".join(parts) if len(parts) > 1 else parts[0])
 
-
-def direction_name(code: int) -> str:
-    return DIRECTIONS[(code >> 8) & 1]
-
-
-def opcode_name(code: int) -> str:
-    return OPCODE_NAMES[code & 0x0F]
