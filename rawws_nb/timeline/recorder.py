@@ -38,16 +38,16 @@ import struct
 import time
 from array import array
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ._columns import decode_utf8, last_value_lookup, payload_column, sparse_strings, string_array
-from .schema import DIR_DTYPE, OPCODE_DTYPE, TEXT_PREVIEW
+from .schema import DIR_DTYPE, DIRECTIONS, OPCODE_DTYPE, OPCODE_NAMES, TEXT_PREVIEW
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_PAYLOAD_CAP", "RX", "TX", "Recorder", "flags"]
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_PAYLOAD_CAP", "RX", "TX", "RecentFrame", "Recorder", "flags"]
 
 DEFAULT_CAPACITY = 500_000  # frames; see the module docstring for the memory bound
 DEFAULT_PAYLOAD_CAP = 1024  # bytes kept per payload
@@ -82,6 +82,26 @@ def _rows(buf: bytearray, start: int, stop: int) -> np.ndarray:
 
 def _field(buf: bytearray, name: str, start: int, stop: int) -> np.ndarray:
     return np.ascontiguousarray(_rows(buf, start, stop)[name])
+
+
+class RecentFrame(NamedTuple):
+    """One frame as `Recorder.recent` gives it (the timeline's columns, as Python values)."""
+
+    row: int
+    t_rel: float
+    dir: str
+    opcode: str
+    fin: bool
+    rsv: int
+    length: int
+    payload: bytes
+    text: str | None
+    close_code: int | None
+    close_reason: str | None
+    message: int
+    msg_type: str | None
+    fields: Any
+    error: str | None
 
 
 class Recorder:
@@ -329,6 +349,58 @@ class Recorder:
         """The last `n` recorded frames as a timeline DataFrame (cheap for small `n`)."""
         return self.to_dataframe(since=max(self.total - max(n, 0), self._base))
 
+    def recent(self, n: int) -> list[RecentFrame]:
+        """The last `n` frames as plain tuples, oldest first: what live views need,
+        without building a DataFrame (a few hundred microseconds for 50 rows)."""
+        self._flush()
+        kept = len(self._payload)
+        skip = max(kept - max(n, 0), 0)
+        if skip >= kept:
+            return []
+        rows = _rows(self._rows, skip, kept)
+        code = np.ascontiguousarray(rows["code"])
+        opcode = (code & 0x0F).astype(np.int8)
+        message = np.ascontiguousarray(rows["msg"])
+        kind = self.message_kinds(opcode, message, skip).tolist()
+        payloads = self._payload[skip:kept]
+        if self._codecs:
+            self._decode_binary(
+                opcode, code, np.asarray(kind), np.ascontiguousarray(rows["len"]), message, payloads, skip
+            )
+        t0 = self._t0 or int(rows["t"][0])
+        base = self._base + skip
+        limit = TEXT_PREVIEW * 4
+        out: list[RecentFrame] = []
+        for i, (t, c, length, msg) in enumerate(rows.tolist()):
+            row = base + i
+            p = payloads[i]
+            op = c & 0x0F
+            text = p[:limit].decode("utf-8", "replace")[:TEXT_PREVIEW] if kind[i] == 1 else None
+            close_code = close_reason = None
+            if op == 8 and len(p) >= 2:
+                close_code, close_reason = int.from_bytes(p[:2], "big"), p[2:].decode("utf-8", "replace")
+            msg_type, fields, error = self._decoded.get(row, (None, None, None))
+            out.append(
+                RecentFrame(
+                    row,
+                    (t - t0) / 1e9,
+                    DIRECTIONS[(c >> 8) & 1],
+                    OPCODE_NAMES[op],
+                    bool(c & 0x80),
+                    (c >> 4) & 7,
+                    length,
+                    p,
+                    text,
+                    close_code,
+                    close_reason,
+                    msg,
+                    msg_type,
+                    fields,
+                    self._errors.get(row, error),
+                )
+            )
+        return out
+
     def message_kinds(self, opcode: np.ndarray, message: np.ndarray, skip: int = 0) -> np.ndarray:
         """The opcode of the message each row belongs to, for rows `skip:` of the kept
         columns (given as `opcode`, `message`): a data frame's own opcode for the first
@@ -522,4 +594,3 @@ class Recorder:
                 self._decoded[row] = (None, None, f"payload capped at {self.payload_cap} bytes; not decoded")
                 continue
             self._decoded[row] = decode_for_timeline(proto, version, b"".join(parts) if len(parts) > 1 else parts[0])
-

@@ -7,7 +7,6 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
-import numpy as np
 import pandas as pd
 
 from ._base import DEFAULT_REFRESH_INTERVAL, Panel
@@ -154,51 +153,51 @@ class TimelinePanel(Panel):
         self._rx += rx
         self._counted = rec.total
 
-    def _select(self, rec: Any) -> pd.DataFrame:
+    def _select(self, rec: Any) -> list[Any]:
+        """The newest `rows` frames passing the filters (`Recorder.recent`: no pandas)."""
         direction, opcode = self.direction.value, self.opcode.value
         if direction == "all" and opcode == "all":
-            return rec.tail(self.rows)
-        df = rec.tail(max(self.rows * _SCAN_FACTOR, _SCAN_MIN))
-        mask = np.ones(len(df), dtype=bool)
+            return rec.recent(self.rows)
+        frames = rec.recent(max(self.rows * _SCAN_FACTOR, _SCAN_MIN))
         if direction != "all":
-            mask &= (df["dir"] == direction).to_numpy()
+            frames = [f for f in frames if f.dir == direction]
         if opcode == "errors":
-            mask &= df["error"].notna().to_numpy()
+            frames = [f for f in frames if f.error is not None]
         elif opcode == "control":
-            mask &= df["opcode"].isin(["close", "ping", "pong"]).to_numpy()
+            frames = [f for f in frames if f.opcode in ("close", "ping", "pong")]
         elif opcode != "all":
-            mask &= (df["opcode"] == opcode).to_numpy()
-        return df[mask].tail(self.rows)
+            frames = [f for f in frames if f.opcode == opcode]
+        return frames[-self.rows :] if self.rows else []
 
-    def _table(self, df: pd.DataFrame) -> str:
-        if not len(df):
+    def _table(self, frames: list[Any]) -> str:
+        if not frames:
             return "<i>no frames yet</i>" if self.direction.value == "all" else "<i>no matching frames</i>"
-        msg_type = _objects(df["msg_type"])
-        has_codec = any(m is not None for m in msg_type)
+        has_codec = any(f.msg_type is not None for f in frames)
         head = ["#", "t (s)", "", "opcode", "fin", "rsv", "len", "preview"]
         if has_codec:
             head.append("decoded")
         head.append("error")
         out = [_STYLE, "<table class='rawws-tl'><tr>", *(f"<th>{h}</th>" for h in head), "</tr>"]
-        dirs, ops = df["dir"].cat.categories, df["opcode"].cat.categories
-        cols = zip(
-            df.index.tolist(),
-            df["t_rel"].to_numpy().tolist(),
-            [dirs[c] for c in df["dir"].cat.codes.to_numpy().tolist()],
-            [ops[c] for c in df["opcode"].cat.codes.to_numpy().tolist()],
-            df["fin"].to_numpy().tolist(),
-            df["rsv1"].to_numpy().tolist(),
-            df["rsv2"].to_numpy().tolist(),
-            df["rsv3"].to_numpy().tolist(),
-            df["length"].to_numpy().tolist(),
-            df["payload"].to_numpy().tolist(),
-            _objects(df["text"]),
-            _objects(df["close_code"]),
-            _objects(df["close_reason"]),
-            msg_type,
-            df["fields"].to_numpy().tolist(),
-            _objects(df["error"]),
-            strict=True,
+        cols = (
+            (
+                f.row,
+                f.t_rel,
+                f.dir,
+                f.opcode,
+                f.fin,
+                f.rsv & 4,
+                f.rsv & 2,
+                f.rsv & 1,
+                f.length,
+                f.payload,
+                f.text,
+                f.close_code,
+                f.close_reason,
+                f.msg_type,
+                f.fields,
+                f.error,
+            )
+            for f in frames
         )
         rows = []
         esc = html.escape
