@@ -13,7 +13,7 @@ Threads and loops: every button or toggle hands its work to the session's loop
 (`loop.create_task` when already on it, `asyncio.run_coroutine_threadsafe` from any other
 thread, as when JupyterLab runs widget callbacks on a kernel subshell). Updates flow the
 other way from one throttled task per panel (or per dashboard) on the session's loop,
-at most ~10 renders per second, only when something changed, and never on the path that
+at most 4 renders per second (`refresh_interval=0.25`), only when something changed, and never on the path that
 timestamps frames. Errors land in each panel's status line, never in the kernel.
 
 Stable CSS classes (for browser tests and styling): `rawws-send`, `rawws-send-button`,

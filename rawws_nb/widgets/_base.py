@@ -17,7 +17,7 @@ from ._loop import Handle, cancel, submit
 
 __all__ = ["DEFAULT_REFRESH_INTERVAL", "Panel", "StatusLine", "describe_error"]
 
-DEFAULT_REFRESH_INTERVAL = 0.1  # seconds: at most ~10 renders per second
+DEFAULT_REFRESH_INTERVAL = 0.25  # seconds: at most 4 renders per second
 
 _COLOURS = {"ok": "#2a7a2a", "error": "#c0392b", "info": "#555", "busy": "#8a6d00"}
 

@@ -7,7 +7,7 @@ measured. The default flood (`/steady`, defined here) sends 200 frames per loop 
 yields, for as long as the session lasts; `--flood-path "/flood?n=100000000"` uses the
 server's own path (which needs the transport's back-pressure to yield to the loop).
 Conditions alternate round by round: no panels, and a `Dashboard` displayed on the
-flooded session (updating ~10 times a second). Prints p50/p95 of the round trips
+flooded session (updating 4 times a second). Prints p50/p95 of the round trips
 per condition, the ratio (target: within 10%), renders per second and flood throughput.
 
 Options: `--rounds N` (default 4), `--pings N` per round (default 200), `--flood-path`,
