@@ -23,6 +23,34 @@ CELL_TIMEOUT = 60  # seconds, per cell
 NOTEBOOK_TIMEOUT = 180  # seconds, per notebook (pytest-timeout)
 
 
+def _texts(nb: nbformat.NotebookNode) -> list[str]:
+    return [
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    ]
+
+
+def _check_04(outputs: list[str]) -> None:
+    text = "\n".join(outputs)
+    assert "error(code='bad_message'" in text  # the message broken on purpose
+    assert "CANNOT_ACCEPT" in text  # the version mismatch
+    assert "say+say" in text  # two messages in one frame, decoded in the timeline
+
+
+def _check_05(outputs: list[str]) -> None:
+    text = "\n".join(outputs)
+    assert "Part 1 Part 2 Part 3" in text and "snow☃man" in text  # messages() reassembled
+    assert "<Figure size" in text  # the latency plot
+    assert "(True,\n 'ws://127.0.0.1" in text  # Parquet round trip equal, metadata back
+    assert outputs[-2:] == ["True", "(15, np.True_)"]  # HAR round trip equal; replayed pings answered
+
+
+# What some notebooks must show, beyond running without an error.
+CONTENT_CHECKS = {"04-binary-protocol": _check_04, "05-timeline-analysis": _check_05}
+
+
 @pytest.fixture(autouse=True)
 def _this_environments_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     # Find `python3` in this environment (sys.prefix/share/jupyter) before any user-wide
@@ -72,3 +100,6 @@ def test_notebook_runs(path: Path) -> None:
     assert not errors, errors
     ran = [c.execution_count for c in nb.cells if c.cell_type == "code"]
     assert all(n is not None for n in ran), f"cells that did not run: {ran}"
+    check = CONTENT_CHECKS.get(path.stem)
+    if check is not None:
+        check(_texts(nb))
