@@ -297,7 +297,15 @@ def wait_kernel_ready(page: Any, lab: JupyterLab, rel_path: str, timeout: float 
             return None
         return s
 
-    return wait_until(ready, timeout, f"the kernel of {rel_path} to be idle and connected", interval=0.3)
+    what = f"the kernel of {rel_path} to be idle and connected"
+    try:
+        return wait_until(ready, timeout / 2, what, interval=0.3)
+    except AssertionError:
+        # The page's first kernel WebSocket sometimes fails (a 500 before JupyterLab
+        # reconnects) and the kernel then never shows a connected client: reload once.
+        page.reload()
+        page.wait_for_selector(f"{NOTEBOOK} .jp-Notebook .jp-Cell", timeout=timeout * 1000)
+        return wait_until(ready, timeout, what + " (after one page reload)", interval=0.3)
 
 
 def run_all_cells(page: Any) -> None:
