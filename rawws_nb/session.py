@@ -74,7 +74,9 @@ class Incoming:
         self._end: SessionClosed | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        """Frames waiting (the marker of a pending peer violation is not a frame)."""
+        queue = self._queue
+        return len(queue) - (1 if queue and queue[-1] is _FAILURE else 0)
 
     @property
     def closed(self) -> bool:
@@ -382,15 +384,6 @@ class RawSession:
         from . import sync
 
         return sync.close_sync(self, reason, timeout)
-
-    @property
-    def stats(self) -> dict[str, int]:
-        rec = self._recorder
-        return {
-            "queued": len(self._queue),
-            "recorded": len(rec) if rec is not None else 0,
-            "dropped": rec.dropped if rec is not None else 0,
-        }
 
     def __repr__(self) -> str:
         role = "client" if self.client else "server"
