@@ -11,12 +11,32 @@ TEXT then CONTINUATION on the wire: the session, not the frame, picks the opcode
 
 from __future__ import annotations
 
+import builtins
 import enum
 import html
 import struct
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-__all__ = ["CloseReason", "Frame", "FrameType", "hexdump"]
+__all__ = [
+    "FRAME_CLASSES",
+    "RX",
+    "TX",
+    "CloseReason",
+    "Frame",
+    "FrameType",
+    "header_code",
+    "hexdump",
+    "is_valid_close_code",
+    "make_frame",
+]
+
+# -- the header code: one frame's header in one int ---------------------------------------
+# bits 0-3 wire opcode, 4-6 rsv3/rsv2/rsv1 (rsv1 = 0x40), 7 fin, 8 direction (RX), 16 and
+# up the payload length. The reader reports it per frame, the recorder stores it. The low
+# byte is the frame's first wire byte, so `length << 16 | direction | b0` is the same code.
+TX = 0
+RX = 1 << 8
+
 
 
 class FrameType(enum.IntEnum):
@@ -32,6 +52,12 @@ class FrameType(enum.IntEnum):
     @property
     def is_control(self) -> bool:
         return self >= 0x8
+
+
+def header_code(opcode: int, fin: bool = True, rsv: int = 0, length: int = 0, direction: int = TX) -> int:
+    """Pack a frame's header (see the comment above): `rsv` is the 3-bit int (rsv1 = 4),
+    `direction` `TX` or `RX`."""
+    return length << 16 | direction | (0x80 if fin else 0) | (rsv & 7) << 4 | (opcode & 0x0F)
 
 
 class _Codes(enum.IntEnum):
@@ -123,11 +149,11 @@ class Frame:
     rsv3: bool
 
     # Filled in below, after the subclasses exist.
-    Text: ClassVar[type[Text]]
-    Binary: ClassVar[type[Binary]]
-    Ping: ClassVar[type[Ping]]
-    Pong: ClassVar[type[Pong]]
-    Close: ClassVar[type[Close]]
+    Text: ClassVar[builtins.type[Text]]
+    Binary: ClassVar[builtins.type[Binary]]
+    Ping: ClassVar[builtins.type[Ping]]
+    Pong: ClassVar[builtins.type[Pong]]
+    Close: ClassVar[builtins.type[Close]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if type(self) is Frame:
@@ -205,21 +231,25 @@ class Frame:
         )
 
 
+F = TypeVar("F", bound=Frame)
+
+
 def _rebuild(cls: type[Frame], data: bytes, fin: bool, rsv1: bool, rsv2: bool, rsv3: bool) -> Frame:
-    return _make(cls, data, fin, rsv1, rsv2, rsv3)
+    return make_frame(cls, data, fin, rsv1, rsv2, rsv3)
 
 
-_set_data = Frame.data.__set__  # type: ignore[attr-defined]
-_set_fin = Frame.fin.__set__  # type: ignore[attr-defined]
-_set_rsv1 = Frame.rsv1.__set__  # type: ignore[attr-defined]
-_set_rsv2 = Frame.rsv2.__set__  # type: ignore[attr-defined]
-_set_rsv3 = Frame.rsv3.__set__  # type: ignore[attr-defined]
+_set_data = Frame.__dict__["data"].__set__
+_set_fin = Frame.__dict__["fin"].__set__
+_set_rsv1 = Frame.__dict__["rsv1"].__set__
+_set_rsv2 = Frame.__dict__["rsv2"].__set__
+_set_rsv3 = Frame.__dict__["rsv3"].__set__
 
 
-def _make(
-    cls: type[Frame], data: bytes, fin: bool = True, rsv1: bool = False, rsv2: bool = False, rsv3: bool = False
-) -> Any:
-    """Build a frame without validation (the reader's fast path)."""
+def make_frame(
+    cls: type[F], data: bytes, fin: bool = True, rsv1: bool = False, rsv2: bool = False, rsv3: bool = False
+) -> F:
+    """Build a frame of class `cls` from `bytes` without checking or converting anything:
+    the fast path of readers (the core, the capture reader), which already did."""
     frame = object.__new__(cls)
     _set_data(frame, data)
     _set_fin(frame, fin)
@@ -379,6 +409,7 @@ Frame.Ping = Ping
 Frame.Pong = Pong
 Frame.Close = Close
 
+# The one opcode -> class map (a continuation has no class of its own: it takes its message's).
 FRAME_CLASSES: dict[int, type[Frame]] = {
     FrameType.TEXT: Text,
     FrameType.BINARY: Binary,

@@ -24,7 +24,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
-from .frames import Binary, Close, CloseReason, Frame, Ping, Text, _make, is_valid_close_code
+from .frames import Binary, Close, CloseReason, Frame, Ping, Text, is_valid_close_code, make_frame
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, RX, TX, Recorder
 from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask
 
@@ -431,10 +431,10 @@ class RawSession:
     def _send_frame(self, frame: Frame | str | bytes) -> None:
         cls = type(frame)
         if cls is str:
-            frame = _make(Text, frame.encode("utf-8"))  # type: ignore[union-attr]
+            frame = make_frame(Text, frame.encode("utf-8"))  # type: ignore[union-attr]
             cls = Text
         elif cls is bytes or cls is bytearray or cls is memoryview:
-            frame = _make(Binary, bytes(frame))  # type: ignore[arg-type]
+            frame = make_frame(Binary, bytes(frame))  # type: ignore[arg-type]
             cls = Binary
         elif not isinstance(frame, Frame):
             raise TypeError(f"send() takes a Frame, str or bytes, not {cls.__name__}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .frames import FRAME_CLASSES, Frame, FrameType, _make, is_valid_close_code
+from .frames import FRAME_CLASSES, Frame, FrameType, is_valid_close_code, make_frame
 
 __all__ = [
     "FrameReader",
@@ -411,14 +411,14 @@ class FrameReader:
                 else:
                     self._msg_cls = cls
                     self._msg_size += length
-                append(_make(cls, payload, fin != 0))
+                append(make_frame(cls, payload, fin != 0))
                 code_append(length << 16 | tag | fin | opcode)
             else:
                 if opcode == 8:
                     v = _check_close(payload)
                     if v is not None:
                         return v
-                append(_make(cls, payload))
+                append(make_frame(cls, payload))
                 code_append(length << 16 | tag | 0x80 | opcode)
                 self.controls += 1
         self._keep(data, pos, 2)
