@@ -1,7 +1,8 @@
 """rawws_nb: raw WebSocket sessions for notebooks.
 
 Every frame visible and sendable, nothing automatic (no pings, no pongs, no close
-replies), every frame recorded into a pandas timeline. See DESIGN.md for the contract.
+replies), every frame recorded into a pandas timeline. The architecture is in
+docs/architecture.md.
 """
 
 from . import sync

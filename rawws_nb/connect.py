@@ -229,10 +229,8 @@ class _Connect:
 
 
 async def _close_after_error(session: RawSession) -> None:
-    try:
-        await asyncio.shield(session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR)))
-    except Exception:
-        pass
+    # Shielded: the block may have been cancelled; the session still closes properly.
+    await asyncio.shield(session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR)))
 
 
 def web_socket_raw(url: str | None = None, *, block: Handler | None = None, **options: Any) -> _Connect:
