@@ -15,6 +15,7 @@ from .session import Incoming, RawSession, SessionState
 from .sync import SyncOnLoopError, connect_sync, serve_sync
 from .timeline import accessor as _accessor  # noqa: F401  (registers DataFrame.rawws)
 from .timeline import read_har, read_timeline, replay, save_timeline, to_har
+from .version import __version__
 from .wire import encode_frame
 
 _WIDGETS = {"Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
@@ -28,9 +29,9 @@ def __getattr__(name: str) -> object:
         return widgets if name == "widgets" else getattr(widgets, name)
     raise AttributeError(f"module 'rawws_nb' has no attribute {name!r}")
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "CloseReason",
     "Dashboard",
     "LatencyPanel",

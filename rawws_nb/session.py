@@ -256,6 +256,12 @@ class RawSession:
         return self._feed.paused
 
     @property
+    def transport(self) -> asyncio.Transport | None:
+        """The asyncio transport (None until the opening handshake is done). For
+        inspection (`get_extra_info`, `get_write_buffer_size`); write through the session."""
+        return self._transport
+
+    @property
     def writing_paused(self) -> bool:
         """True while the transport's write buffer is full (`await drain()` waits)."""
         return self._write_paused

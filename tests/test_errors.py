@@ -274,7 +274,7 @@ async def test_sending_without_yielding_still_gets_back_pressure():
 
         task = asyncio.ensure_future(flood())
         await asyncio.sleep(0.5)  # the loop must get turns: the flood task is paused on drain
-        assert not task.done() and session._write_paused
-        assert session._transport.get_write_buffer_size() < 1 << 20  # bounded, not 100 MB
+        assert not task.done() and session.writing_paused
+        assert session.transport.get_write_buffer_size() < 1 << 20  # bounded, not 100 MB
         task.cancel()
-        session._transport.abort()
+        session.drop_connection(abort=True)
