@@ -127,7 +127,14 @@ class Incoming:
             finally:
                 if waiter in feed.waiters:
                     feed.waiters.remove(waiter)
-        return self._take()
+        frame = queue.popleft()  # what `_take` does, inlined: the per-frame hot path
+        if frame is _FAILURE:
+            feed.fail_now()
+            assert feed.end is not None
+            raise feed.end
+        if feed.paused and len(queue) <= feed.resume_at:
+            feed.take_more()
+        return frame
 
     def receive_nowait(self) -> Frame | None:
         """The next frame if one is waiting, else None (raises once the session ended)."""
