@@ -12,8 +12,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import InvalidSend, SessionClosed
+from ..loops import Handle, cancel, submit
 from ..session import RawSession, SessionState
-from ._loop import Handle, cancel, submit
 
 __all__ = ["DEFAULT_REFRESH_INTERVAL", "Panel", "StatusLine", "describe_error"]
 
@@ -38,7 +38,7 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class StatusLine(widgets.HTML):
+class StatusLine(widgets.HTML):  # type: ignore[misc]  # ipywidgets has no type information
     """A one-line status: `ok(...)`, `error(...)`, `info(...)`. `kind` and `text` hold the
     last message (for tests and for code that inspects a panel)."""
 
@@ -72,7 +72,7 @@ class StatusLine(widgets.HTML):
         self.show("busy", text)
 
 
-class Panel(widgets.VBox):
+class Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type information
     """Base of the panels: a VBox bound to a session.
 
     `run(factory, what=...)` runs `factory()` (a coroutine) on the session's loop from any

@@ -12,8 +12,8 @@ import warnings
 import pytest
 
 from rawws_nb import Frame
+from rawws_nb.loops import cancel, submit
 from rawws_nb.widgets import Dashboard, LatencyPanel, SendPanel
-from rawws_nb.widgets._loop import cancel, submit
 
 from .conftest import wait_for
 
