@@ -79,7 +79,8 @@ class Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type infor
     thread; an exception lands in the status line, never in the kernel. The refresh task
     (`start`/`stop`) runs on the session's loop: every `refresh_interval` seconds it asks
     `_change_key()` whether anything changed and, only then, calls `_render()`. It ends
-    after a last render once the session is closed. `renders` counts renders.
+    after a last render once the session is closed. `renders` counts renders. A panel
+    that refreshes itself calls `start()` once its widgets exist.
     """
 
     status: StatusLine
@@ -89,7 +90,6 @@ class Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type infor
         session: RawSession,
         *,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
-        autorefresh: bool = True,
         status_class: str = "",
         **kwargs: Any,
     ) -> None:
@@ -103,7 +103,6 @@ class Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type infor
         self._key: Hashable = object()
         self._dirty = True
         self._refresh_error: str | None = None
-        self._autorefresh = autorefresh
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

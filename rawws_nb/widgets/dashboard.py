@@ -44,9 +44,7 @@ class Dashboard(Panel):
         autorefresh: bool = True,
         latency: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(
-            session, refresh_interval=refresh_interval, autorefresh=False, status_class="rawws-status-line"
-        )
+        super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-status-line")
         self.add_class("rawws-dashboard")
         self.send_panel = SendPanel(session, protocol)
         self.timeline_panel = TimelinePanel(session, rows, refresh_interval=refresh_interval, autorefresh=False)

@@ -109,9 +109,7 @@ class LatencyPanel(Panel):
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         autorefresh: bool = True,
     ) -> None:
-        super().__init__(
-            session, refresh_interval=refresh_interval, autorefresh=autorefresh, status_class="rawws-latency-status"
-        )
+        super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-latency-status")
         self.add_class("rawws-latency")
         self.history = max(int(history), 2)
         self.rtts: deque[float] = deque(maxlen=self.history)

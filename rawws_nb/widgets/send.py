@@ -68,7 +68,7 @@ class SendPanel(Panel):
         *,
         version: Any = None,
     ) -> None:
-        super().__init__(session, autorefresh=False, status_class="rawws-send-status")
+        super().__init__(session, status_class="rawws-send-status")
         self.add_class("rawws-send")
         if protocol is None:
             protocol = session.protocol

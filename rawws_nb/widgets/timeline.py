@@ -63,9 +63,7 @@ class TimelinePanel(Panel):
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         autorefresh: bool = True,
     ) -> None:
-        super().__init__(
-            session, refresh_interval=refresh_interval, autorefresh=autorefresh, status_class="rawws-timeline-status"
-        )
+        super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-timeline-status")
         self.add_class("rawws-timeline")
         self.rows = max(int(rows), 1)
         self.direction = widgets.ToggleButtons(
