@@ -259,7 +259,11 @@ def run_sync(
     future = asyncio.run_coroutine_threadsafe(coro, loop)
     # Wait without `future.result(timeout)`: since Python 3.11 its time-out is the same
     # class as a TimeoutError the coroutine raises, so the two could not be told apart.
-    concurrent.futures.wait((future,), timeout)
+    try:
+        concurrent.futures.wait((future,), timeout)
+    except BaseException:  # Ctrl-C while waiting: do not leave the coroutine running there
+        future.cancel()
+        raise
     if timeout is not None and not future.done() and future.cancel():
         raise _too_slow(name, timeout)
     # Done, possibly just now (then `cancel()` failed and the result still counts).
