@@ -202,6 +202,18 @@ class Recorder:
         if len(payload) > self.capacity:
             self._trim()
 
+    def stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:
+        """Record one sent frame: `code` its header code, `t_ns` its time (None: the
+        previous staged frame's, for frames sent in the same loop turn)."""
+        if t_ns is not None:
+            self._tpos.append(len(self._stage))
+            self._tval.append(t_ns)
+        self._stage.append(code)
+        kept = self._payload
+        kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
+        if len(kept) > self.capacity:
+            self._trim()
+
     def _flush(self) -> None:
         """Materialise staged frames into packed rows (timestamps and message numbers)."""
         stage = self._stage
