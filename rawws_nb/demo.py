@@ -1,7 +1,9 @@
-"""`make demo`: the seed document's scenarios, end to end, against the embedded server.
+"""`rawws-nb demo` (`make demo`): the Ktor raw-API scenarios, end to end, on the embedded server.
 
-Each scenario is a translation of one Ktor example (raw-websockets seed) to rawws_nb;
-tests/test_seed_examples.py runs the same translations as tests.
+Each scenario is one example of Ktor's raw WebSocket API (`webSocketRawSession`,
+`webSocketRaw`, `wsRaw`) written with rawws_nb: manual ping-pong, direct frame control,
+1000 messages, a custom heartbeat, a version-negotiating protocol, low-level logging and
+error handling. tests/test_seed_examples.py runs the same code as tests.
 """
 
 from __future__ import annotations
