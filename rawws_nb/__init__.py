@@ -12,7 +12,8 @@ from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
-from .sync import SyncOnLoopError, connect_sync, serve_sync
+from .loops import SyncOnLoopError
+from .sync import connect_sync, serve_sync
 from .timeline import accessor as _accessor  # noqa: F401  (registers DataFrame.rawws)
 from .timeline import read_har, read_timeline, replay, save_timeline, to_har
 from .version import __version__

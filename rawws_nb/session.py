@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
 from .errors import SessionClosed
 from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
-from .sync import run_sync  # moves to .loops
+from .loops import run_sync
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder
 from .wire import Violation, split_frames
 
@@ -461,14 +461,12 @@ class RawSession:
 
     def receive_sync(self, timeout: float | None = None) -> Frame:
         """`incoming.receive()` from any thread."""
-        frame: Frame = run_sync(self, self.incoming.receive(), timeout, what="receive_sync()")
-        return frame
+        return run_sync(self, self.incoming.receive(), timeout, what="receive_sync()")
 
     def ping_sync(self, payload: bytes | str | None = None, timeout: float | None = 5.0) -> float:
         """`ping` from any thread."""
         margin = None if timeout is None else timeout + 1.0
-        rtt: float = run_sync(self, self.ping(payload, timeout), margin, what="ping_sync()")
-        return rtt
+        return run_sync(self, self.ping(payload, timeout), margin, what="ping_sync()")
 
     def close_sync(self, reason: CloseReason | None = None, timeout: float | None = None) -> None:
         """`close` from any thread."""
