@@ -10,7 +10,7 @@ PORT   ?= 8888
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
-	@echo "make demo         the seed's scenarios in the terminal against the embedded server"
+	@echo "make demo         the Ktor raw-API scenarios in the terminal against the embedded server"
 	@echo "make test         the whole test suite (installs everything it needs)"
 	@echo "make bench        benchmarks against websockets, aiohttp, picows and a TCP floor"
 	@echo "make bench-codec | bench-timeline | bench-widgets   the other benchmarks"
