@@ -3,7 +3,7 @@
 Each scenario is one example of Ktor's raw WebSocket API (`webSocketRawSession`,
 `webSocketRaw`, `wsRaw`) written with rawws_nb: manual ping-pong, direct frame control,
 1000 messages, a custom heartbeat, a version-negotiating protocol, low-level logging and
-error handling. tests/test_seed_examples.py runs the same code as tests.
+error handling. tests/test_seed_examples.py runs the same scenarios as tests.
 """
 
 from __future__ import annotations
