@@ -36,8 +36,8 @@ import time
 import tracemalloc
 from typing import Any
 
+from rawws_nb.frames import RX, header_code
 from rawws_nb.timeline import Recorder, read_timeline, save_timeline
-from rawws_nb.timeline.recorder import RX, TX, flags
 
 __all__ = ["run"]
 
@@ -171,7 +171,7 @@ def _payloads(n: int) -> list[bytes]:
 def _fill(rec: Recorder, opcode: int, payloads: list[bytes], t0: int) -> float:
     """Record frames alternating tx/rx (an echo), as a session would. Returns seconds."""
     add = rec.add
-    codes = (flags(TX, opcode, True), flags(RX, opcode, True))
+    codes = (header_code(opcode), header_code(opcode, direction=RX))
     start = time.perf_counter()
     for i, p in enumerate(payloads):
         add(t0 + i * 1000, codes[i & 1], p, i >> 1)
@@ -180,7 +180,7 @@ def _fill(rec: Recorder, opcode: int, payloads: list[bytes], t0: int) -> float:
 
 def _bytes_per_frame(n: int) -> tuple[float, float]:
     t0 = time.time_ns()
-    codes = (flags(TX, TEXT, True), flags(RX, TEXT, True))
+    codes = (header_code(TEXT), header_code(TEXT, direction=RX))
     gc.collect()
     # With the payload objects: what recording keeps alive that would otherwise be freed.
     tracemalloc.start()

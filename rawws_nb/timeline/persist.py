@@ -86,7 +86,7 @@ def _fields_column(values: np.ndarray) -> Any:
 
 
 def _iso(ns: int) -> str:
-    return pd.Timestamp(ns, tz="UTC").isoformat()
+    return str(pd.Timestamp(ns, tz="UTC").isoformat())
 
 
 def timeline_metadata(source: Any) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def timeline_metadata(source: Any) -> dict[str, Any]:
     if isinstance(source, pd.DataFrame):
         return dict(source.attrs)
     meta: dict[str, Any] = {}
-    rec = getattr(source, "recorder", None) if not hasattr(source, "to_dataframe") else source
+    rec: Any = getattr(source, "recorder", None) if not hasattr(source, "to_dataframe") else source
     if hasattr(source, "url"):
         meta["url"] = source.url
         meta["subprotocol"] = getattr(source, "subprotocol", None)
@@ -121,9 +121,10 @@ def timeline_metadata(source: Any) -> dict[str, Any]:
         meta["payload_cap"] = rec.payload_cap
         meta["dropped"] = rec.dropped
         meta["total"] = rec.total
-        if "started_at_ns" not in meta and getattr(rec, "t0", 0):
-            meta["started_at_ns"] = int(rec.t0)
-            meta["started_at"] = _iso(int(rec.t0))
+        t0 = int(getattr(rec, "t0", None) or 0)
+        if "started_at_ns" not in meta and t0:
+            meta["started_at_ns"] = t0
+            meta["started_at"] = _iso(t0)
     return meta
 
 
