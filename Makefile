@@ -10,7 +10,7 @@ PORT   ?= 8888
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
-	@echo "make demo         the seed's scenarios in the terminal against the embedded server"
+	@echo "make demo         the Ktor raw-API scenarios in the terminal against the embedded server"
 	@echo "make test         the whole test suite (installs everything it needs)"
 	@echo "make bench        benchmarks against websockets, aiohttp, picows and a TCP floor"
 	@echo "make bench-codec | bench-timeline | bench-widgets   the other benchmarks"
@@ -46,7 +46,7 @@ browser-deps:
 kernel701:
 	bash .ci/kernel-7.0.1/setup.sh >/dev/null
 
-test: venv browser-deps kernel701
+test: lint browser-deps kernel701
 	$(PY) -m pytest
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,
@@ -57,8 +57,11 @@ binder-check: venv browser-deps
 test-fast: venv
 	$(PY) -m pytest -x -q -m "not browser"
 
+# ruff, mypy --strict (config in pyproject.toml) and the import-linter layer contracts.
 lint: venv
 	$(VENV)/bin/ruff check rawws_nb protocols tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -1,7 +1,8 @@
 """rawws_nb: raw WebSocket sessions for notebooks.
 
 Every frame visible and sendable, nothing automatic (no pings, no pongs, no close
-replies), every frame recorded into a pandas timeline. See DESIGN.md for the contract.
+replies), every frame recorded into a pandas timeline. The architecture is in
+docs/architecture.md.
 """
 
 from . import sync
@@ -12,9 +13,11 @@ from .handshake import RequestBuilder
 from .replay import replay
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
-from .sync import SyncOnLoopError, connect_sync, serve_sync
+from .loops import SyncOnLoopError
+from .sync import connect_sync, serve_sync
 from .timeline import accessor as _accessor  # noqa: F401  (registers DataFrame.rawws)
 from .timeline import read_har, read_timeline, save_timeline, to_har
+from .version import __version__
 from .wire import encode_frame
 
 _WIDGETS = {"Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
@@ -28,9 +31,9 @@ def __getattr__(name: str) -> object:
         return widgets if name == "widgets" else getattr(widgets, name)
     raise AttributeError(f"module 'rawws_nb' has no attribute {name!r}")
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "CloseReason",
     "Dashboard",
     "LatencyPanel",

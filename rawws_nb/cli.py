@@ -22,7 +22,8 @@ def _stamp() -> str:
 
 
 def describe(direction: str, frame: Frame) -> str:
-    """One log line per frame, in the seed's debugging style."""
+    """One log line per frame (time, direction, the frame), with a hex line under a
+    binary frame, ping or pong that has a payload."""
     head = f"{_stamp()} {direction} {frame!r}"
     if isinstance(frame, (Binary, Ping, Pong)) and frame.data:
         head += "\n" + " " * 13 + frame.data[:64].hex(" ") + (" …" if len(frame.data) > 64 else "")
@@ -57,6 +58,9 @@ async def _probe(args: argparse.Namespace) -> int:
     except (OSError, TimeoutError) as exc:
         print(f"cannot connect: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # not a ws:// or wss:// URL
+        print(f"cannot connect: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{_stamp()} connected to {session.url}"
         + (f" (subprotocol {session.subprotocol})" if session.subprotocol else "")
@@ -65,7 +69,7 @@ async def _probe(args: argparse.Namespace) -> int:
     if args.send is not None:
         outgoing.append(Text(args.send))
     if args.hex is not None:
-        outgoing.append(Binary(bytes.fromhex(args.hex)))
+        outgoing.append(Binary(args.hex))
     if args.ping:
         outgoing.append(Ping(b"probe"))
     for frame in outgoing:
@@ -92,25 +96,47 @@ async def _probe(args: argparse.Namespace) -> int:
     return code
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return port
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rawws-nb", description="raw WebSocket toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the embedded test server")
     p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8765)
+    p_serve.add_argument("--port", type=_port, default=8765)
     p_probe = sub.add_parser("probe", help="connect and print every frame")
     p_probe.add_argument("url")
     p_probe.add_argument("--send", help="send a Text frame")
-    p_probe.add_argument("--hex", help="send a Binary frame given in hex")
+    p_probe.add_argument("--hex", type=_hex, help="send a Binary frame given in hex")
     p_probe.add_argument("--ping", action="store_true", help="send a Ping")
     p_probe.add_argument("--count", type=int, help="stop after N received frames")
     p_probe.add_argument("--timeout", type=float, default=5.0, help="stop when no frame comes for S seconds")
     p_probe.add_argument("--max-message-size", type=int, default=16 << 20)
-    sub.add_parser("demo", help="run the seed's scenarios against the embedded server")
+    demo_text = "run the Ktor raw-API scenarios (ping-pong, fragments, heartbeat, errors) on the embedded server"
+    sub.add_parser("demo", help=demo_text, description=demo_text)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            asyncio.run(_serve(args.host, args.port))
+            try:
+                asyncio.run(_serve(args.host, args.port))
+            except OSError as exc:
+                print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+                return 2
             return 0
         if args.command == "probe":
             return asyncio.run(_probe(args))

@@ -17,13 +17,7 @@ from typing import Any
 from .errors import HandshakeError
 from .frames import CloseReason
 from .handshake import Accepted, ClientHandshake, RequestBuilder, Target, parse_url
-from .session import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_QUEUE,
-    RawSession,
-    _SessionProtocol,
-)
+from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUE, RawSession
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
 
 __all__ = ["web_socket_raw", "web_socket_raw_session", "ws_raw", "wss_raw"]
@@ -39,62 +33,43 @@ class _HandshakeProtocol(asyncio.Protocol):
         self.handshake = handshake
         self.done: asyncio.Future[Accepted] = session.loop.create_future()
         self.transport: asyncio.Transport | None = None
-        self._after: _SessionProtocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.handshake.request_bytes())  # type: ignore[attr-defined]
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.handshake.request_bytes())
 
     def data_received(self, data: bytes) -> None:
-        if self._after is not None:  # pragma: no cover - replaced below
-            self._after.data_received(data)
-            return
         if self.done.done():
             return
+        assert self.transport is not None
         try:
             accepted = self.handshake.receive(data)
         except HandshakeError as exc:
             self.done.set_exception(exc)
-            assert self.transport is not None
             self.transport.close()
             return
         if accepted is None:
             return
         session = self.session
-        assert self.transport is not None
-        session._attach(self.transport)
         session.subprotocol = accepted.subprotocol
         session.response_headers = accepted.headers
-        after = _SessionProtocol(session)
-        self._after = after
-        self.data_received = after.data_received  # type: ignore[method-assign]
-        self.transport.set_protocol(after)
+        session.attach(self.transport, accepted.trailing)
         self.done.set_result(accepted)
-        if accepted.trailing:
-            session._on_data(accepted.trailing)
 
     def eof_received(self) -> bool | None:
+        self._handshake_ended()
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._handshake_ended()
+
+    def _handshake_ended(self) -> None:
         if not self.done.done():
             try:
                 self.handshake.eof()
             except HandshakeError as exc:
                 self.done.set_exception(exc)
-        return None
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if not self.done.done():
-            try:
-                self.handshake.eof()
-            except HandshakeError as err:
-                self.done.set_exception(err)
-        elif self._after is not None:
-            self._after.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.session._pause_writing()
-
-    def resume_writing(self) -> None:
-        self.session._resume_writing()
 
 
 def _resolve(
@@ -171,10 +146,9 @@ async def _open(
     handshake = ClientHandshake(builder, target)
     proto = _HandshakeProtocol(session, handshake)
     loop = asyncio.get_running_loop()
-    transport: asyncio.BaseTransport | None = None
     try:
         async with asyncio.timeout(open_timeout):
-            transport, _ = await loop.create_connection(
+            await loop.create_connection(
                 lambda: proto,
                 target.host,
                 target.port,
@@ -183,8 +157,8 @@ async def _open(
             )
             await proto.done
     except TimeoutError:
-        if transport is not None:
-            transport.abort()
+        if proto.transport is not None:
+            proto.transport.abort()
         raise TimeoutError(f"opening {target.url} took longer than open_timeout={open_timeout}s") from None
     except ssl.SSLCertVerificationError as exc:
         hint = (
@@ -196,8 +170,8 @@ async def _open(
             exc.errno, f"TLS certificate of {target.host}:{target.port} rejected: {exc.verify_message}{hint}"
         ) from exc
     except BaseException:
-        if transport is not None:
-            transport.abort()
+        if proto.transport is not None:
+            proto.transport.abort()
         raise
     session.request_headers = list(builder.headers.items())
     return session
@@ -255,10 +229,8 @@ class _Connect:
 
 
 async def _close_after_error(session: RawSession) -> None:
-    try:
-        await asyncio.shield(session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR)))
-    except Exception:
-        pass
+    # Shielded: the block may have been cancelled; the session still closes properly.
+    await asyncio.shield(session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR)))
 
 
 def web_socket_raw(url: str | None = None, *, block: Handler | None = None, **options: Any) -> _Connect:

@@ -1,7 +1,9 @@
-"""`make demo`: the seed document's scenarios, end to end, against the embedded server.
+"""`rawws-nb demo` (`make demo`): the Ktor raw-API scenarios, end to end, on the embedded server.
 
-Each scenario is a translation of one Ktor example (raw-websockets seed) to rawws_nb;
-tests/test_seed_examples.py runs the same translations as tests.
+Each scenario is one example of Ktor's raw WebSocket API (`webSocketRawSession`,
+`webSocketRaw`, `wsRaw`) written with rawws_nb: manual ping-pong, direct frame control,
+1000 messages, a custom heartbeat, a version-negotiating protocol, low-level logging and
+error handling. tests/test_seed_examples.py runs the same scenarios as tests.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import rawws_nb as rw
-from rawws_nb import CloseReason, Frame, SessionClosed
+from .connect import web_socket_raw, web_socket_raw_session, ws_raw
+from .errors import SessionClosed
+from .frames import CloseReason, Frame
+from .server import serve
+from .session import RawSession
 
 
 def _title(text: str) -> None:
@@ -19,7 +24,7 @@ def _title(text: str) -> None:
 
 async def manual_ping_pong(url: str) -> None:
     _title("webSocketRawSession: manual ping-pong")
-    session = await rw.web_socket_raw_session(url + "/echo")
+    session = await web_socket_raw_session(url + "/echo")
     try:
         await session.send(Frame.Ping(b"manual-ping"))
         frame = await session.incoming.receive()
@@ -28,9 +33,9 @@ async def manual_ping_pong(url: str) -> None:
         await session.close()
 
 
-async def direct_frame_control(url: str) -> rw.RawSession:
+async def direct_frame_control(url: str) -> RawSession:
     _title("Direct frame control: ping, fragments, binary, custom close")
-    async with rw.web_socket_raw(url + "/echo") as session:
+    async with web_socket_raw(url + "/echo") as session:
         await session.send(Frame.Ping(b"custom-ping-data"))
         await session.send(Frame.Text(fin=False, data=b"Part 1 "))
         await session.send(Frame.Text(fin=False, data=b"Part 2 "))
@@ -47,7 +52,7 @@ async def direct_frame_control(url: str) -> rw.RawSession:
 async def thousand_messages(url: str) -> None:
     _title("Performance: 1000 messages, send and await each echo")
 
-    async def block(session: rw.RawSession) -> None:
+    async def block(session: RawSession) -> None:
         start = time.perf_counter()
         for i in range(1000):
             await session.send(Frame.Text(f"Message {i}"))
@@ -55,13 +60,13 @@ async def thousand_messages(url: str) -> None:
         elapsed = (time.perf_counter() - start) * 1000
         print(f"1000 messages in {elapsed:.0f}ms")
 
-    await rw.web_socket_raw(url + "/echo", block=block)
+    await web_socket_raw(url + "/echo", block=block)
 
 
 async def custom_heartbeat(url: str) -> None:
     _title("Custom heartbeat with pong timeout")
     for path, label in (("/echo", "echo server answers pings"), ("/sink", "sink never answers")):
-        async with rw.ws_raw(url + path) as session:
+        async with ws_raw(url + path) as session:
             counter = 0
             for _ in range(3):
                 counter += 1
@@ -77,7 +82,7 @@ async def custom_heartbeat(url: str) -> None:
 
 async def protocol_negotiation(url: str) -> None:
     _title("Protocol implementation: version bytes 01 00, then [type:1][length:4][payload]")
-    async with rw.ws_raw(url + "/echo") as session:
+    async with ws_raw(url + "/echo") as session:
         await session.send(Frame.Binary(True, bytes([0x01, 0x00])))
         version = await session.incoming.receive()
         if isinstance(version, Frame.Binary) and version.data[0] == 0x01:
@@ -91,7 +96,7 @@ async def protocol_negotiation(url: str) -> None:
 
 async def low_level_debugging(url: str) -> None:
     _title("Low-level debugging: log every frame in hex")
-    async with rw.ws_raw(url + "/ping?n=1&interval=0.05") as session:
+    async with ws_raw(url + "/ping?n=1&interval=0.05") as session:
 
         async def log_frames() -> None:
             async for frame in session.incoming:
@@ -120,7 +125,7 @@ async def low_level_debugging(url: str) -> None:
 async def error_handling(url: str) -> None:
     _title("Error handling: server closes, server drops, protocol violation")
     for path in ("/close?code=1001&reason=maintenance", "/bad/drop", "/bad/utf8"):
-        async with rw.ws_raw(url + path) as session:
+        async with ws_raw(url + path) as session:
             try:
                 async with asyncio.timeout(5):
                     async for frame in session.incoming:
@@ -137,7 +142,7 @@ async def error_handling(url: str) -> None:
 
 
 async def main() -> int:
-    async with rw.serve() as server:
+    async with serve() as server:
         print(f"embedded server at {server.url}")
         await manual_ping_pong(server.url)
         session = await direct_frame_control(server.url)

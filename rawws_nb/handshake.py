@@ -19,7 +19,16 @@ from wsproto.utilities import generate_accept_token, generate_nonce, split_comma
 
 from .errors import HandshakeError
 
-__all__ = ["ClientHandshake", "RequestBuilder", "ServerHandshake", "ServerRequest", "parse_url"]
+__all__ = [
+    "Accepted",
+    "ClientHandshake",
+    "RequestBuilder",
+    "ServerHandshake",
+    "ServerRequest",
+    "Target",
+    "format_host",
+    "parse_url",
+]
 
 MAX_RESPONSE_HEAD = 16 * 1024  # bytes of status line + headers accepted from a server
 MAX_BODY_KEPT = 4096  # bytes of a rejection body kept in HandshakeError.body
@@ -46,6 +55,11 @@ class RequestBuilder:
         self.headers[name] = value
 
 
+def format_host(host: str) -> str:
+    """`host` as it goes in a URL or a Host header: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 @dataclass(frozen=True)
 class Target:
     scheme: str
@@ -58,11 +72,14 @@ class Target:
         return self.scheme == "wss"
 
     @property
+    def netloc(self) -> str:
+        """host[:port] as in the URL and the Host header (the port only when not the default)."""
+        host = format_host(self.host)
+        return host if self.port == (443 if self.secure else 80) else f"{host}:{self.port}"
+
+    @property
     def url(self) -> str:
-        default = 443 if self.secure else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        netloc = host if self.port == default else f"{host}:{self.port}"
-        return f"{self.scheme}://{netloc}{self.resource}"
+        return f"{self.scheme}://{self.netloc}{self.resource}"
 
 
 def parse_url(url: str) -> Target:
@@ -104,10 +121,8 @@ class ClientHandshake:
 
     def request_bytes(self) -> bytes:
         b = self.builder
-        default = 443 if self.target.secure else 80
-        host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
         headers: dict[str, str] = {
-            "Host": host if self.target.port == default else f"{host}:{self.target.port}",
+            "Host": self.target.netloc,
             "Upgrade": "websocket",
             "Connection": "Upgrade",
             "Sec-WebSocket-Key": generate_nonce().decode("ascii"),

@@ -28,10 +28,12 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import HandshakeError, SessionClosed
+import protocols
+
+from .errors import HandshakeError, InvalidSend, SessionClosed
 from .frames import Binary, Close, CloseReason, Ping, Pong, Text
-from .handshake import ServerHandshake, ServerRequest
-from .session import DEFAULT_MAX_QUEUE, RawSession, _SessionProtocol
+from .handshake import ServerHandshake, ServerRequest, format_host
+from .session import DEFAULT_MAX_QUEUE, RawSession, SessionState
 from .wire import encode_frame
 
 __all__ = ["EmbeddedServer", "serve"]
@@ -49,7 +51,7 @@ MAX_SERVER_MESSAGE = 64 << 20
 async def echo(session: RawSession, request: ServerRequest) -> None:
     """Echo data frames one by one keeping type and fin; Pong each Ping; Close on Close."""
     receive = session.incoming.receive
-    send = session._send_frame
+    send = session.send_nowait
     while True:
         try:
             frame = await receive()
@@ -58,8 +60,8 @@ async def echo(session: RawSession, request: ServerRequest) -> None:
         cls = type(frame)
         if cls is Text or cls is Binary:
             send(frame)
-            if session._write_paused:
-                await session._wait_drain()
+            if session.writing_paused:
+                await session.drain()
         elif cls is Ping:
             send(Pong(frame.data))
         elif cls is Close:
@@ -137,8 +139,8 @@ async def close(session: RawSession, request: ServerRequest) -> None:
     code = int(q.get("code", 1000))
     reason = q.get("reason", "")
     try:
-        session._send_frame(Close(CloseReason(code, reason)))
-    except Exception:  # an invalid code on purpose: send it anyway
+        session.send_nowait(Close(CloseReason(code, reason)))
+    except InvalidSend:  # an invalid code on purpose: send it anyway
         await session.send_raw(encode_frame(8, CloseReason(code, reason).encode(), mask=False))
     await session.close()
 
@@ -152,15 +154,15 @@ async def flood(session: RawSession, request: ServerRequest) -> None:
     body = (b"x" * size) if kind == "text" else bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     cls = Text if kind == "text" else Binary
     frame = cls(body)
-    send = session._send_frame
+    send = session.send_nowait
     for _ in range(n):
         try:
             send(frame)
         except SessionClosed:
             return
-        if session._write_paused:
+        if session.writing_paused:
             try:
-                await session._wait_drain()
+                await session.drain()
             except SessionClosed:
                 return
     await session.send(Text("flood done"))
@@ -187,9 +189,7 @@ async def bad(session: RawSession, request: ServerRequest) -> None:
     if kind == "drop":
         # A frame header announcing 100 bytes, 10 of them, then the TCP connection ends.
         await session.send_raw(encode_frame(2, bytes(100), mask=False)[:12])
-        assert session._transport is not None
-        session._uncork()  # the partial frame goes out, then the connection is cut
-        session._transport.abort()
+        session.drop_connection()  # the partial frame goes out, then the connection is cut
         return
     await session.send_raw(BAD_KINDS[kind])
     try:
@@ -199,8 +199,7 @@ async def bad(session: RawSession, request: ServerRequest) -> None:
                     break
     except (SessionClosed, TimeoutError):
         pass
-    if session._transport is not None:
-        session._close_transport()
+    session.drop_connection()
 
 
 async def proto(session: RawSession, request: ServerRequest) -> None:
@@ -226,27 +225,32 @@ def _route(path: str) -> ServerHandler | None:
         return ROUTES[path]
     if path.startswith("/bad/") and (path[5:] in BAD_KINDS or path[5:] == "drop"):
         return bad
-    if path.startswith("/proto/") and path[7:].isidentifier():
-        try:
-            importlib.import_module(f"protocols.{path[7:]}")
-        except ImportError:
-            return None
+    if path.startswith("/proto/") and path[7:] in protocols.NAMES:
         return proto
     return None
 
 
 # -- the server ------------------------------------------------------------------------
 
+Start = Callable[[ServerHandler, RawSession, ServerRequest], None]
+
 
 class _ServerProtocol(asyncio.Protocol):
-    def __init__(self, server: EmbeddedServer) -> None:
-        self.server = server
+    """One connection until its handshake is done: then its session takes the transport."""
+
+    def __init__(
+        self, url: str, record: bool, handler_for: Callable[[str], ServerHandler | None], start: Start
+    ) -> None:
+        self.url = url
+        self.record = record
+        self.handler_for = handler_for
+        self.start = start
         self.handshake = ServerHandshake()
         self.transport: asyncio.Transport | None = None
-        self.session: RawSession | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -269,40 +273,28 @@ class _ServerProtocol(asyncio.Protocol):
         if problem is not None:
             self._refuse(400, problem)
             return
-        handler = self.server.handlers.get(req.path) or _route(req.path)
+        handler = self.handler_for(req.path)
         if handler is None:
             self._refuse(404, f"no such path: {req.path}")
             return
-        url = f"{self.server.url}{req.target}"
         session = RawSession(
             client=False,
-            url=url,
+            url=f"{self.url}{req.target}",
             max_message_size=MAX_SERVER_MESSAGE,
             max_queue=DEFAULT_MAX_QUEUE,
             close_timeout=5.0,
-            record=self.server.record,
+            record=self.record,
         )
         subprotocol = req.subprotocols[0] if req.subprotocols else None
         self.transport.write(self.handshake.accept(subprotocol))
         session.subprotocol = subprotocol
         session.request_headers = req.headers
-        session._attach(self.transport)
-        after = _SessionProtocol(session)
-        self.transport.set_protocol(after)
-        self.session = session
-        self.server._sessions.add(session)
-        task = asyncio.get_running_loop().create_task(self.server._run(handler, session, req))
-        self.server._tasks.add(task)
-        task.add_done_callback(self.server._tasks.discard)
-        if self.handshake.trailing:
-            session._on_data(self.handshake.trailing)
+        self.start(handler, session, req)
+        session.attach(self.transport, self.handshake.trailing)
 
     def _refuse(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
         assert self.transport is not None
-        try:
-            self.transport.write(self.handshake.reject(status, reason + "\n", headers))
-        except Exception:
-            pass
+        self.transport.write(self.handshake.reject(status, reason + "\n", headers))
         self.transport.close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -327,12 +319,29 @@ class EmbeddedServer:
     @property
     def url(self) -> str:
         scheme = "wss" if self.tls is not None else "ws"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://{format_host(self.host)}:{self.port}"
 
-    async def _start(self) -> None:
+    @property
+    def sessions(self) -> list[RawSession]:
+        """The server-side sessions whose handlers are still running."""
+        return list(self._sessions)
+
+    def _handler_for(self, path: str) -> ServerHandler | None:
+        return self.handlers.get(path) or _route(path)
+
+    def _new_connection(self) -> _ServerProtocol:
+        return _ServerProtocol(self.url, self.record, self._handler_for, self._start_session)
+
+    def _start_session(self, handler: ServerHandler, session: RawSession, request: ServerRequest) -> None:
+        self._sessions.add(session)
+        task = asyncio.get_running_loop().create_task(self._run(handler, session, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        """Start listening (what `await serve(...)` does)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ServerProtocol(self), self.host, self.port, ssl=self.tls)
+        self._server = await loop.create_server(self._new_connection, self.host, self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _run(self, handler: ServerHandler, session: RawSession, request: ServerRequest) -> None:
@@ -341,24 +350,20 @@ class EmbeddedServer:
         except (SessionClosed, asyncio.CancelledError):
             pass
         except Exception:
+            # A handler's bug: logged, and its client sees 1011, not a hang.
             log.exception("handler for %s failed", request.path)
-            try:
-                await session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR, "server handler failed"))
-            except Exception:
-                pass
+            await session.close(CloseReason(CloseReason.Codes.INTERNAL_ERROR, "server handler failed"))
         finally:
             self._sessions.discard(session)
-            if session._transport is not None and session.state.value != "CLOSED":
-                # A handler that returns ends its connection.
-                session._close_transport()
+            if session.state is not SessionState.CLOSED:
+                session.drop_connection()  # a handler that returns ends its connection
 
     async def close(self) -> None:
         """Stop listening, end every connection and handler."""
         if self._server is not None:
             self._server.close()
         for session in list(self._sessions):
-            if session._transport is not None:
-                session._transport.abort()
+            session.drop_connection(abort=True)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -373,7 +378,7 @@ class EmbeddedServer:
     async def __aenter__(self) -> EmbeddedServer:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     def __repr__(self) -> str:
@@ -390,7 +395,7 @@ class _Serve:
         return self._start().__await__()
 
     async def _start(self) -> EmbeddedServer:
-        await self._server._start()
+        await self._server.start()
         return self._server
 
     async def __aenter__(self) -> EmbeddedServer:

@@ -1,7 +1,9 @@
 """`RawSession`: one WebSocket connection where nothing happens behind your back.
 
-The engine is an asyncio `Protocol` on the loop that opened the session; it keeps
-reading while no cell runs. What it does NOT do, on purpose:
+The session is the asyncio front end of the sans-IO core (`rawws_nb.connection`): the
+core holds the protocol's rules and state; the session adds the transport, back-pressure,
+futures, timers, `incoming` and recording, on the event loop that opened it (it keeps
+reading while no cell runs). What it does NOT do, on purpose:
 
 * no automatic Pong: a peer's Ping is delivered to `incoming` and recorded, nothing more;
 * no automatic Ping or keep-alive of any kind;
@@ -9,69 +11,97 @@ reading while no cell runs. What it does NOT do, on purpose:
 
 What it does do: validate what the peer sends (RFC 6455) and fail the connection on a
 violation (1002/1007/1009, recorded in the timeline, raised from `incoming`), bound
-`incoming` (reading pauses when `max_queue` frames wait: TCP back-pressure), mask what a
-client sends, record every frame both ways.
+`incoming` (at `max_queue` frames waiting it stops parsing and pauses reading: TCP
+back-pressure), mask what a client sends, record every frame both ways.
+
+Front ends hand a connected transport over with `attach(transport, data)` once the
+opening handshake is done (see `rawws_nb.connect` and `rawws_nb.server`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import os
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
-from .frames import Binary, Close, CloseReason, Frame, Ping, Text, is_valid_close_code, make_frame
-from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, RX, TX, Recorder
-from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
+from .errors import SessionClosed
+from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
+from .loops import run_sync
+from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder
+from .wire import Violation, split_frames
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Incoming", "RawSession", "SessionState"]
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_QUEUE",
+    "Incoming",
+    "RawSession",
+    "SessionState",
+]
 
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20  # 1 MiB, as the websockets library
+SessionState = State  # CONNECTING, OPEN, CLOSING, CLOSED: the core's state, read as is
+
 DEFAULT_MAX_QUEUE = 256  # frames waiting in `incoming` before reading pauses
 DEFAULT_CLOSE_TIMEOUT = 10.0
 
 _time_ns = time.time_ns
 _perf = time.perf_counter
-_MASK_POOL = 4096
-_DIRECT_WRITE = 16384
-_CORK_LIMIT = 65536
-_MASK_SLICE = 1 << 20
+_DIRECT_WRITE = 16384  # a frame this large is written at once, never joined into a batch
+_CORK_LIMIT = 65536  # a batch of small frames is written once it reaches this size
+
+_FAILURE: Any = object()  # marks, in `incoming`, where a peer violation was detected
 
 
-_FAILURE = object()  # marks, in `incoming`, where a peer violation was detected
+class _Feed:
+    """What a session and its `Incoming` share: the queue of received frames, the
+    consumers waiting, how the session ended, and the hooks a consumer calls."""
 
+    __slots__ = ("end", "fail_now", "paused", "queue", "resume_at", "take_more", "waiters")
 
-class SessionState(enum.Enum):
-    CONNECTING = "CONNECTING"
-    OPEN = "OPEN"
-    CLOSING = "CLOSING"
-    CLOSED = "CLOSED"
+    def __init__(self, resume_at: int, take_more: Callable[[], None], fail_now: Callable[[], None]) -> None:
+        self.queue: deque[Frame] = deque()
+        self.waiters: list[asyncio.Future[None]] = []
+        self.end: SessionClosed | None = None
+        self.paused = False  # reading paused because `incoming` is full
+        self.resume_at = resume_at
+        self.take_more = take_more  # called when the queue fell to `resume_at` while paused
+        self.fail_now = fail_now  # called when the consumer reaches a violation
+
+    def wake(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+    def finish(self, end: SessionClosed) -> None:
+        if self.end is None:
+            self.end = end
+        self.wake()
 
 
 class Incoming:
     """The frames received, in order: `await receive()`, or `async for frame in ...`.
 
-    Bounded: when `max_queue` frames wait here, the session stops reading the socket
-    until you consume (TCP back-pressure on the peer; `session.reading_paused` says
-    so). When the session ends, the frames already received are still delivered; then
-    `receive()` raises `SessionClosed` (or `PeerProtocolError` after a violation), and
-    `async for` ends quietly after a clean close and raises otherwise.
+    Bounded: when `max_queue` frames wait here, the session stops taking frames and
+    reading the socket until you consume (TCP back-pressure on the peer;
+    `session.reading_paused` says so). When the session ends, the frames already
+    received are still delivered; then `receive()` raises `SessionClosed` (or
+    `PeerProtocolError` after a violation), and `async for` ends quietly after a clean
+    close and raises otherwise.
     """
 
-    __slots__ = ("_end", "_queue", "_session", "_waiters")
+    __slots__ = ("_feed", "_loop", "_queue")
 
-    def __init__(self, session: RawSession) -> None:
-        self._session = session
-        self._queue: deque[Frame] = deque()
-        self._waiters: list[asyncio.Future[None]] = []
-        self._end: SessionClosed | None = None
+    def __init__(self, feed: _Feed, loop: asyncio.AbstractEventLoop) -> None:
+        self._feed = feed
+        self._queue = feed.queue
+        self._loop = loop
 
     def __len__(self) -> int:
         """Frames waiting (the marker of a pending peer violation is not a frame)."""
@@ -81,44 +111,49 @@ class Incoming:
     @property
     def closed(self) -> bool:
         """True once the session ended and every received frame was consumed."""
-        return self._end is not None and not self._queue
+        return self._feed.end is not None and not self._queue
 
     async def receive(self) -> Frame:
         """The next frame; waits for one."""
         queue = self._queue
+        feed = self._feed
         while not queue:
-            if self._end is not None:
-                raise self._end
-            waiter = self._session._loop.create_future()
-            self._waiters.append(waiter)
+            if feed.end is not None:
+                raise feed.end
+            waiter = self._loop.create_future()
+            feed.waiters.append(waiter)
             try:
                 await waiter
             finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        frame = queue.popleft()
+                if waiter in feed.waiters:
+                    feed.waiters.remove(waiter)
+        frame = queue.popleft()  # what `_take` does, inlined: the per-frame hot path
         if frame is _FAILURE:
-            self._session._fail_now()
-            raise self._end  # type: ignore[misc]
-        session = self._session
-        if session._reading_paused and len(queue) <= session._resume_at:
-            session._resume_reading()
+            feed.fail_now()
+            assert feed.end is not None
+            raise feed.end
+        if feed.paused and len(queue) <= feed.resume_at:
+            feed.take_more()
         return frame
 
     def receive_nowait(self) -> Frame | None:
         """The next frame if one is waiting, else None (raises once the session ended)."""
         if self._queue:
-            frame = self._queue.popleft()
-            if frame is _FAILURE:
-                self._session._fail_now()
-                raise self._end  # type: ignore[misc]
-            session = self._session
-            if session._reading_paused and len(self._queue) <= session._resume_at:
-                session._resume_reading()
-            return frame
-        if self._end is not None:
-            raise self._end
+            return self._take()
+        if self._feed.end is not None:
+            raise self._feed.end
         return None
+
+    def _take(self) -> Frame:
+        feed = self._feed
+        frame = self._queue.popleft()
+        if frame is _FAILURE:
+            feed.fail_now()
+            assert feed.end is not None
+            raise feed.end
+        if feed.paused and len(self._queue) <= feed.resume_at:
+            feed.take_more()
+        return frame
 
     def __aiter__(self) -> Incoming:
         return self
@@ -131,16 +166,25 @@ class Incoming:
                 raise StopAsyncIteration from None
             raise
 
-    def _wake(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
 
-    def _finish(self, end: SessionClosed) -> None:
-        if self._end is None:
-            self._end = end
-        self._wake()
+class _SessionProtocol(asyncio.Protocol):
+    """asyncio's transport callbacks, bound to a session's handlers."""
+
+    def __init__(
+        self,
+        on_data: Callable[[bytes], None],
+        on_lost: Callable[[BaseException | None], None],
+        on_pause: Callable[[], None],
+        on_resume: Callable[[], None],
+    ) -> None:
+        # Bound straight to the handlers: no extra call per read on the hot path.
+        self.data_received = on_data  # type: ignore[method-assign,assignment]
+        self.connection_lost = on_lost  # type: ignore[method-assign,assignment]
+        self.pause_writing = on_pause  # type: ignore[method-assign]
+        self.resume_writing = on_resume  # type: ignore[method-assign]
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: the connection is over
 
 
 class RawSession:
@@ -168,42 +212,26 @@ class RawSession:
         self.subprotocol: str | None = None
         self.request_headers: list[tuple[str, str]] = []
         self.response_headers: list[tuple[str, str]] = []
-        self.state = SessionState.CONNECTING
-        self.close_reason: CloseReason | None = None
         self.max_queue = max(1, int(max_queue))
-        self._resume_at = self.max_queue // 4
         self.close_timeout = close_timeout
-        if max_frame_size is None:
-            max_frame_size = max_message_size
-        self._reader = FrameReader(
-            client=client, max_frame_size=max_frame_size, max_message_size=max_message_size, tag=RX
-        )
+        self._conn = Connection(client=client, max_message_size=max_message_size, max_frame_size=max_frame_size)
         self.started_at = _time_ns()
         self._recorder: Recorder | None = (
             Recorder(timeline_capacity, payload_cap, t0=self.started_at) if record else None
         )
-        self.incoming = Incoming(self)
-        self._queue = self.incoming._queue
+        self._feed = _Feed(self.max_queue // 4, self._take_more, self._fail_now)
+        self._queue = self._feed.queue
+        self.incoming = Incoming(self._feed, self._loop)
         self._transport: asyncio.Transport | None = None
-        self._cork: list[bytes] | None = None  # writes batched until the loop's next turn
-        self._cork_bytes = 0
-        self._close_sent: CloseReason | None = None
-        self._close_received = False
+        self._corked = False  # writes batched until the loop's next turn
         self._peer_close: asyncio.Future[None] = self._loop.create_future()
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._reading_paused = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._ping_waiters: dict[bytes, list[tuple[asyncio.Future[float], float]]] = {}
         self._ping_seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._tx_msg_cls: type[Frame] | None = None
-        self._mask_pool = b""
-        self._mask_pos = _MASK_POOL
-        self._violation: Violation | None = None
-        self._failure: SessionClosed | None = None
         self._fail_handle: asyncio.TimerHandle | None = None
-        self._failed = False
         self._abort_handle: asyncio.TimerHandle | None = None
         self.protocol: Any = None
         self._protocol_version: Any = None
@@ -218,15 +246,38 @@ class RawSession:
         return self._loop
 
     @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING (a Close was sent or received) or CLOSED."""
+        return self._conn.state
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """How the session is ending or ended: the peer's Close (1005 when it had no
+        code), the code this side failed the connection with after a peer violation,
+        or 1006 when the connection dropped without a Close; None while open."""
+        return self._conn.close_reason
+
+    @property
     def reading_paused(self) -> bool:
         """True while reading is paused because `incoming` is full (back-pressure)."""
-        return self._reading_paused
+        return self._feed.paused
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The asyncio transport (None until the opening handshake is done). For
+        inspection (`get_extra_info`, `get_write_buffer_size`); write through the session."""
+        return self._transport
+
+    @property
+    def writing_paused(self) -> bool:
+        """True while the transport's write buffer is full (`await drain()` waits)."""
+        return self._write_paused
 
     @property
     def timeline(self) -> pd.DataFrame:
         """Every frame so far, both directions, as a DataFrame (built now)."""
         if self._recorder is None:
-            from .timeline import empty_timeline
+            from .timeline.schema import empty_timeline
 
             return empty_timeline()
         return self._recorder.to_dataframe()
@@ -244,7 +295,7 @@ class RawSession:
     def save_timeline(self, path: Any, **options: Any) -> Any:
         """Save the timeline as Parquet with this session's metadata (URL, subprotocol,
         start time); read it back with `rawws_nb.read_timeline`."""
-        from .timeline import save_timeline
+        from .timeline.persist import save_timeline
 
         return save_timeline(self, path, **options)
 
@@ -266,7 +317,7 @@ class RawSession:
         if version is not None and self._recorder is not None and self.protocol is not None:
             self._recorder.set_codec(self.protocol, version)
 
-    async def send(self, frame: Frame | str | bytes) -> None:
+    async def send(self, frame: Frame | str | bytes | bytearray | memoryview) -> None:
         """Send one frame as given (`str` -> Text, `bytes` -> Binary).
 
         Data frames continue an unfinished message as CONTINUATION frames; control
@@ -274,16 +325,46 @@ class RawSession:
         anything invalid on purpose, use `send_raw`. Waits only while the transport's
         write buffer is full.
         """
-        self._send_frame(frame)
+        self.send_nowait(frame)
+        if self._write_paused:
+            await self._wait_drain()
+
+    def send_nowait(self, frame: Frame | str | bytes | bytearray | memoryview) -> None:
+        """`send` without waiting when the write buffer is full (check `writing_paused`
+        and `await drain()` to respect the transport's flow control)."""
+        if type(frame) is str:
+            frame = make_frame(Text, frame.encode("utf-8"))
+        elif isinstance(frame, (bytes, bytearray, memoryview)):
+            frame = make_frame(Binary, bytes(frame))
+        elif not isinstance(frame, Frame):
+            raise TypeError(f"send() takes a Frame, str or bytes, not {type(frame).__name__}")
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            raise self._end_exception()
+        stamp = not self._corked  # the first write of this loop turn carries the timestamp
+        code = self._conn.send(frame)
+        self._written(code)
+        rec = self._recorder
+        if rec is not None:
+            rec.stage_tx(_time_ns() if stamp else None, code, frame.data)
+        if code & 0x0F == 8:
+            self._after_close_sent()
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
         if self._write_paused:
             await self._wait_drain()
 
     async def send_raw(self, data: bytes) -> None:
         """Write `data` to the socket as-is (crafted frames, valid or not) and record
-        the frames it contains (best effort: a partial frame is recorded as such)."""
-        self._require_transport()
+        the frames it contains (best effort: a partial frame is recorded as such).
+        Nothing is checked and the session's state does not change."""
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            raise self._end_exception()
         data = bytes(data)
-        self._write(data)
+        self._conn.send_raw(data)
+        self._written(len(data) << 16)
         if self._recorder is not None:
             self._record_raw(data)
         if self._write_paused:
@@ -304,7 +385,7 @@ class RawSession:
         entry = (future, start)
         waiters.append(entry)
         try:
-            self._send_frame(Ping(payload))
+            self.send_nowait(Ping(payload))
             if timeout is None:
                 return await future
             return await asyncio.wait_for(future, timeout)
@@ -317,7 +398,7 @@ class RawSession:
     def launch(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run `coro` as a task bound to the session: cancelled when the session ends."""
         task = self._loop.create_task(coro)
-        if self.state is SessionState.CLOSED:
+        if self.state is State.CLOSED:
             task.cancel()
             return task
         self._tasks.add(task)
@@ -330,20 +411,23 @@ class RawSession:
 
         Without `reason`: NORMAL (1000), or, when the peer closed first, its own code.
         """
-        if self.state is SessionState.CLOSED:
+        if self.state is State.CLOSED:
             return
         # A launched task that closes the session is not cancelled by the end it causes.
-        self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
-        if self._close_sent is None and self._transport is not None:
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks.discard(current)
+        conn = self._conn
+        if conn.close_sent is None and self._transport is not None:
             if reason is None:
-                peer = self.close_reason
+                peer = conn.close_received
                 reason = (
                     CloseReason(peer.code)
-                    if self._close_received and peer is not None and is_valid_close_code(peer.code)
+                    if peer is not None and is_valid_close_code(peer.code)
                     else CloseReason(CloseReason.Codes.NORMAL)
                 )
             try:
-                self._send_frame(Close(reason))
+                self.send_nowait(Close(reason))
             except SessionClosed:
                 pass
         await self._finish_close()
@@ -353,46 +437,49 @@ class RawSession:
         await asyncio.shield(self._lost)
         return self.close_reason
 
+    def drop_connection(self, abort: bool = False) -> None:
+        """End the TCP connection now, without a Close frame: what was sent so far is
+        written first (`abort=True`: discarded, the connection is reset). The peer sees
+        the connection drop; this session ends with 1006 unless it had closed."""
+        transport = self._transport
+        if transport is None:
+            return
+        if abort:
+            transport.abort()
+        else:
+            self._close_transport()
+
     # -- the sync facade (rawws_nb.sync): for callbacks and scripts that don't await ----
 
     def send_sync(self, frame: Frame | str | bytes, timeout: float | None = None) -> None:
         """`send` from any thread (see `rawws_nb.sync`)."""
-        from . import sync
-
-        return sync.send_sync(self, frame, timeout)
+        run_sync(self, self.send(frame), timeout, what="send_sync()")
 
     def send_raw_sync(self, data: bytes, timeout: float | None = None) -> None:
         """`send_raw` from any thread."""
-        from . import sync
-
-        return sync.send_raw_sync(self, data, timeout)
+        run_sync(self, self.send_raw(data), timeout, what="send_raw_sync()")
 
     def receive_sync(self, timeout: float | None = None) -> Frame:
         """`incoming.receive()` from any thread."""
-        from . import sync
-
-        return sync.receive_sync(self, timeout)
+        return run_sync(self, self.incoming.receive(), timeout, what="receive_sync()")
 
     def ping_sync(self, payload: bytes | str | None = None, timeout: float | None = 5.0) -> float:
         """`ping` from any thread."""
-        from . import sync
-
-        return sync.ping_sync(self, payload, timeout)
+        margin = None if timeout is None else timeout + 1.0
+        return run_sync(self, self.ping(payload, timeout), margin, what="ping_sync()")
 
     def close_sync(self, reason: CloseReason | None = None, timeout: float | None = None) -> None:
         """`close` from any thread."""
-        from . import sync
-
-        return sync.close_sync(self, reason, timeout)
+        run_sync(self, self.close(reason), timeout, what="close_sync()")
 
     def __repr__(self) -> str:
         role = "client" if self.client else "server"
         extra = ""
         if self.close_reason is not None:
             extra = f" close={self.close_reason.code}"
-        if self._reading_paused:
+        if self._feed.paused:
             extra += " reading-paused"
-        return f"<RawSession {role} {self.url} {self.state.value} queued={len(self._queue)}{extra}>"
+        return f"<RawSession {role} {self.url} {self.state.value} queued={len(self.incoming)}{extra}>"
 
     def _repr_html_(self) -> str:
         import html
@@ -404,173 +491,70 @@ class RawSession:
             f"<b style='color:{colour}'>{self.state.value}</b>",
             html.escape(self.url),
             frames,
-            f"{len(self._queue)} waiting in incoming",
+            f"{len(self.incoming)} waiting in incoming",
         ]
         if self.subprotocol:
             bits.append(f"subprotocol {html.escape(self.subprotocol)}")
         if self.close_reason is not None:
             bits.append(html.escape(f"close {self.close_reason.code} {self.close_reason.message!r}"))
-        if self._reading_paused:
+        if self._feed.paused:
             bits.append("<b>reading paused (incoming full)</b>")
         return "<div class='rawws-session'>RawSession: " + " · ".join(bits) + "</div>"
 
-    # -- sending --------------------------------------------------------------------
+    # -- the transport --------------------------------------------------------------------
 
-    def _require_transport(self) -> asyncio.Transport:
-        transport = self._transport
-        if transport is None or self.state is SessionState.CLOSED or transport.is_closing():
-            raise self._end_exception()
-        return transport
+    def attach(self, transport: asyncio.Transport, data: bytes = b"") -> None:
+        """Take over `transport` once the opening handshake is done (front ends call
+        this): the session becomes OPEN, receives what the transport reads from now on,
+        and first `data`, the bytes read after the handshake."""
+        if self._transport is not None:
+            raise RuntimeError("this session already has a transport")
+        self._transport = transport
+        self._conn.opened()
+        transport.set_protocol(
+            _SessionProtocol(self._on_data, self._connection_lost, self._pause_writing, self._resume_writing)
+        )
+        if data:
+            self._on_data(data)
 
     def _end_exception(self) -> SessionClosed:
-        end = self.incoming._end
-        if end is not None:
-            return end
-        return SessionClosed(self.close_reason or CloseReason(1006, ""), detail="the connection is closed")
+        return self._feed.end or self._conn.end_exception()
 
-    def _send_frame(self, frame: Frame | str | bytes) -> None:
-        cls = type(frame)
-        if cls is str:
-            frame = make_frame(Text, frame.encode("utf-8"))  # type: ignore[union-attr]
-            cls = Text
-        elif cls is bytes or cls is bytearray or cls is memoryview:
-            frame = make_frame(Binary, bytes(frame))  # type: ignore[arg-type]
-            cls = Binary
-        elif not isinstance(frame, Frame):
-            raise TypeError(f"send() takes a Frame, str or bytes, not {cls.__name__}")
-        self._require_transport()
-        opcode = cls.type  # type: ignore[union-attr]
-        payload = frame.data  # type: ignore[union-attr]
-        fin = frame.fin  # type: ignore[union-attr]
-        if self._close_sent is not None:
-            raise InvalidSend("a Close frame was already sent; use send_raw to send frames after it")
-        if opcode < 8:
-            current = self._tx_msg_cls
-            if current is None:
-                wire = opcode
-            elif current is cls:
-                wire = 0
-            else:
-                raise InvalidSend(
-                    f"a fragmented {current.type.name} message is unfinished: send {current.__name__} frames "
-                    "until fin=True (or use send_raw)"
-                )
-            self._tx_msg_cls = None if fin else cls
-        else:
-            if len(payload) > CONTROL_MAX:
-                raise InvalidSend(f"control frame payload of {len(payload)} bytes (max 125); use send_raw to send it")
-            if not fin:
-                raise InvalidSend("control frames cannot be fragmented; use send_raw to send one")
-            if opcode == 8:
-                if len(payload) == 1:
-                    raise InvalidSend("a Close payload cannot be 1 byte; use send_raw to send one")
-                if len(payload) >= 2:
-                    code = int.from_bytes(payload[:2], "big")
-                    if not is_valid_close_code(code):
-                        raise InvalidSend(f"close code {code} may not be sent; use send_raw to send it")
-                    reason = payload[2:].decode("utf-8", "replace")
-                else:
-                    code, reason = 1005, ""
-                self._close_sent = CloseReason(code, reason)
-                if self.state is SessionState.OPEN:
-                    self.state = SessionState.CLOSING
-            wire = opcode
-        b0 = (0x80 if fin else 0) | wire
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # type: ignore[union-attr]
-            b0 |= frame.rsv1 << 6 | frame.rsv2 << 5 | frame.rsv3 << 4  # type: ignore[union-attr]
-        stamp = self._cork is None  # the first write of this loop turn
-        self._write_frame(b0, payload)
-        rec = self._recorder
-        if rec is not None:
-            # Recorder.stage_tx, inlined: this is the send path's only recording cost.
-            if stamp:
-                rec._tpos.append(len(rec._stage))
-                rec._tval.append(_time_ns())
-            n = len(payload)
-            rec._stage.append(n << 16 | b0)
-            kept = rec._payload
-            kept.append(payload if n <= rec.payload_cap or opcode >= 8 else payload[: rec.payload_cap])
-            if len(kept) > rec.capacity:
-                rec._trim()
-        if opcode == 8:
-            self._after_close_sent()
-
-    def _write_frame(self, b0: int, payload: bytes) -> None:
-        n = len(payload)
-        write = self._write
-        if self.client:
-            pos = self._mask_pos
-            if pos >= _MASK_POOL:
-                self._mask_pool = os.urandom(_MASK_POOL)
-                pos = 0
-            self._mask_pos = pos + 4
-            mask = self._mask_pool[pos : pos + 4]
-            if n < 126:
-                head = bytes((b0, 0x80 | n)) + mask
-            elif n < 65536:
-                head = bytes((b0, 254, n >> 8, n & 0xFF)) + mask
-            else:
-                head = bytes((b0, 255)) + n.to_bytes(8, "big") + mask
-            if n <= _MASK_SLICE:
-                write(apply_mask(payload, mask, head))
-            else:
-                # Mask and write slice by slice (each starts at a multiple of 4, so the
-                # same key applies): the first bytes are on the wire while the rest is
-                # still being masked.
-                view = memoryview(payload)
-                write(apply_mask(view[:_MASK_SLICE], mask, head))
-                for start in range(_MASK_SLICE, n, _MASK_SLICE):
-                    write(apply_mask(view[start : start + _MASK_SLICE], mask))
-        else:
-            if n < 126:
-                head = bytes((b0, n))
-            elif n < 65536:
-                head = bytes((b0, 126, n >> 8, n & 0xFF))
-            else:
-                head = bytes((b0, 127)) + n.to_bytes(8, "big")
-            if n < 65536:
-                write(head + payload)
-            else:
-                write(head)
-                write(payload)
-
-    def _write(self, data: bytes | memoryview) -> None:
-        """Write to the transport, batching: the first write of a loop turn goes out at
-        once (no added latency), later ones in the same turn are joined and written at
-        the next turn, or as soon as they reach `_CORK_LIMIT` bytes (so the transport's
-        flow control, `pause_writing`, still sees them). Large writes are never copied
-        into the batch."""
-        cork = self._cork
-        if cork is None:
-            self._transport.write(data)  # type: ignore[union-attr]
-            self._cork = []
-            self._cork_bytes = 0
+    def _written(self, code: int) -> None:
+        """Write what the core has to send, batching: the first write of a loop turn
+        goes out at once (no added latency), later ones in the same turn at the next
+        turn, or as soon as they reach `_CORK_LIMIT` bytes (so the transport's flow
+        control, `pause_writing`, still sees them) or a frame is large."""
+        if not self._corked:
+            self._write_out()
+            self._corked = True
             self._loop.call_soon(self._uncork)
-        elif len(data) >= _DIRECT_WRITE:
-            if cork:
-                self._transport.write(b"".join(cork))  # type: ignore[union-attr]
-                cork.clear()
-                self._cork_bytes = 0
-            self._transport.write(data)  # type: ignore[union-attr]
+        elif code >> 16 >= _DIRECT_WRITE or self._conn.bytes_to_send >= _CORK_LIMIT:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        conn = self._conn
+        size = conn.bytes_to_send
+        out = conn.data_to_send()
+        transport = self._transport
+        if not out or transport is None or transport.is_closing():
+            return
+        if len(out) == 1:
+            transport.write(out[0])
+        elif size <= _CORK_LIMIT + _DIRECT_WRITE:
+            transport.write(b"".join(out))
         else:
-            cork.append(data)  # type: ignore[arg-type]
-            self._cork_bytes += len(data)
-            if self._cork_bytes >= _CORK_LIMIT:
-                self._transport.write(b"".join(cork))  # type: ignore[union-attr]
-                cork.clear()
-                self._cork_bytes = 0
+            for chunk in out:  # large buffers are never copied into a join
+                transport.write(chunk)
 
     def _uncork(self) -> None:
-        cork = self._cork
-        self._cork = None
-        if cork:
-            transport = self._transport
-            if transport is not None and not transport.is_closing():
-                transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
+        self._corked = False
+        if self._conn.bytes_to_send:
+            self._write_out()
 
     def _close_transport(self) -> None:
         """Close the TCP connection after everything written so far."""
-        self._uncork()
+        self._write_out()
         if self._transport is not None:
             self._transport.close()
 
@@ -579,32 +563,12 @@ class RawSession:
         rec = self._recorder
         assert rec is not None
         t = _time_ns()
-        pos, end = 0, len(data)
-        while pos < end:
-            b0 = data[pos]
-            if end - pos < 2:
-                rec.add_error(t, TX | b0, data[pos:], end - pos, None, "send_raw: incomplete frame header")
-                return
-            b1 = data[pos + 1]
-            length, head = b1 & 0x7F, 2
-            if length == 126:
-                length, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
-            key = None
-            if b1 & 0x80:
-                key = data[pos + head : pos + head + 4]
-                head += 4
-            body = data[pos + head : pos + head + length]
-            if key is not None and len(key) == 4:
-                body = bytes(apply_mask(body, key))
-            if pos + head + length > end or pos + head > end:
-                rec.add_error(
-                    t, TX | b0, body, length, None, f"send_raw: incomplete frame ({end - pos} bytes sent)"
-                )
-                return
-            rec.add(t, TX | b0, body)
-            pos += head + length
+        for raw in split_frames(data):
+            code = TX | raw.b0
+            if raw.error is not None:
+                rec.add_error(t, code, raw.payload, raw.length, None, f"send_raw: {raw.error} sent")
+            else:
+                rec.add(t, code, raw.payload)
 
     def _pause_writing(self) -> None:
         self._write_paused = True
@@ -617,7 +581,7 @@ class RawSession:
         self._drain_waiters.clear()
 
     async def _wait_drain(self) -> None:
-        if self.state is SessionState.CLOSED:
+        if self.state is State.CLOSED:
             raise self._end_exception()
         waiter = self._loop.create_future()
         self._drain_waiters.append(waiter)
@@ -625,93 +589,89 @@ class RawSession:
 
     # -- receiving ------------------------------------------------------------------
 
-    def _attach(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self.state = SessionState.OPEN
-
     def _on_data(self, data: bytes) -> None:
-        reader = self._reader
-        frames, codes, violation = reader.feed(data)
+        conn = self._conn
+        queue = self._queue
+        frames, codes, violation = conn.receive_data(data, self.max_queue - len(queue))
         if frames:
-            queue = self._queue
-            if self._recorder is not None:
-                self._recorder.stage_rx(_time_ns(), codes, frames)
-            if reader.controls:
-                for code, frame in zip(codes, frames, strict=True):
-                    if code & 8:
-                        self._on_control(code & 0x0F, frame)
-                    queue.append(frame)
-            else:
-                queue.extend(frames)
-            if self.incoming._waiters:
-                self.incoming._wake()
-            if len(queue) >= self.max_queue and not self._reading_paused:
-                self._pause_reading()
+            self._deliver(frames, codes)
         if violation is not None:
-            self._fail(violation)
+            self._on_violation(violation)
+        elif len(queue) >= self.max_queue and not self._feed.paused:
+            self._pause_reading()
 
-    def _on_control(self, wire: int, frame: Frame) -> None:
-        if wire == 10:
-            waiters = self._ping_waiters.get(frame.data)
-            if waiters:
-                now = _perf()
-                for future, start in waiters:
-                    if not future.done():
-                        future.set_result(now - start)
-        elif wire == 8:
-            self._on_close_frame(frame)  # type: ignore[arg-type]
+    def _deliver(self, frames: list[Frame], codes: list[int]) -> None:
+        if self._recorder is not None:
+            self._recorder.stage_rx(_time_ns(), codes, frames)
+        self._queue.extend(frames)
+        if self._conn.controls:
+            self._on_controls(frames, codes)
+        feed = self._feed
+        if feed.waiters:
+            feed.wake()
 
-    def _on_close_frame(self, frame: Close) -> None:
-        if self._close_received:
-            return
-        self._close_received = True
-        self.close_reason = frame.read_reason() or CloseReason(1005, "")
-        if self.state is SessionState.OPEN:
-            self.state = SessionState.CLOSING
-        if not self._peer_close.done():
+    def _on_controls(self, frames: list[Frame], codes: list[int]) -> None:
+        for code, frame in zip(codes, frames, strict=True):
+            if code & 0x0F == 10:
+                waiters = self._ping_waiters.get(frame.data)
+                if waiters:
+                    now = _perf()
+                    for future, start in waiters:
+                        if not future.done():
+                            future.set_result(now - start)
+        conn = self._conn
+        if conn.close_received is not None and not self._peer_close.done():
             self._peer_close.set_result(None)
-        if self._close_sent is not None:
-            self._handshake_complete()
+            self._after_close_exchange()
 
     def _after_close_sent(self) -> None:
-        if self._close_received:
-            self._handshake_complete()
-        elif self._reading_paused:
-            self._resume_reading()  # the peer's Close must be able to arrive
+        self._after_close_exchange()
+        if self._feed.paused:
+            self._take_more()  # the peer's Close must be able to arrive
 
-    def _handshake_complete(self) -> None:
+    def _after_close_exchange(self) -> None:
         """Both Close frames are exchanged: the server closes TCP; the client waits for
         that, at most `close_timeout`."""
+        conn = self._conn
         transport = self._transport
-        if transport is None:
+        if transport is None or not conn.closing_handshake_done:
             return
-        if not self.client:
+        if conn.should_close_transport:
             self._close_transport()
         elif self.close_timeout is not None and self._abort_handle is None:
             self._abort_handle = self._loop.call_later(self.close_timeout, transport.abort)
 
     def _pause_reading(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._reading_paused = True
+            self._feed.paused = True
             self._transport.pause_reading()
 
-    def _resume_reading(self) -> None:
-        self._reading_paused = False
+    def _take_more(self) -> None:
+        """The consumer made room: take the frames the core kept back, then read again
+        (unless `incoming` filled up again)."""
+        conn = self._conn
+        queue = self._queue
+        if conn.limited:
+            frames, codes, violation = conn.receive_data(b"", self.max_queue - len(queue))
+            if frames:
+                self._deliver(frames, codes)
+            if violation is not None:
+                self._on_violation(violation)
+                return
+            if conn.limited and conn.close_sent is None:
+                return  # still full: stay paused
+        self._feed.paused = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
-    def _fail(self, violation: Violation) -> None:
-        """A peer violation (RFC 6455 7.1.7), recorded now.
-
-        Invalid UTF-8 (1007) fails the connection at once: the message it belongs to is
-        invalid, so nothing should answer its earlier fragments. Framing violations
-        (1002, 1009) fail when the consumer reaches them in `incoming`, so the frames
-        that came before are delivered and can still be answered (or after
-        `close_timeout` if nobody reads)."""
-        self._violation = violation
+    def _on_violation(self, violation: Violation) -> None:
+        """A peer violation (RFC 6455 7.1.7), recorded now; the connection fails at once
+        or, when the core allows it, when the consumer reaches it in `incoming` (so the
+        frames before it can still be answered), or after `close_timeout` if nobody
+        reads (never, with `close_timeout=None`)."""
         if self._recorder is not None:
             op = violation.opcode if violation.opcode is not None else 0
-            code = RX | (op & 0x0F) | (0x80 if violation.fin else 0) | ((violation.rsv & 7) << 4)
+            code = header_code(op, bool(violation.fin), violation.rsv, direction=RX)
             self._recorder.add_error(
                 _time_ns(),
                 code,
@@ -720,60 +680,48 @@ class RawSession:
                 None,
                 f"{violation.reason} (failing with {violation.code})",
             )
-        exc_cls = MessageTooBig if violation.code == 1009 else PeerProtocolError
-        self._failure = exc_cls(
-            CloseReason(violation.code, violation.reason), clean=False, detail="peer protocol violation"
-        )
-        if self._queue and violation.code != 1007:
-            self._queue.append(_FAILURE)  # type: ignore[arg-type]
-            self._fail_handle = self._loop.call_later(self.close_timeout or 0, self._fail_now)
+        if self._queue and self._conn.failure_can_wait:
+            self._queue.append(_FAILURE)
+            if self.close_timeout is not None:
+                self._fail_handle = self._loop.call_later(self.close_timeout, self._fail_now)
         else:
             self._fail_now()
 
     def _fail_now(self) -> None:
         """Fail the connection: send Close with the violation's code, close TCP."""
-        failure = self._failure
-        if failure is None or self._failed:
+        conn = self._conn
+        if conn.failure_error is None:
             return
-        self._failed = True
         if self._fail_handle is not None:
             self._fail_handle.cancel()
-        self.incoming._finish(failure)
-        transport = self._transport
-        if self._close_sent is None and transport is not None and not transport.is_closing():
-            reason = failure.reason.message.encode("utf-8")[:123].decode("utf-8", "ignore")
-            try:
-                self._send_frame(Close(CloseReason(failure.code, reason)))
-            except SessionClosed:
-                pass
+            self._fail_handle = None
+        self._feed.finish(conn.failure_error)
+        sent = conn.fail()
+        if sent is not None and self._recorder is not None:
+            self._recorder.stage_tx(_time_ns(), header_code(8, length=len(sent.data)), sent.data)
         self._close_transport()
 
     def _connection_lost(self, exc: BaseException | None) -> None:
-        self.state = SessionState.CLOSED
+        conn = self._conn
+        if conn.limited and conn.failure is None:
+            # Frames kept back by the bound were received: deliver them too.
+            frames, codes, violation = conn.receive_data(b"")
+            if frames:
+                self._deliver(frames, codes)
+            if violation is not None:
+                self._on_violation(violation)
+        partial = conn.receive_eof(str(exc) if exc is not None else "")
         if self._abort_handle is not None:
             self._abort_handle.cancel()
-        partial = self._reader.partial() if self._violation is None else None
         if partial is not None and self._recorder is not None:
-            op = partial.opcode or 0
-            code = RX | op | (0x80 if partial.fin else 0) | (partial.rsv << 4)
-            self._recorder.add_error(
-                _time_ns(), code, partial.payload, partial.length or 0, None, partial.reason
-            )
+            code = header_code(partial.opcode or 0, bool(partial.fin), partial.rsv, direction=RX)
+            self._recorder.add_error(_time_ns(), code, partial.payload, partial.length or 0, None, partial.reason)
         if self._fail_handle is not None:
             self._fail_handle.cancel()
-        if self._failure is not None:
-            end = self._failure
-            self._failed = True
-        elif self._close_received:
-            end = SessionClosed(self.close_reason or CloseReason(1005, ""), clean=True)
-        else:
-            why = "connection dropped without a Close frame"
-            if exc is not None:
-                why += f": {exc}"
-            if self.close_reason is None:
-                self.close_reason = CloseReason(1006, why)
-            end = SessionClosed(CloseReason(1006, why), clean=False)
-        self.incoming._finish(end)
+        end = conn.end
+        assert end is not None
+        self._feed.finish(end)
+        end = self._feed.end or end
         if not self._lost.done():
             self._lost.set_result(None)
         if not self._peer_close.done():
@@ -781,10 +729,10 @@ class RawSession:
         for waiters in self._ping_waiters.values():
             for future, _ in waiters:
                 if not future.done():
-                    future.set_exception(self.incoming._end or end)
+                    future.set_exception(end)
         for waiter in self._drain_waiters:
             if not waiter.done():
-                waiter.set_exception(self.incoming._end or end)
+                waiter.set_exception(end)
         self._drain_waiters.clear()
         for task in list(self._tasks):
             task.cancel()
@@ -807,23 +755,3 @@ class RawSession:
                 await asyncio.shield(self._lost)
         except TimeoutError:
             transport.abort()
-
-
-class _SessionProtocol(asyncio.Protocol):
-    """Adapter from asyncio's callbacks to a `RawSession` (after the handshake)."""
-
-    def __init__(self, session: RawSession) -> None:
-        self.session = session
-        self.data_received = session._on_data  # type: ignore[method-assign]
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.session._connection_lost(exc)
-
-    def eof_received(self) -> bool | None:
-        return None
-
-    def pause_writing(self) -> None:
-        self.session._pause_writing()
-
-    def resume_writing(self) -> None:
-        self.session._resume_writing()

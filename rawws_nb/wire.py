@@ -18,15 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from .frames import FRAME_CLASSES, Frame, FrameType, is_valid_close_code, make_frame
+from .frames import FRAME_CLASSES, Frame, FrameType, header_code, is_valid_close_code, make_frame
 
 __all__ = [
+    "CONTROL_MAX",
     "FrameReader",
+    "Header",
+    "RawFrame",
     "Violation",
-    "header_code",
     "apply_mask",
     "encode_frame",
     "frame_header",
+    "header_bytes",
+    "parse_header",
+    "split_frames",
 ]
 
 _pack_h = struct.Struct("!BBH").pack
@@ -65,20 +70,29 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, prefix: bytes 
         out[n8:] = src[n8:] ^ np.frombuffer((mask * 2)[: n - n8], dtype=np.uint8)
     if prefix:
         buf[start - len(prefix) : start] = np.frombuffer(prefix, dtype=np.uint8)
-    return memoryview(buf)[start - len(prefix) :]
+    return buf.data[start - len(prefix) :]
+
+
+def header_bytes(b0: int, length: int, mask: bytes | None = None) -> bytes:
+    """The 2-14 byte header of a frame whose first byte is `b0` (fin, rsv bits, opcode),
+    with the shortest length form and, when `mask` is given, the mask bit and key. The one
+    place frame headers are built (the connection's writer calls it for every frame)."""
+    if mask is None:
+        if length < 126:
+            return bytes((b0, length))
+        if length < 65536:
+            return _pack_h(b0, 126, length)
+        return _pack_q(b0, 127, length)
+    if length < 126:
+        return bytes((b0, 0x80 | length)) + mask
+    if length < 65536:
+        return _pack_h(b0, 254, length) + mask
+    return _pack_q(b0, 255, length) + mask
 
 
 def frame_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None) -> bytes:
     """The 2-14 byte header of a frame. `rsv` is a 3-bit int (rsv1 = 4)."""
-    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
-    mbit = 0x80 if mask is not None else 0
-    if length < 126:
-        head = bytes((b0, mbit | length))
-    elif length < 65536:
-        head = _pack_h(b0, mbit | 126, length)
-    else:
-        head = _pack_q(b0, mbit | 127, length)
-    return head + mask if mask is not None else head
+    return header_bytes(header_code(opcode, fin, rsv), length, mask)
 
 
 def encode_frame(
@@ -127,11 +141,88 @@ class Violation:
     payload: bytes | None = None
 
 
-def header_code(opcode: int, fin: bool, length: int, rsv: int = 0) -> int:
-    """What `FrameReader.feed` reports per frame besides the frame itself: the wire
-    opcode, fin (0x80), rsv bits (<< 4) and the payload length (<< 16) in one int, the
-    form the timeline recorder stores."""
-    return length << 16 | (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A frame header as read from the wire: first byte, payload length, header size,
+    mask key (None when unmasked). `None` from `parse_header` means incomplete."""
+
+    b0: int
+    length: int
+    size: int
+    mask: bytes | None
+
+    @property
+    def opcode(self) -> int:
+        return self.b0 & 0x0F
+
+    @property
+    def fin(self) -> bool:
+        return bool(self.b0 & 0x80)
+
+    @property
+    def rsv(self) -> int:
+        return (self.b0 >> 4) & 7
+
+
+def parse_header(data: bytes | memoryview, pos: int = 0) -> Header | None:
+    """Read the header of the frame at `data[pos:]` without judging it (any opcode, rsv,
+    mask, non-minimal lengths), or None when the header is incomplete. The validating
+    reader checks headers itself, inline, for speed; this is for everything else
+    (incomplete frames, crafted bytes, captures)."""
+    avail = len(data) - pos
+    if avail < 2:
+        return None
+    b0, b1 = data[pos], data[pos + 1]
+    length, size = b1 & 0x7F, 2
+    if length == 126:
+        if avail < 4:
+            return None
+        (length,), size = _unpack_h(data, pos + 2), 4
+    elif length == 127:
+        if avail < 10:
+            return None
+        (length,), size = _unpack_q(data, pos + 2), 10
+    mask = None
+    if b1 & 0x80:
+        if avail < size + 4:
+            return None
+        mask = bytes(data[pos + size : pos + size + 4])
+        size += 4
+    return Header(b0, length, size, mask)
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One frame found in crafted bytes (`split_frames`): `payload` unmasked, `error` set
+    when the bytes end inside it (then `payload` is what there is of it)."""
+
+    b0: int
+    length: int
+    payload: bytes
+    error: str | None = None
+
+
+def split_frames(data: bytes) -> list[RawFrame]:
+    """Cut crafted bytes (what `send_raw` sends) into frames, without judging them; an
+    incomplete last frame is reported with an `error`."""
+    out: list[RawFrame] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        header = parse_header(data, pos)
+        if header is None:
+            out.append(RawFrame(data[pos], end - pos, data[pos:], "incomplete frame header"))
+            break
+        start = pos + header.size
+        stop = start + header.length
+        body = data[start:stop]
+        if header.mask is not None:
+            body = bytes(apply_mask(body, header.mask))
+        if stop > end:
+            out.append(RawFrame(header.b0, header.length, body, f"incomplete frame ({end - pos} bytes)"))
+            break
+        out.append(RawFrame(header.b0, header.length, body))
+        pos = stop
+    return out
 
 
 class FrameReader:
@@ -166,6 +257,7 @@ class FrameReader:
         "client",
         "controls",
         "failed",
+        "limited",
         "max_frame_size",
         "max_message_size",
         "tag",
@@ -182,6 +274,7 @@ class FrameReader:
         self.client = client
         self.tag = tag  # OR-ed into every header code (the recorder's direction bit)
         self.controls = 0  # control frames completed by the last `feed`
+        self.limited = False  # the last `feed` stopped at its `limit` (more may be buffered)
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
         self._chunks: list[bytes] = []
@@ -211,43 +304,37 @@ class FrameReader:
         if not self._chunks_len:
             return None
         data = b"".join(self._chunks)
-        if len(data) < 2:
-            return Violation(
-                1006, f"connection dropped inside a frame header ({len(data)} byte)", None, None, 0, None, data
-            )
-        b0, b1 = data[0], data[1]
-        length, head = b1 & 0x7F, 2
-        if length == 126 and len(data) >= 4:
-            (length,), head = _unpack_h(data, 2), 4
-        elif length == 127 and len(data) >= 10:
-            (length,), head = _unpack_q(data, 2), 10
-        elif length >= 126:
-            return Violation(
-                1006,
-                f"connection dropped inside a frame header ({len(data)} bytes)",
-                b0 & 0x0F,
-                bool(b0 & 0x80),
-                (b0 >> 4) & 7,
-                None,
-                data,
-            )
-        if b1 & 0x80:
-            head += 4
-        got = max(len(data) - head, 0)
+        header = parse_header(data)
+        if header is None:
+            b0 = data[0]
+            why = f"connection dropped inside a frame header ({len(data)} byte{'s' if len(data) > 1 else ''})"
+            if len(data) < 2:
+                return Violation(1006, why, None, None, 0, None, data)
+            return Violation(1006, why, b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, None, data)
+        got = len(data) - header.size
         return Violation(
             1006,
-            f"connection dropped in the middle of a frame ({got} of {length} payload bytes received)",
-            b0 & 0x0F,
-            bool(b0 & 0x80),
-            (b0 >> 4) & 7,
-            length,
-            data[head:],
+            f"connection dropped in the middle of a frame ({got} of {header.length} payload bytes received)",
+            header.opcode,
+            header.fin,
+            header.rsv,
+            header.length,
+            data[header.size :],
         )
 
-    def feed(self, data: bytes) -> tuple[list[Frame], list[int], Violation | None]:
+    def feed(self, data: bytes, limit: int | None = None) -> tuple[list[Frame], list[int], Violation | None]:
+        """Parse `data` (after what is buffered): at most `limit` frames (None: all); the
+        rest stays buffered, unparsed, and `limited` says so: `feed(b"", n)` goes on."""
         if self.failed is not None:
             return [], [], None
         self.controls = 0
+        self.limited = False
+        if limit is not None and limit <= 0 and self._pending_text is None and self._big is None:
+            if data:
+                self._chunks.append(data)
+                self._chunks_len += len(data)
+            self.limited = self._chunks_len >= 2
+            return [], [], None
         if self._chunks:
             if self._pending_text is not None:
                 # Fail fast: check the UTF-8 of a text frame's payload as it arrives.
@@ -280,11 +367,11 @@ class FrameReader:
             self._chunks_len = 0
             out: list[Frame] = []
             codes: list[int] = []
-            violation = self._parse(data, out, codes, first)
+            violation = self._parse(data, out, codes, first, limit)
         else:
             out = []
             codes = []
-            violation = self._parse(data, out, codes, None)
+            violation = self._parse(data, out, codes, None, limit)
         if violation is not None:
             self.failed = violation
             self._chunks = []
@@ -292,7 +379,12 @@ class FrameReader:
         return out, codes, violation
 
     def _parse(
-        self, data: bytes, out: list[Frame], codes: list[int], first: tuple[Any, ...] | None
+        self,
+        data: bytes,
+        out: list[Frame],
+        codes: list[int],
+        first: tuple[Any, ...] | None,
+        limit: int | None,
     ) -> Violation | None:
         pos = 0
         end = len(data)
@@ -305,11 +397,15 @@ class FrameReader:
         while True:
             if first is not None:  # a large frame whose payload feed() assembled
                 opcode, fin, cls, payload, length = first
+                b0 = fin | opcode
                 first = None
                 self._pending_text = None
             else:
                 avail = end - pos
                 if avail < 2:
+                    break
+                if limit is not None and len(out) >= limit:
+                    self.limited = True
                     break
                 b0 = data[pos]
                 b1 = data[pos + 1]
@@ -372,9 +468,10 @@ class FrameReader:
                             length,
                         )
                     if max_msg is not None and self._msg_size + length > max_msg:
+                        size = f"{self._msg_size + length}{'' if fin else '+'}"
                         return Violation(
                             1009,
-                            f"message of {self._msg_size + length}+ bytes exceeds max_message_size={max_msg}",
+                            f"message of {size} bytes exceeds max_message_size={max_msg}",
                             opcode,
                             bool(fin),
                             0,
@@ -412,14 +509,14 @@ class FrameReader:
                     self._msg_cls = cls
                     self._msg_size += length
                 append(make_frame(cls, payload, fin != 0))
-                code_append(length << 16 | tag | fin | opcode)
+                code_append(length << 16 | tag | b0)  # = header_code(...): b0 is the low byte
             else:
                 if opcode == 8:
                     v = _check_close(payload)
                     if v is not None:
                         return v
                 append(make_frame(cls, payload))
-                code_append(length << 16 | tag | 0x80 | opcode)
+                code_append(length << 16 | tag | b0)
                 self.controls += 1
         self._keep(data, pos, 2)
         return None

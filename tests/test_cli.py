@@ -80,7 +80,36 @@ def test_probe_reports_a_refused_handshake(serve_process):
     assert result.returncode == 2 and "HTTP 404" in result.stderr
 
 
-def test_demo_runs_the_seed_scenarios_offline():
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "rawws_nb.cli", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("probe", "http//nowhere"), "cannot connect: not a WebSocket URL"),
+        (("probe", "ws://127.0.0.1:9/echo", "--hex", "zz"), "argument --hex: not hex: 'zz'"),
+        (("serve", "--port", "70000"), "argument --port: not a TCP port"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_2(args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_on_a_port_in_use_says_so(serve_process):
+    result = cli("serve", "--port", str(serve_process))
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{serve_process}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_help_describes_what_runs():
+    result = cli("demo", "--help")
+    assert result.returncode == 0 and "Ktor raw-API scenarios" in result.stdout and "seed" not in result.stdout
+
+
+def test_demo_runs_the_ktor_raw_api_scenarios_offline():
     env = dict(os.environ)
     result = subprocess.run([PY, "-m", "rawws_nb.cli", "demo"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr

@@ -87,10 +87,14 @@ async def test_oversize_frame_fails_with_1009_and_a_clear_exception(server):
     session = await rw.web_socket_raw_session(server.url + "/flood?n=1&size=5000&type=binary", max_message_size=1000)
     with pytest.raises(MessageTooBig) as info:
         await asyncio.wait_for(session.incoming.receive(), 2)
-    assert info.value.code == 1009 and "frame of 5000 bytes exceeds max_frame_size=1000" in str(info.value)
+    # Only max_message_size was set: the error names it (not max_frame_size), and
+    # close_reason says how the session ended.
+    assert info.value.code == 1009 and "message of 5000 bytes exceeds max_message_size=1000" in str(info.value)
+    assert "max_frame_size" not in str(info.value)
     await session.wait_closed()
+    assert session.close_reason is not None and session.close_reason.code == 1009
     rows = session.timeline
-    assert rows.error.iloc[0].startswith("frame of 5000 bytes") and rows.length.iloc[0] == 5000
+    assert rows.error.iloc[0].startswith("message of 5000 bytes") and rows.length.iloc[0] == 5000
     assert list(rows.query("dir == 'tx'").close_code) == [1009]
 
 
@@ -270,7 +274,7 @@ async def test_sending_without_yielding_still_gets_back_pressure():
 
         task = asyncio.ensure_future(flood())
         await asyncio.sleep(0.5)  # the loop must get turns: the flood task is paused on drain
-        assert not task.done() and session._write_paused
-        assert session._transport.get_write_buffer_size() < 1 << 20  # bounded, not 100 MB
+        assert not task.done() and session.writing_paused
+        assert session.transport.get_write_buffer_size() < 1 << 20  # bounded, not 100 MB
         task.cancel()
-        session._transport.abort()
+        session.drop_connection(abort=True)

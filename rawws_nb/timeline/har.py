@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 from ..frames import RX, TX, header_code
+from ..version import __version__
 from ._columns import sparse_strings
-from .persist import decode_fields, encode_fields
+from .persist import decode_fields, encode_fields, timeline_metadata, timeline_of
 from .recorder import Recorder
 from .schema import dir_codes, opcode_codes, rsv_codes, t_ns
 
@@ -62,10 +63,7 @@ def to_har(
 ) -> dict[str, Any]:
     """The timeline (a session, a `Recorder` or a timeline DataFrame) as a HAR log with
     one WebSocket entry; written to `path` (JSON) when given. Returns the HAR dict."""
-    from .. import __version__
-    from .persist import _timeline_of, timeline_metadata
-
-    df = _timeline_of(timeline)
+    df = timeline_of(timeline)
     meta = {**timeline_metadata(df), **(timeline_metadata(timeline) if timeline is not df else {})}
     meta.update(metadata or {})
     url = url or meta.get("url") or "ws://unknown/"

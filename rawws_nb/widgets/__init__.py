@@ -9,9 +9,10 @@ TimelinePanel(session, rows=50)
 LatencyPanel(session)       # "ping now", opt-in periodic ping, p50/p95/p99/max, chart
 ```
 
-Threads and loops: every button or toggle hands its work to the session's loop
-(`loop.create_task` when already on it, `asyncio.run_coroutine_threadsafe` from any other
-thread, as when JupyterLab runs widget callbacks on a kernel subshell). Updates flow the
+Threads and loops: every button or toggle hands its work to the session's loop with
+`rawws_nb.loops.submit` (`loop.create_task` when already on it,
+`asyncio.run_coroutine_threadsafe` from any other thread, as when JupyterLab runs widget
+callbacks on a kernel subshell). Updates flow the
 other way from one throttled task per panel (or per dashboard) on the session's loop,
 at most 4 renders per second (`refresh_interval=0.25`), only when something changed, and never on the path that
 timestamps frames. Errors land in each panel's status line, never in the kernel.

@@ -12,8 +12,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import InvalidSend, SessionClosed
+from ..loops import Handle, cancel, submit
 from ..session import RawSession, SessionState
-from ._loop import Handle, cancel, submit
 
 __all__ = ["DEFAULT_REFRESH_INTERVAL", "Panel", "StatusLine", "describe_error"]
 
@@ -38,7 +38,7 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class StatusLine(widgets.HTML):
+class StatusLine(widgets.HTML):  # type: ignore[misc]  # ipywidgets has no type information
     """A one-line status: `ok(...)`, `error(...)`, `info(...)`. `kind` and `text` hold the
     last message (for tests and for code that inspects a panel)."""
 
@@ -72,14 +72,15 @@ class StatusLine(widgets.HTML):
         self.show("busy", text)
 
 
-class Panel(widgets.VBox):
+class Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type information
     """Base of the panels: a VBox bound to a session.
 
     `run(factory, what=...)` runs `factory()` (a coroutine) on the session's loop from any
     thread; an exception lands in the status line, never in the kernel. The refresh task
     (`start`/`stop`) runs on the session's loop: every `refresh_interval` seconds it asks
     `_change_key()` whether anything changed and, only then, calls `_render()`. It ends
-    after a last render once the session is closed. `renders` counts renders.
+    after a last render once the session is closed. `renders` counts renders. A panel
+    that refreshes itself calls `start()` once its widgets exist.
     """
 
     status: StatusLine
@@ -89,7 +90,6 @@ class Panel(widgets.VBox):
         session: RawSession,
         *,
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
-        autorefresh: bool = True,
         status_class: str = "",
         **kwargs: Any,
     ) -> None:
@@ -103,7 +103,6 @@ class Panel(widgets.VBox):
         self._key: Hashable = object()
         self._dirty = True
         self._refresh_error: str | None = None
-        self._autorefresh = autorefresh
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -4,7 +4,7 @@ Runs in a real ipykernel (started with jupyter_client, so widget updates really 
 as comm messages): the embedded server, a session receiving a flood of 16-byte Text
 frames (drained by a task), and a second session on `/echo` whose ping round trips are
 measured. The default flood (`/steady`, defined here) sends 200 frames per loop turn and
-yields, for as long as the session lasts; `--flood-path "/flood?n=100000000"` uses the
+yields, for as long as the session lasts (it answers the client's Close); `--flood-path "/flood?n=100000000"` uses the
 server's own path (which needs the transport's back-pressure to yield to the loop).
 Conditions alternate round by round: no panels, and a `Dashboard` displayed on the
 flooded session (updating 4 times a second). Prints p50/p95 of the round trips
@@ -31,6 +31,17 @@ SETUP = textwrap.dedent(
 
     async def _steady(session, request):
         frame = rw.Frame.Text(b"x" * 16)
+
+        async def answer_close():
+            try:
+                async for received in session.incoming:
+                    if isinstance(received, rw.Frame.Close):
+                        await session.close()
+                        return
+            except rw.SessionClosed:
+                return
+
+        session.launch(answer_close())
         try:
             while True:
                 for _ in range(200):
@@ -66,7 +77,7 @@ SETUP = textwrap.dedent(
         elapsed = time.perf_counter() - start
         frames = flood.recorder.total - frames0
         renders = (dash.renders - renders0) if dash else 0
-        flood._transport.abort()
+        await flood.close()
         await task
         if dash is not None:
             dash.close()

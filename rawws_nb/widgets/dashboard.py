@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import SessionClosed
+from ..frames import CloseReason
+from ..loops import Handle, cancel
 from ._base import DEFAULT_REFRESH_INTERVAL, Panel
-from ._loop import cancel
 from .latency import LatencyPanel
 from .send import SendPanel
 from .timeline import TimelinePanel
@@ -43,9 +44,7 @@ class Dashboard(Panel):
         autorefresh: bool = True,
         latency: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(
-            session, refresh_interval=refresh_interval, autorefresh=False, status_class="rawws-status-line"
-        )
+        super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-status-line")
         self.add_class("rawws-dashboard")
         self.send_panel = SendPanel(session, protocol)
         self.timeline_panel = TimelinePanel(session, rows, refresh_interval=refresh_interval, autorefresh=False)
@@ -63,7 +62,7 @@ class Dashboard(Panel):
         self.drain.add_class("rawws-drain")
         self.drain.observe(self._on_drain, "value")
         self.drained = 0
-        self._drain_handle: Any = None
+        self._drain_handle: Handle | None = None
         for panel in (self.send_panel, self.latency_panel):
             panel.layout = widgets.Layout(width="50%", padding="0 8px 0 0")
         self.children = [
@@ -84,7 +83,7 @@ class Dashboard(Panel):
 
     # -- actions --------------------------------------------------------------------
 
-    def close_session(self, reason: Any = None) -> Any:
+    def close_session(self, reason: CloseReason | None = None) -> Handle | None:
         """Close the session (from any thread); the result shows in the status line."""
         session = self.session
         self.status.busy("closing …")

@@ -19,16 +19,18 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..errors import RawWsError
+
 __all__ = ["FormError", "MessageForm", "PayloadError", "parse_payload"]
 
 _JS_SAFE = 2**53 - 1
 
 
-class PayloadError(ValueError):
+class PayloadError(RawWsError, ValueError):
     """A payload that does not parse as the chosen encoding (hex, base64)."""
 
 
-class FormError(ValueError):
+class FormError(RawWsError, ValueError):
     """A form field that does not hold a valid value."""
 
 
@@ -165,7 +167,7 @@ def _field_input(field: Any) -> _Input:
     return _Input(w, read_literal)
 
 
-class MessageForm(widgets.VBox):
+class MessageForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type information
     """A message-type dropdown and one input per field of the chosen type.
 
     `codec` is a `ProtocolVersion` (or a `Protocol`: its newest version) or a duck-typed
@@ -219,7 +221,9 @@ class MessageForm(widgets.VBox):
 
     @property
     def selected(self) -> str | None:
-        return self.message_type.value
+        """The chosen message type's name (None when the codec has none)."""
+        name: str | None = self.message_type.value
+        return name
 
     def set(self, name: str | None = None, /, **values: Any) -> None:
         """Choose message type `name` and fill fields (handy in code and tests)."""

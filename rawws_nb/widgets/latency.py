@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import html
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
+from ..loops import Handle, cancel
 from ..session import SessionState
 from ._base import DEFAULT_REFRESH_INTERVAL, Panel, describe_error
-from ._loop import cancel
 
 if TYPE_CHECKING:
     from ..session import RawSession
@@ -27,7 +27,7 @@ _PENDING_MAX = 10_000
 _SERIES = {"ping": ("#1f5fa8", "ping"), "request": ("#d35400", "request/response")}
 
 
-def latency_stats(rtts: Any) -> dict[str, float]:
+def latency_stats(rtts: Iterable[float]) -> dict[str, float]:
     """n, last, p50, p95, p99, max (seconds) of a sequence of round trips."""
     values = np.asarray(list(rtts), dtype=float)
     if not len(values):
@@ -109,9 +109,7 @@ class LatencyPanel(Panel):
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         autorefresh: bool = True,
     ) -> None:
-        super().__init__(
-            session, refresh_interval=refresh_interval, autorefresh=autorefresh, status_class="rawws-latency-status"
-        )
+        super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-latency-status")
         self.add_class("rawws-latency")
         self.history = max(int(history), 2)
         self.rtts: deque[float] = deque(maxlen=self.history)
@@ -121,7 +119,7 @@ class LatencyPanel(Panel):
         self.lost = 0
         self._seq = 0
         self._version = 0
-        self._periodic_handle: Any = None
+        self._periodic_handle: Handle | None = None
         self._scanned = session.recorder.total if session.recorder is not None else 0
         self._pending: dict[Hashable, float] = {}
 
@@ -202,7 +200,7 @@ class LatencyPanel(Panel):
         self.record(rtt)
         return rtt
 
-    def ping_now(self) -> Any:
+    def ping_now(self) -> Handle | None:
         """Send one Ping now (from any thread); the result shows in the panel."""
         return self.run(self.ping_once, what="ping", on_ok=lambda rtt: self.status.ok(f"pong after {_ms(rtt)} ms"))
 

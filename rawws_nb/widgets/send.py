@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..frames import CloseReason, Frame
+from ..frames import FRAME_CLASSES, CloseReason, Frame, FrameType
+from ..loops import Handle
 from ._base import Panel, describe_error
 from .form import FormError, MessageForm, PayloadError, parse_payload
 
@@ -23,12 +26,6 @@ KINDS: list[tuple[str, str]] = [
     ("Close", "close"),
     ("Raw bytes (send_raw)", "raw"),
 ]
-_FRAME_CLASSES: dict[str, type[Frame]] = {
-    "text": Frame.Text,
-    "binary": Frame.Binary,
-    "ping": Frame.Ping,
-    "pong": Frame.Pong,
-}
 _CLOSE_OTHER = -1
 _CLOSE_EMPTY = -2
 _CLOSE_CODES: list[tuple[str, int]] = [
@@ -71,10 +68,10 @@ class SendPanel(Panel):
         *,
         version: Any = None,
     ) -> None:
-        super().__init__(session, autorefresh=False, status_class="rawws-send-status")
+        super().__init__(session, status_class="rawws-send-status")
         self.add_class("rawws-send")
         if protocol is None:
-            protocol = getattr(session, "protocol", None)
+            protocol = session.protocol
         self.protocol = protocol
         self.version = version
         self.sent = 0
@@ -163,8 +160,8 @@ class SendPanel(Panel):
         if not hasattr(protocol, "for_version"):
             return protocol
         version = self.version
-        if version is None and getattr(self.session, "protocol", None) is protocol:
-            version = getattr(self.session, "protocol_version", None)
+        if version is None and self.session.protocol is protocol:
+            version = self.session.protocol_version
         return protocol.for_version(version)
 
     def build(self) -> Frame | bytes:
@@ -187,14 +184,14 @@ class SendPanel(Panel):
         data = parse_payload(self.payload.value, self.encoding.value)
         if kind == "raw":
             return data
-        return _FRAME_CLASSES[kind](data, **flags)
+        return FRAME_CLASSES[FrameType[kind.upper()]](data, **flags)
 
     # -- sending --------------------------------------------------------------------
 
     def _on_click(self, button: widgets.Button) -> None:
         self.send()
 
-    def send(self) -> Any:
+    def send(self) -> Handle | None:
         """Build the frame and hand the send to the session's loop (from any thread).
         Returns the task/future, or None when the form is invalid (see the status)."""
         try:
@@ -205,18 +202,12 @@ class SendPanel(Panel):
         except Exception as exc:
             self.status.error(f"not sent: {describe_error(exc)}")
             return None
-        session = self.session
+        factory: Callable[[], Coroutine[Any, Any, None]]
         if isinstance(item, bytes):
-
-            def factory() -> Any:
-                return session.send_raw(item)
-
+            factory = partial(self.session.send_raw, item)
             what = f"{len(item)} raw bytes"
         else:
-
-            def factory() -> Any:
-                return session.send(item)
-
+            factory = partial(self.session.send, item)
             what = repr(item)
         self.status.busy(f"sending {what} …")
         return self.run(factory, what="not sent", on_ok=lambda _: self._sent(item, what))

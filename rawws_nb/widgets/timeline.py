@@ -7,12 +7,12 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
-import pandas as pd
 
 from ._base import DEFAULT_REFRESH_INTERVAL, Panel
 
 if TYPE_CHECKING:
     from ..session import RawSession
+    from ..timeline.recorder import RecentFrame, Recorder
 
 __all__ = ["TimelinePanel"]
 
@@ -41,11 +41,6 @@ def _bytes_preview(data: bytes, limit: int = 24) -> str:
     return head.hex(" ") + (" …" if len(data) > limit else "")
 
 
-def _objects(column: pd.Series) -> list[Any]:
-    """A nullable column as Python objects, None for missing values."""
-    return column.to_numpy(dtype=object, na_value=None).tolist()
-
-
 def _short(text: str, limit: int = _PREVIEW) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -68,9 +63,7 @@ class TimelinePanel(Panel):
         refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         autorefresh: bool = True,
     ) -> None:
-        super().__init__(
-            session, refresh_interval=refresh_interval, autorefresh=autorefresh, status_class="rawws-timeline-status"
-        )
+        super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-timeline-status")
         self.add_class("rawws-timeline")
         self.rows = max(int(rows), 1)
         self.direction = widgets.ToggleButtons(
@@ -124,36 +117,30 @@ class TimelinePanel(Panel):
             self.table.value = ""
             return
         self._count(rec)
-        paused = self.pause.value
-        errors = len(getattr(rec, "_errors", ()))
         bits = [
             f"{rec.total} frames",
             f"→ {self._tx} sent",
             f"← {self._rx} received",
-            f"{errors} with errors" if errors else "",
             f"{rec.dropped} dropped (capacity)" if rec.dropped else "",
-            "<b>paused</b>" if paused else f"showing {self.shown}",
         ]
-        if paused:
-            self.counters.value = "<small>" + " · ".join(b for b in bits if b) + "</small>"
-            return
-        df = self._select(rec)
-        self.shown = len(df)
-        bits[-1] = f"showing {self.shown}"
+        if self.pause.value:
+            bits.append("<b>paused</b>")
+        else:
+            frames = self._select(rec)
+            self.shown = len(frames)
+            errors = sum(f.error is not None for f in frames)
+            bits.append(f"showing {self.shown}" + (f", {errors} with errors" if errors else ""))
+            self.table.value = self._table(frames)
         self.counters.value = "<small>" + " · ".join(b for b in bits if b) + "</small>"
-        self.table.value = self._table(df)
 
-    def _count(self, rec: Any) -> None:
+    def _count(self, rec: Recorder) -> None:
         """Count tx/rx incrementally over the rows recorded since the last render."""
-        count = getattr(rec, "count", None)
-        if count is None:
-            return
-        tx, rx = count(self._counted)
+        tx, rx = rec.count(self._counted)
         self._tx += tx
         self._rx += rx
         self._counted = rec.total
 
-    def _select(self, rec: Any) -> list[Any]:
+    def _select(self, rec: Recorder) -> list[RecentFrame]:
         """The newest `rows` frames passing the filters (`Recorder.recent`: no pandas)."""
         direction, opcode = self.direction.value, self.opcode.value
         if direction == "all" and opcode == "all":
@@ -169,7 +156,7 @@ class TimelinePanel(Panel):
             frames = [f for f in frames if f.opcode == opcode]
         return frames[-self.rows :] if self.rows else []
 
-    def _table(self, frames: list[Any]) -> str:
+    def _table(self, frames: list[RecentFrame]) -> str:
         if not frames:
             return "<i>no frames yet</i>" if self.direction.value == "all" else "<i>no matching frames</i>"
         has_codec = any(f.msg_type is not None for f in frames)
@@ -178,54 +165,34 @@ class TimelinePanel(Panel):
             head.append("decoded")
         head.append("error")
         out = [_STYLE, "<table class='rawws-tl'><tr>", *(f"<th>{h}</th>" for h in head), "</tr>"]
-        cols = (
-            (
-                f.row,
-                f.t_rel,
-                f.dir,
-                f.opcode,
-                f.fin,
-                f.rsv & 4,
-                f.rsv & 2,
-                f.rsv & 1,
-                f.length,
-                f.payload,
-                f.text,
-                f.close_code,
-                f.close_reason,
-                f.msg_type,
-                f.fields,
-                f.error,
-            )
-            for f in frames
-        )
         rows = []
         esc = html.escape
-        for i, t, d, op, fin, r1, r2, r3, n, payload, text, ccode, creason, mtype, fields, err in cols:
-            if op == "close":
-                if ccode is not None:
-                    preview = f"{int(ccode)} {creason!r}" if isinstance(creason, str) else str(int(ccode))
+        for f in frames:
+            if f.opcode == "close":
+                if f.close_code is not None:
+                    preview = f"{f.close_code} {f.close_reason!r}" if f.close_reason is not None else str(f.close_code)
                 else:
-                    preview = "(no code)" if not payload else _bytes_preview(payload)
-            elif isinstance(text, str):
-                preview = repr(_short(text))
+                    preview = "(no code)" if not f.payload else _bytes_preview(f.payload)
+            elif f.text is not None:
+                preview = repr(_short(f.text))
             else:
-                preview = _bytes_preview(payload)
-            rsv = "".join(("1" if r1 else "-", "2" if r2 else "-", "3" if r3 else "-"))
-            has_err = isinstance(err, str)
+                preview = _bytes_preview(f.payload)
+            rsv = "".join(("1" if f.rsv & 4 else "-", "2" if f.rsv & 2 else "-", "3" if f.rsv & 1 else "-"))
+            d = f.dir
             cells = [
-                f"<td>{i}</td><td>{t:.3f}</td>",
+                f"<td>{f.row}</td><td>{f.t_rel:.3f}</td>",
                 f"<td style='color:{_DIR_COLOURS.get(d, '#333')}' title='{d}'>{_ARROWS.get(d, '?')}</td>",
-                f"<td>{esc(str(op))}</td><td>{'✓' if fin else '…'}</td><td>{rsv}</td><td>{n}</td>",
+                f"<td>{esc(f.opcode)}</td><td>{'✓' if f.fin else '…'}</td><td>{rsv}</td><td>{f.length}</td>",
                 f"<td class='p'>{esc(preview)}</td>",
             ]
             if has_codec:
                 dec = ""
-                if isinstance(mtype, str):
-                    dec = mtype + (" " + _short(repr(fields), 60) if fields is not None else "")
+                if f.msg_type is not None:
+                    dec = f.msg_type + (" " + _short(repr(f.fields), 60) if f.fields is not None else "")
                 cells.append(f"<td class='p'>{esc(dec)}</td>")
-            cells.append(f"<td class='p' style='color:#c0392b'>{esc(err) if has_err else ''}</td>")
-            rows.append(f"<tr class='{'err' if has_err else ''}'>" + "".join(cells) + "</tr>")
+            err = f.error
+            cells.append(f"<td class='p' style='color:#c0392b'>{esc(err) if err is not None else ''}</td>")
+            rows.append(f"<tr class='{'err' if err is not None else ''}'>" + "".join(cells) + "</tr>")
         rows.reverse()  # newest first
         out.extend(rows)
         out.append("</table>")

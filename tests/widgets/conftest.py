@@ -31,10 +31,22 @@ async def wait_for(cond: Callable[[], object], timeout: float = 3.0, what: str =
 
 
 async def steady_flood(session: rw.RawSession, request: object) -> None:
-    """Text frames of 16 bytes, `batch` per loop turn, until the connection ends: a flood
-    that yields to the loop (the client and the panels keep running)."""
+    """Text frames of 16 bytes, `batch` per loop turn, until the client's Close (answered)
+    or the end of the connection: a flood that yields to the loop (the client and the
+    panels keep running)."""
     batch = int(getattr(request, "query", {}).get("batch", 200))
     frame = Frame.Text(b"x" * 16)
+
+    async def answer_close() -> None:
+        try:
+            async for received in session.incoming:
+                if isinstance(received, Frame.Close):
+                    await session.close()
+                    return
+        except SessionClosed:
+            return
+
+    session.launch(answer_close())
     try:
         while True:
             for _ in range(batch):

@@ -6,10 +6,9 @@ import base64
 
 import pytest
 
-from rawws_nb import CloseReason, Frame, SessionState
+from rawws_nb import CloseReason, Frame, RawWsError, SessionState
 from rawws_nb.codec import EncodeError
-from rawws_nb.widgets import SendPanel, parse_payload
-from rawws_nb.widgets.form import PayloadError
+from rawws_nb.widgets import FormError, PayloadError, SendPanel, parse_payload
 from rawws_nb.wire import encode_frame
 
 from .conftest import wait_for
@@ -214,3 +213,10 @@ async def test_protocol_form_uses_session_protocol_and_duck_typed_codecs(session
     await wait_for(lambda: len(received) == 1)
     expected = ("set", [("blob", b"\x01\x02"), ("extra", {"k": [1, 2]}), ("mode", "b"), ("n", 3), ("on", True)])
     assert received[0].data == repr(expected).encode()
+
+
+def test_form_errors_share_the_package_error_root():
+    for cls in (FormError, PayloadError):
+        assert issubclass(cls, RawWsError) and issubclass(cls, ValueError)
+    with pytest.raises(RawWsError, match="odd number"):
+        parse_payload("abc", "hex")

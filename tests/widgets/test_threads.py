@@ -8,12 +8,13 @@ import asyncio
 import concurrent.futures
 import threading
 import warnings
+from types import SimpleNamespace
 
 import pytest
 
 from rawws_nb import Frame
+from rawws_nb.loops import cancel, submit
 from rawws_nb.widgets import Dashboard, LatencyPanel, SendPanel
-from rawws_nb.widgets._loop import cancel, submit
 
 from .conftest import wait_for
 
@@ -140,10 +141,7 @@ async def test_panel_on_a_closed_loop_reports_instead_of_raising(session, panels
     panels.append(panel)
     dead = asyncio.new_event_loop()
     dead.close()
-    session._loop = dead  # as if the session's loop had ended
-    try:
-        panel.payload.value = "x"
-        panel.send_button.click()
-        assert panel.status.kind == "error" and "event loop is closed" in panel.status.text
-    finally:
-        session._loop = asyncio.get_running_loop()
+    panel.session = SimpleNamespace(loop=dead, send=session.send)  # as if the session's loop had ended
+    panel.payload.value = "x"
+    panel.send_button.click()
+    assert panel.status.kind == "error" and "event loop is closed" in panel.status.text

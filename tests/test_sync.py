@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -16,7 +17,14 @@ import rawws_nb as rw
 from rawws_nb import Frame, SessionState, sync
 
 
-async def test_sync_calls_from_another_thread(session, received):
+@pytest.fixture
+async def session(server):
+    s = await rw.web_socket_raw_session(server.url + "/echo", close_timeout=2)
+    yield s
+    await s.close()
+
+
+async def test_sync_calls_from_another_thread(session):
     def work():
         sync.send_sync(session, "sync hello", timeout=5)
         echo = sync.receive_sync(session, timeout=5)
@@ -99,3 +107,17 @@ def test_enable_nested_allows_sync_calls_on_the_loop_thread():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:4] == ["refused before opt-in", "nested hello", "0.0", "True"]
+
+
+async def test_ping_timeout_from_a_thread_is_the_pings_own(server):
+    """The ping's own time-out propagates as the session raised it: it is not turned
+    into ping_sync's wait time-out (timeout + 1 s)."""
+    s = await rw.web_socket_raw_session(server.url + "/sink", close_timeout=1)
+    try:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError) as err:
+            await asyncio.to_thread(sync.ping_sync, s, b"nobody", 0.2)
+        assert time.monotonic() - start < 1.0
+        assert "did not finish within" not in str(err.value)
+    finally:
+        await s.close()
