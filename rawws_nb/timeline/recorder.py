@@ -171,8 +171,6 @@ class Recorder:
 
     __slots__ = (
         "_base",
-        "_cap",
-        "_cap_code",
         "_decoded",
         "_decoders",
         "_errors",
@@ -188,13 +186,14 @@ class Recorder:
         "_tval",
         "capacity",
         "dropped",
+        "payload_cap",
     )
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, payload_cap: int = DEFAULT_PAYLOAD_CAP, t0: int = 0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = int(capacity)
-        self.payload_cap = payload_cap
+        self.payload_cap = max(int(payload_cap), 0)  # bytes kept of a data frame's payload
         self.dropped = 0
         self._rows = bytearray()  # ROW_SIZE bytes per frame: t, code, length, message
         # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
@@ -241,16 +240,6 @@ class Recorder:
         return self._t0
 
     @property
-    def payload_cap(self) -> int:
-        """Bytes kept of each data frame's payload (control frames are kept whole)."""
-        return self._cap
-
-    @payload_cap.setter
-    def payload_cap(self, value: int) -> None:
-        self._cap = max(int(value), 0)
-        self._cap_code = (self._cap + 1) << 16  # a header code below this: payload within the cap
-
-    @property
     def error_count(self) -> int:
         """Kept rows recorded with an error (`add_error`); decode errors not included."""
         return len(self._errors)
@@ -269,7 +258,7 @@ class Recorder:
         self._stage.append(code)
         kept = self._payload
         # Control frames (opcode bit 3) are kept whole: at most 125 bytes.
-        kept.append(payload if code < self._cap_code or code & 8 else payload[: self._cap])
+        kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
         if len(kept) > self.capacity:
             self._trim()
 
@@ -285,9 +274,11 @@ class Recorder:
         self._tval.append(t_ns)
         stage.extend(codes)
         payload = self._payload
-        if max(codes) >= self._cap_code:
-            cap, limit = self._cap, self._cap_code
-            payload.extend(f.data if c < limit or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True))
+        cap = self.payload_cap
+        if max(codes) >> 16 > cap:
+            payload.extend(
+                f.data if c >> 16 <= cap or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True)
+            )
         else:
             payload.extend(map(_DATA, frames))
         if len(payload) > self.capacity:
