@@ -239,11 +239,6 @@ class Recorder:
         """The session's start (ns since the epoch) that `t_rel` counts from."""
         return self._t0
 
-    @property
-    def error_count(self) -> int:
-        """Kept rows recorded with an error (`add_error`); decode errors not included."""
-        return len(self._errors)
-
     # -- the hot path ----------------------------------------------------------------
 
     def stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:

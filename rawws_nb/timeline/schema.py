@@ -42,7 +42,6 @@ from ._plain import DIRECTIONS, OPCODE_NAMES, TEXT_PREVIEW
 
 __all__ = [
     "COLUMNS",
-    "CONTROL_OPCODES",
     "DIRECTIONS",
     "DIR_DTYPE",
     "OPCODE_NAMES",
@@ -65,7 +64,6 @@ SCHEMA_VERSION = 1
 # `OPCODE_NAMES` (wire opcode -> name), `DIRECTIONS` and `TEXT_PREVIEW` live in `_plain.py`
 # (no pandas there: the recorder imports them); they are part of this schema.
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(OPCODE_NAMES)}
-CONTROL_OPCODES = (8, 9, 10)
 
 STRING = pd.StringDtype("pyarrow")
 DIR_DTYPE = pd.CategoricalDtype(DIRECTIONS)

@@ -198,13 +198,6 @@ def test_payload_cap_can_change():
     assert rec.to_dataframe().payload.tolist() == [b"ab", b"abc"] and Recorder(payload_cap=-5).payload_cap == 0
 
 
-def test_error_count():
-    rec = Recorder()
-    rec.add(T0, header_code(1), b"fine")
-    rec.add_error(T0, header_code(1, direction=RX), b"ab", 9, None, "cut off")
-    assert rec.error_count == 1
-
-
 # -- decoders -------------------------------------------------------------------------------
 
 
