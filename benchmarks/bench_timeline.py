@@ -11,7 +11,9 @@
 * bytes per recorded frame: tracemalloc growth while recording frames with 16-byte
   payloads, minus the payload bytes themselves (so: columns, list slot and the bytes
   object header), and the columns alone (payload objects allocated beforehand);
-* the recorder's hot path: nanoseconds per `Recorder.add`;
+* the recorder's hot path: nanoseconds per frame of `Recorder.stage_tx` (a timestamp on
+  every 16th frame, as for sends within one event-loop turn) and `Recorder.stage_rx`
+  (batches of 16 frames), and of `Recorder.add` (one explicit row: errors, imports);
 * time to build the DataFrame for 1,000,000 frames (16-byte text frames, as the pipe
   test records them, and 16-byte binary frames: text frames also get a text preview):
   the first build and the median of the next ones;
@@ -36,8 +38,8 @@ import time
 import tracemalloc
 from typing import Any
 
+from rawws_nb.frames import RX, Text, header_code, make_frame
 from rawws_nb.timeline import Recorder, read_timeline, save_timeline
-from rawws_nb.timeline.recorder import RX, TX, flags
 
 __all__ = ["run"]
 
@@ -59,6 +61,8 @@ LABELS = {
     "pipe_off_msgs_s": "pipe, recording off (msg/s, median)",
     "bytes_per_frame": "bytes per recorded frame, 16-byte payload (excluding the 16 payload bytes)",
     "bytes_per_frame_columns": "bytes per recorded frame, columns only (payload object not counted)",
+    "stage_tx_ns_per_frame": "Recorder.stage_tx (send path), ns per frame",
+    "stage_rx_ns_per_frame": "Recorder.stage_rx (receive path, batches of 16), ns per frame",
     "record_ns_per_frame": "Recorder.add, ns per frame",
     "frames": "frames in the DataFrame and Parquet figures",
     "dataframe_build_s": "DataFrame build, text frames (s, median)",
@@ -171,16 +175,41 @@ def _payloads(n: int) -> list[bytes]:
 def _fill(rec: Recorder, opcode: int, payloads: list[bytes], t0: int) -> float:
     """Record frames alternating tx/rx (an echo), as a session would. Returns seconds."""
     add = rec.add
-    codes = (flags(TX, opcode, True), flags(RX, opcode, True))
+    codes = (header_code(opcode), header_code(opcode, direction=RX))
     start = time.perf_counter()
     for i, p in enumerate(payloads):
         add(t0 + i * 1000, codes[i & 1], p, i >> 1)
     return time.perf_counter() - start
 
 
+def _stage(payloads: list[bytes], t0: int) -> tuple[float, float]:
+    """Seconds to record `payloads` as sent frames with `stage_tx` (a timestamp every 16th
+    frame), then as received ones with `stage_rx` (batches of 16), each in a fresh recorder."""
+    n = len(payloads)
+    tx = Recorder(capacity=n)
+    stage_tx = tx.stage_tx
+    codes = [header_code(TEXT, length=len(p)) for p in payloads]
+    gc.collect()
+    start = time.perf_counter()
+    for i, p in enumerate(payloads):
+        stage_tx(None if i & 15 else t0 + i, codes[i], p)
+    tx_s = time.perf_counter() - start
+    del tx
+    rx = Recorder(capacity=n)
+    frames = [make_frame(Text, p) for p in payloads]
+    rx_codes = [c | RX for c in codes]
+    batches = [(rx_codes[i : i + 16], frames[i : i + 16]) for i in range(0, n, 16)]
+    stage_rx = rx.stage_rx
+    gc.collect()
+    start = time.perf_counter()
+    for i, (c, f) in enumerate(batches):
+        stage_rx(t0 + i, c, f)
+    return tx_s, time.perf_counter() - start
+
+
 def _bytes_per_frame(n: int) -> tuple[float, float]:
     t0 = time.time_ns()
-    codes = (flags(TX, TEXT, True), flags(RX, TEXT, True))
+    codes = (header_code(TEXT), header_code(TEXT, direction=RX))
     gc.collect()
     # With the payload objects: what recording keeps alive that would otherwise be freed.
     tracemalloc.start()
@@ -238,6 +267,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     rec = Recorder(capacity=n)
     gc.collect()
     out["record_ns_per_frame"] = round(_fill(rec, TEXT, payloads, t0) / n * 1e9, 1)
+    tx_s, rx_s = _stage(payloads, t0)
+    out["stage_tx_ns_per_frame"] = round(tx_s / n * 1e9, 1)
+    out["stage_rx_ns_per_frame"] = round(rx_s / n * 1e9, 1)
     out["frames"] = n
     first, median, df = _build_times(rec, 3 if quick else 5)
     out["dataframe_build_first_s"] = round(first, 4)
@@ -245,7 +277,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     if len(df) != n:
         raise AssertionError(f"DataFrame has {len(df)} rows, recorded {n}")
     print(
-        f"  record {out['record_ns_per_frame']:.0f} ns/frame; DataFrame of {n:,} text frames "
+        f"  stage_tx {out['stage_tx_ns_per_frame']:.0f} ns/frame, stage_rx {out['stage_rx_ns_per_frame']:.0f}, "
+        f"add {out['record_ns_per_frame']:.0f}; DataFrame of {n:,} text frames "
         f"{median:.3f} s (first {first:.3f} s)",
         flush=True,
     )

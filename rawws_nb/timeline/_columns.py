@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["decode_utf8", "last_value_lookup", "payload_column", "sparse_strings", "string_array"]
+__all__ = ["decode_utf8", "payload_column", "sparse_strings", "string_array"]
 
 _CHUNK = 4096
 
@@ -82,19 +82,6 @@ def decode_utf8(
         if longest is not None and longest > limit:  # characters <= bytes: only then can a value be too long
             out = pc.utf8_slice_codeunits(out, 0, limit)
     return out
-
-
-def last_value_lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each query, the value of the last entry with that key: `(values, found)`."""
-    if len(keys) == 0 or len(queries) == 0:
-        return np.zeros(len(queries), dtype=values.dtype), np.zeros(len(queries), dtype=bool)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    pos = np.searchsorted(sorted_keys, queries, side="right") - 1
-    found = pos >= 0
-    pos = np.where(found, pos, 0)
-    found &= sorted_keys[pos] == queries
-    return np.where(found, values[order][pos], 0).astype(values.dtype), found
 
 
 def payload_column(payloads: list[bytes]) -> np.ndarray:

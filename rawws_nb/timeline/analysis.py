@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ._columns import decode_utf8, last_value_lookup, sparse_strings, string_array
+from ._columns import decode_utf8, sparse_strings, string_array
+from ._plain import last_value_lookup
+from .recorder import Decoded, Decoder, codec_decoder, decode_safely
 from .schema import COLUMNS, DIR_DTYPE, OPCODE_DTYPE, OPCODE_NAMES, REQUIRED, dir_codes, opcode_codes, t_ns
 
 __all__ = [
@@ -43,11 +45,14 @@ def _t_ns(df: pd.DataFrame) -> np.ndarray:
     return t_ns(df["t"])
 
 
+_NAT = np.iinfo(np.int64).min  # NaT as int64 ns (no unitless `np.datetime64("NaT")`: deprecated)
+
+
 def _utc(ns: np.ndarray, missing: np.ndarray | None = None) -> pd.api.extensions.ExtensionArray:
-    values = ns.astype(np.int64).view("datetime64[ns]").copy()
+    values = ns.astype(np.int64)  # a copy
     if missing is not None:
-        values[missing] = np.datetime64("NaT")
-    return pd.array(values).tz_localize("UTC")
+        values[missing] = _NAT
+    return pd.array(values.view("datetime64[ns]")).tz_localize("UTC")
 
 
 def message_kinds(df: pd.DataFrame) -> np.ndarray:
@@ -238,9 +243,12 @@ def _select(msgs: pd.DataFrame, sel: Selector, default: str) -> np.ndarray:
     if sel is None:
         sel = default
     if isinstance(sel, str):
+        selected: np.ndarray
         if sel in ("tx", "rx"):
-            return (msgs["dir"] == sel).to_numpy(dtype=bool)
-        return msgs.index.isin(msgs.query(sel).index)
+            selected = (msgs["dir"] == sel).to_numpy(dtype=bool)
+        else:
+            selected = msgs.index.isin(msgs.query(sel).index)
+        return selected
     mask = sel(msgs)
     return np.asarray(mask, dtype=bool)
 
@@ -454,13 +462,21 @@ def hexdump(
 
 def decode(df: pd.DataFrame, protocol: Any, version: Any = None) -> pd.DataFrame:
     """A copy of `df` with `msg_type`, `fields` and `error` filled by decoding each Binary
-    message (fragments joined) with `protocol` at `version` (None: its newest), using
-    `rawws_nb.codec.decode_for_timeline`. The result goes on the frame that completes the
-    message; earlier values of `msg_type`/`fields` are replaced; an existing `error` is
-    kept (a decode error fills `error` only where it was empty). Messages whose payload
-    was capped, or whose first frame is missing, get an error instead of a guess."""
-    from ..codec import decode_for_timeline
+    message (fragments joined).
 
+    `protocol` is used duck-typed: a codec (an object with `decode(data)` returning a
+    message with `name` and `fields`, and `for_version(version)` when `version` is given;
+    None: its newest; see `recorder.codec_decoder`), or a decoder function as
+    `Recorder.set_decoder` takes (`data -> (msg_type, fields, error)`; `version` must then
+    be None), e.g. `functools.partial(rawws_nb.codec.decode_for_timeline, protocol, version)`
+    for the codec's timeline conventions (negotiation frames, several messages per frame),
+    as a live session decodes. What decoding raises becomes the error text.
+
+    The result goes on the frame that completes the message; earlier values of
+    `msg_type`/`fields` are replaced; an existing `error` is kept (a decode error fills
+    `error` only where it was empty). Messages whose payload was capped, or whose first
+    frame is missing, get an error instead of a guess."""
+    decoder = _decoder(protocol, version)
     check_columns(df)
     out = df.copy()
     msgs = messages(df)
@@ -477,7 +493,7 @@ def decode(df: pd.DataFrame, protocol: Any, version: Any = None) -> pd.DataFrame
         if capped:
             errors[i] = "payload capped; not decoded"
             continue
-        name, flds, err = decode_for_timeline(protocol, version, data)
+        name, flds, err = decode_safely(decoder, bytes(data))
         if name is not None:
             names[i] = name
         fields[i] = flds
@@ -494,3 +510,23 @@ def decode(df: pd.DataFrame, protocol: Any, version: Any = None) -> pd.DataFrame
         merged.setdefault(i, e)
     out["error"] = sparse_strings(n, list(merged), list(merged.values()))
     return out
+
+
+def _nothing(data: bytes) -> Decoded:
+    return None, None, None
+
+
+def _decoder(protocol: Any, version: Any) -> Decoder:
+    """`protocol` as a decoder function (see `decode`); None decodes nothing."""
+    if protocol is None:
+        return _nothing
+    if hasattr(protocol, "decode"):
+        return codec_decoder(protocol, version)
+    if callable(protocol):
+        if version is not None:
+            raise TypeError("version applies to a codec; a decoder function decodes as it is")
+        decoder: Decoder = protocol
+        return decoder
+    raise TypeError(
+        f"expected a codec (with a decode method) or a decoder function, not {type(protocol).__name__}"
+    )

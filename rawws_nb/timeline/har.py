@@ -36,16 +36,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..frames import RX, TX, header_code
+from ..version import __version__
 from ._columns import sparse_strings
-from .persist import decode_fields, encode_fields
-from .recorder import RX, TX, Recorder, flags
+from .persist import decode_fields, encode_fields, timeline_metadata, timeline_of
+from .recorder import Recorder
 from .schema import dir_codes, opcode_codes, rsv_codes, t_ns
 
 __all__ = ["read_har", "to_har"]
 
 
 def _iso(ns: int) -> str:
-    return pd.Timestamp(ns, tz="UTC").isoformat().replace("+00:00", "Z")
+    return str(pd.Timestamp(ns, tz="UTC").isoformat()).replace("+00:00", "Z")
 
 
 def _headers(items: Any) -> list[dict[str, str]]:
@@ -61,10 +63,7 @@ def to_har(
 ) -> dict[str, Any]:
     """The timeline (a session, a `Recorder` or a timeline DataFrame) as a HAR log with
     one WebSocket entry; written to `path` (JSON) when given. Returns the HAR dict."""
-    from .. import __version__
-    from .persist import _timeline_of, timeline_metadata
-
-    df = _timeline_of(timeline)
+    df = timeline_of(timeline)
     meta = {**timeline_metadata(df), **(timeline_metadata(timeline) if timeline is not df else {})}
     meta.update(metadata or {})
     url = url or meta.get("url") or "ws://unknown/"
@@ -109,8 +108,9 @@ def to_har(
             item["_error"] = errors[i]
         if msg_types is not None and msg_types[i] is not None:
             item["_msg_type"] = msg_types[i]
-        if fields is not None and fields[i] is not None:
-            item["_fields"] = json.loads(encode_fields(fields[i]))
+        encoded = encode_fields(fields[i]) if fields is not None else None
+        if encoded is not None:
+            item["_fields"] = json.loads(encoded)
         msgs.append(item)
     end = int(t[-1]) if len(t) else started
     entry = {
@@ -226,7 +226,7 @@ def read_har(source: str | Path | dict[str, Any], *, url: str | None = None, ent
             msg = seq
             if op < 8:
                 open_msg[d] = msg
-        code = flags(d, op, fin, int(m.get("_rsv", 0)))
+        code = header_code(op, fin, int(m.get("_rsv", 0)), direction=d)
         length = int(m.get("_length", len(data)))
         if "_error" in m or length != len(data):
             rec.add_error(t_ns, code, data, length, msg, m.get("_error"))  # error None: only `length` differs

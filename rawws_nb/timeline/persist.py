@@ -35,10 +35,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..version import __version__
 from ._columns import sparse_strings
 from .schema import COLUMNS, SCHEMA_VERSION, STRING, conform
 
-__all__ = ["decode_fields", "encode_fields", "read_timeline", "save_timeline", "timeline_metadata"]
+__all__ = [
+    "decode_fields",
+    "encode_fields",
+    "read_metadata",
+    "read_timeline",
+    "save_timeline",
+    "timeline_metadata",
+    "timeline_of",
+    "to_arrow",
+]
 
 META_KEY = b"rawws_nb"
 
@@ -86,7 +96,7 @@ def _fields_column(values: np.ndarray) -> Any:
 
 
 def _iso(ns: int) -> str:
-    return pd.Timestamp(ns, tz="UTC").isoformat()
+    return str(pd.Timestamp(ns, tz="UTC").isoformat())
 
 
 def timeline_metadata(source: Any) -> dict[str, Any]:
@@ -95,7 +105,7 @@ def timeline_metadata(source: Any) -> dict[str, Any]:
     if isinstance(source, pd.DataFrame):
         return dict(source.attrs)
     meta: dict[str, Any] = {}
-    rec = getattr(source, "recorder", None) if not hasattr(source, "to_dataframe") else source
+    rec: Any = getattr(source, "recorder", None) if not hasattr(source, "to_dataframe") else source
     if hasattr(source, "url"):
         meta["url"] = source.url
         meta["subprotocol"] = getattr(source, "subprotocol", None)
@@ -121,13 +131,15 @@ def timeline_metadata(source: Any) -> dict[str, Any]:
         meta["payload_cap"] = rec.payload_cap
         meta["dropped"] = rec.dropped
         meta["total"] = rec.total
-        if "started_at_ns" not in meta and getattr(rec, "t0", 0):
-            meta["started_at_ns"] = int(rec.t0)
-            meta["started_at"] = _iso(int(rec.t0))
+        t0 = int(getattr(rec, "t0", None) or 0)
+        if "started_at_ns" not in meta and t0:
+            meta["started_at_ns"] = t0
+            meta["started_at"] = _iso(t0)
     return meta
 
 
-def _timeline_of(source: Any) -> pd.DataFrame:
+def timeline_of(source: Any) -> pd.DataFrame:
+    """The timeline DataFrame of a session, a `Recorder` or a timeline DataFrame (itself)."""
     if isinstance(source, pd.DataFrame):
         return source
     if hasattr(source, "to_dataframe"):  # a Recorder
@@ -155,8 +167,6 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
 
 def to_arrow(df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> pa.Table:
     """The Arrow table `save_timeline` writes (see the module docstring)."""
-    from .. import __version__
-
     out = df.copy(deep=False)
     if "fields" in out.columns:
         out["fields"] = _fields_column(out["fields"].to_numpy(dtype=object))
@@ -179,7 +189,7 @@ def save_timeline(source: Any, path: str | Path, *, metadata: dict[str, Any] | N
     """Save a timeline as Parquet: `source` is a session, a `Recorder` or a timeline
     DataFrame. Session metadata (see the module docstring) and `metadata` go in the file.
     `options` go to `pyarrow.parquet.write_table` (default `compression="zstd"`)."""
-    df = _timeline_of(source)
+    df = timeline_of(source)
     meta = {**timeline_metadata(df), **(timeline_metadata(source) if source is not df else {}), **(metadata or {})}
     table = to_arrow(df, meta)
     options.setdefault("compression", "zstd")

@@ -2,13 +2,17 @@
 
 Cost. The session records a batch of received frames with `stage_rx` (a few C-level
 `extend`s per batch: the reader already computed each frame's header code) and each
-sent frame by appending its header code and payload to `_stage`/`_payload` itself (the
-session inlines this; one timestamp per loop turn in `_tpos`/`_tval`). Timestamps per
-frame and message numbers are derived, vectorised, when rows are materialised (`_flush`,
-on any read) into packed 26-byte rows (timestamp, header bits, full length, message).
-Close codes, text previews and codec fields are derived when the DataFrame is built;
-errors and codec results live in small side dicts. `add`/`add_error` record one
-explicit row (errors, imports).
+sent frame with `stage_tx` (a header code and the payload appended; a timestamp only
+for the first frame of an event-loop turn). Both take header codes as
+`rawws_nb.frames.header_code` packs them. Timestamps per frame and message numbers are
+derived, vectorised, when rows are materialised (`_flush`, on any read) into packed
+26-byte rows (timestamp, header bits, full length, message). Close codes, text previews
+and codec fields are derived when the DataFrame is built; errors and codec results live
+in small side dicts. `add`/`add_error` record one explicit row (errors, imports).
+
+Importing this module loads numpy but not pandas or pyarrow: those are imported by the
+methods that build DataFrames. The codec is not imported either: `set_decoder` takes a
+function that decodes one Binary message.
 
 Memory (measured by `python -m benchmarks.bench_timeline`: 68 bytes per frame plus its
 payload, 35 for the row and the list slot alone; target <= 120). The payload object is
@@ -37,29 +41,80 @@ from __future__ import annotations
 import struct
 import time
 from array import array
-from operator import attrgetter
-from typing import Any, NamedTuple
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
-from ._columns import decode_utf8, last_value_lookup, payload_column, sparse_strings, string_array
-from .schema import DIR_DTYPE, DIRECTIONS, OPCODE_DTYPE, OPCODE_NAMES, TEXT_PREVIEW
+from ..frames import RX, TX, Frame
+from ._plain import DIRECTIONS, OPCODE_NAMES, TEXT_PREVIEW, last_value_lookup
 
-__all__ = ["DEFAULT_CAPACITY", "DEFAULT_PAYLOAD_CAP", "RX", "TX", "RecentFrame", "Recorder", "flags"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_PAYLOAD_CAP",
+    "RX",
+    "TX",
+    "Decoded",
+    "Decoder",
+    "RecentFrame",
+    "Recorder",
+    "codec_decoder",
+    "decode_safely",
+]
 
 DEFAULT_CAPACITY = 500_000  # frames; see the module docstring for the memory bound
 DEFAULT_PAYLOAD_CAP = 1024  # bytes kept per payload
-TX = 0
-RX = 1 << 8
+# TX and RX (the direction bit of a header code) are `rawws_nb.frames`' own, re-exported here.
 
 _LOOKBACK = 1 << 16  # rows per step when looking for the first frame of a message before a view
 
+# What a decoder gives for one whole Binary message: (msg_type, fields, error).
+Decoded: TypeAlias = tuple[str | None, dict[str, Any] | None, str | None]
+Decoder: TypeAlias = Callable[[bytes], Decoded]
 
-def flags(direction: int, opcode: int, fin: bool, rsv: int = 0) -> int:
-    """Pack direction (TX/RX), fin, rsv bits (rsv1 = 4) and opcode into the recorder's code."""
-    return direction | (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
+
+def decode_safely(decode: Decoder, data: bytes) -> Decoded:
+    """`decode(data)`, with anything it raises (or a result that is not a triple) as the
+    error text (`"TypeName: message"`): a decoder must never break a timeline."""
+    try:
+        # Typed loosely on purpose: a decoder may not keep to its signature.
+        result: tuple[object, object, object] = decode(data)
+        msg_type, fields, error = result
+    except Exception as exc:
+        return None, None, f"{type(exc).__name__}: {exc}"
+    # The string columns need strings; `fields` (an object column) takes any value.
+    return (
+        None if msg_type is None else str(msg_type),
+        cast("dict[str, Any] | None", fields),
+        None if error is None else str(error),
+    )
+
+
+def codec_decoder(protocol: Any, version: Any = None) -> Decoder:
+    """A `Decoder` over a codec used duck-typed (nothing here imports `rawws_nb.codec`):
+    `protocol.decode(data)` (or `protocol.for_version(version).decode(data)` when `version`
+    is given) returns a message with `name` and `fields`; what it raises becomes the error
+    text (`"DecodeError: ..."`), with the exception's `msg_type` attribute when it has one.
+
+    This is plain decoding: for the codec's timeline conventions (negotiation frames, several
+    messages in one frame) pass `functools.partial(rawws_nb.codec.decode_for_timeline,
+    protocol, version)` instead."""
+
+    def decode(data: bytes) -> Decoded:
+        codec = protocol if version is None else protocol.for_version(version)
+        try:
+            message = codec.decode(data)
+        except Exception as exc:
+            msg_type = getattr(exc, "msg_type", None)
+            return msg_type if isinstance(msg_type, str) else None, None, f"{type(exc).__name__}: {exc}"
+        return str(message.name), message.fields, None
+
+    return decode
 
 
 # One recorded frame's fixed-size part, packed: timestamp, code, full length, message.
@@ -71,6 +126,7 @@ assert ROW_DTYPE.itemsize == ROW_SIZE
 
 
 _DATA = attrgetter("data")
+_EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
 
@@ -105,17 +161,18 @@ class RecentFrame(NamedTuple):
 
 
 class Recorder:
-    """Recorded frames. `add` is the hot path; `to_dataframe` builds the view.
+    """Recorded frames. `stage_tx` / `stage_rx` are the hot path; `to_dataframe` builds the view.
 
-    `code` packs the direction (`TX`/`RX`), fin, rsv bits and opcode (see `flags`);
-    `message` groups the fragments of one message. Row numbers (`add`'s return value, the
-    DataFrame's index) are absolute: they keep counting when old rows are dropped.
+    A frame's `code` is its header code (`rawws_nb.frames.header_code`: direction `TX`/`RX`,
+    fin, rsv bits, opcode, and the payload length from bit 16 up); `message` groups the
+    fragments of one message. Row numbers (`add`'s return value, the DataFrame's index)
+    are absolute: they keep counting when old rows are dropped.
     """
 
     __slots__ = (
         "_base",
-        "_codecs",
         "_decoded",
+        "_decoders",
         "_errors",
         "_last_t",
         "_next_msg",
@@ -136,10 +193,10 @@ class Recorder:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = int(capacity)
-        self.payload_cap = max(int(payload_cap), 0)
+        self.payload_cap = max(int(payload_cap), 0)  # bytes kept of a data frame's payload
         self.dropped = 0
         self._rows = bytearray()  # ROW_SIZE bytes per frame: t, code, length, message
-        # The hot path (`stage_rx`, and the session's send path) appends only a header code per frame here;
+        # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
         # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
         # numbers are derived, vectorised, when the rows are materialised (`_flush`).
         self._stage = array("q")
@@ -151,8 +208,8 @@ class Recorder:
         self._payload: list[bytes] = []
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
-        self._codecs: list[tuple[int, Any, Any]] = []  # (first absolute row, protocol, version)
-        self._decoded: dict[int, tuple[str | None, dict | None, str | None]] = {}
+        self._decoders: list[tuple[int, Decoder | None]] = []  # (first absolute row, decoder)
+        self._decoded: dict[int, Decoded] = {}
         # direction -> (message, opcode) of the last data message started in dropped rows:
         # its continuations may still be kept.
         self._open_kinds: dict[int, tuple[int, int]] = {}
@@ -184,34 +241,42 @@ class Recorder:
 
     # -- the hot path ----------------------------------------------------------------
 
-    def stage_rx(self, t_ns: int, codes: list[int], frames: list[Any]) -> None:
-        """Record frames read at once: `codes` are their header codes (`wire.header_code`
-        with the direction bit), `frames` the frames. A few C-level calls per batch."""
+    def stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:
+        """Record one sent frame: `code` is its header code (`length << 16 | b0`, as
+        `rawws_nb.frames.header_code` packs it, direction `TX`), `payload` its payload
+        (kept as is, or capped at `payload_cap` for a data frame). `t_ns` None: the same
+        timestamp as the frame recorded before it (the session stamps the first write of
+        each event-loop turn only). The send path's whole recording cost: a few appends."""
+        if t_ns is not None:
+            self._tpos.append(len(self._stage))
+            self._tval.append(t_ns)
+        self._stage.append(code)
+        kept = self._payload
+        # Control frames (opcode bit 3) are kept whole: at most 125 bytes.
+        kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
+        if len(kept) > self.capacity:
+            self._trim()
+
+    def stage_rx(self, t_ns: int, codes: Sequence[int], frames: Sequence[Frame]) -> None:
+        """Record frames read at once, all at `t_ns`: `codes` are their header codes (as
+        `rawws_nb.frames.header_code` packs them, direction `RX`), `frames` the frames, in
+        the same order (payloads are kept as `stage_tx` keeps them). A few C-level calls
+        per batch, whatever its size."""
+        if not codes:
+            return
         stage = self._stage
         self._tpos.append(len(stage))
         self._tval.append(t_ns)
         stage.extend(codes)
         payload = self._payload
-        if max(codes) >> 16 > self.payload_cap:
-            cap = self.payload_cap
+        cap = self.payload_cap
+        if max(codes) >> 16 > cap:
             payload.extend(
                 f.data if c >> 16 <= cap or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True)
             )
         else:
             payload.extend(map(_DATA, frames))
         if len(payload) > self.capacity:
-            self._trim()
-
-    def stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:
-        """Record one sent frame: `code` its header code, `t_ns` its time (None: the
-        previous staged frame's, for frames sent in the same loop turn)."""
-        if t_ns is not None:
-            self._tpos.append(len(self._stage))
-            self._tval.append(t_ns)
-        self._stage.append(code)
-        kept = self._payload
-        kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
-        if len(kept) > self.capacity:
             self._trim()
 
     def _flush(self) -> None:
@@ -270,8 +335,10 @@ class Recorder:
     # -- explicit rows (errors, imports, tests) -----------------------------------------
 
     def add(self, t_ns: int, code: int, payload: bytes, message: int | None = None) -> int:
-        """Record one frame; returns its absolute row number. `message` None numbers it
-        as the hot path does."""
+        """Record one frame; returns its absolute row number. `code` is its header code
+        (its length bits are ignored: `len(payload)` is recorded). `message` None numbers
+        it as the hot path does."""
+        code &= 0xFFFF
         self._flush()
         message = self._number(code, message)
         self._last_t = t_ns
@@ -287,9 +354,11 @@ class Recorder:
     def add_error(
         self, t_ns: int, code: int, payload: bytes | None, length: int, message: int | None, error: str | None
     ) -> int:
-        """Record a frame (or partial frame) that something was wrong with: `length` is
-        the length it announced, `payload` what arrived. `error` None records no error text
-        (for a frame whose kept payload is shorter than `length` for another reason)."""
+        """Record a frame (or partial frame) that something was wrong with: `code` is its
+        header code (length bits ignored), `length` the length it announced, `payload`
+        what arrived. `error` None records no error text (for a frame whose kept payload
+        is shorter than `length` for another reason)."""
+        code &= 0xFFFF
         data = payload or b""
         self._flush()
         message = self._number(code, message)
@@ -304,13 +373,19 @@ class Recorder:
             self._trim()
         return row
 
-    def set_error(self, row: int, error: str) -> None:
-        if row >= self._base:
-            self._errors[row] = error
+    def set_decoder(self, decode: Decoder | None) -> None:
+        """Decode each Binary message that completes from the next recorded frame on with
+        `decode(payload) -> (msg_type, fields, error)` (the whole message, fragments
+        joined), filling `msg_type`, `fields` and `error`; None stops decoding. Messages
+        completed earlier keep the decoder that was set then. `decode` should never raise:
+        if it does, the exception's text is the row's error. The session passes
+        `functools.partial(rawws_nb.codec.decode_for_timeline, protocol, version)`."""
+        self._decoders.append((self.total, decode))
 
     def set_codec(self, protocol: Any, version: Any = None) -> None:
-        """Decode Binary messages completed from now on with `protocol` (at `version`)."""
-        self._codecs.append((self.total, protocol, version))
+        """Transitional, for callers not yet on `set_decoder`: `set_decoder(codec_decoder(
+        protocol, version))` (plain decoding: see `codec_decoder`), or None for no codec."""
+        self.set_decoder(None if protocol is None else codec_decoder(protocol, version))
 
     def _trim(self) -> None:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
@@ -375,7 +450,7 @@ class Recorder:
         message = np.ascontiguousarray(rows["msg"])
         kind = self.message_kinds(opcode, message, skip).tolist()
         payloads = self._payload[skip:kept]
-        if self._codecs:
+        if self._decoders:
             self._decode_binary(
                 opcode, code, np.asarray(kind), np.ascontiguousarray(rows["len"]), message, payloads, skip
             )
@@ -452,6 +527,12 @@ class Recorder:
 
         `since` is an absolute row number (the DataFrame's index): only rows from there on.
         """
+        import pandas as pd
+        import pyarrow as pa
+
+        from ._columns import decode_utf8, payload_column, sparse_strings, string_array
+        from .schema import DIR_DTYPE, OPCODE_DTYPE
+
         self._flush()
         kept = len(self._payload)
         skip = 0 if since is None else min(max(since - self._base, 0), kept)
@@ -495,7 +576,7 @@ class Recorder:
         fields = np.full(n, None, dtype=object)
         msg_type_pos: list[int] = []
         msg_type_val: list[str | None] = []
-        if self._codecs:
+        if self._decoders:
             self._decode_binary(opcode, code, kind, length, message, payloads, skip)
             for row, (name, flds, err) in self._decoded.items():
                 i = row - base
@@ -537,17 +618,12 @@ class Recorder:
         """What the recorder knows about the timeline (goes in `DataFrame.attrs`)."""
         meta: dict[str, Any] = {}
         if self._t0:
+            import pandas as pd
+
             meta["started_at_ns"] = self._t0
             meta["started_at"] = pd.Timestamp(self._t0, tz="UTC").isoformat()
         meta.update(capacity=self.capacity, payload_cap=self.payload_cap, dropped=self.dropped, total=self.total)
         return meta
-
-    @property
-    def _code(self) -> np.ndarray:
-        """The kept rows' codes (uint16). Compatibility for code written against the
-        earlier column layout (`widgets.TimelinePanel`); use `count(since)` instead."""
-        self._flush()
-        return _field(self._rows, "code", 0, len(self._payload))
 
     def count(self, since: int = 0) -> tuple[int, int]:
         """`(tx, rx)`: kept frames recorded from absolute row `since` on (for live counters)."""
@@ -568,10 +644,8 @@ class Recorder:
         skip: int,
     ) -> None:
         """Decode, once, each Binary message that completes in the view (cached by row)."""
-        from ..codec import decode_for_timeline
-
         base = self._base + skip
-        epochs = self._codecs
+        epochs = self._decoders
         first_epoch = epochs[0][0]
         ends = np.flatnonzero((kind == 2) & ((code & 0x80) != 0) & ((opcode == 2) | (opcode == 0)))
         todo = [i for i in ends.tolist() if base + i >= first_epoch and base + i not in self._decoded]
@@ -587,11 +661,8 @@ class Recorder:
                 fragments.setdefault(int(whole[r]), []).append(r)
         for i in todo:
             row = base + i
-            proto = version = None
-            for start, p, v in epochs:
-                if start <= row:
-                    proto, version = p, v
-            if proto is None:
+            decode = epochs[bisect_right(epochs, row, key=_EPOCH_START) - 1][1]  # the last set at or before row
+            if decode is None:
                 continue
             if opcode[i] == 2:
                 parts, lengths = [payloads[i]], [int(length[i])]
@@ -605,4 +676,4 @@ class Recorder:
             if any(len(p) < n for p, n in zip(parts, lengths, strict=True)):
                 self._decoded[row] = (None, None, f"payload capped at {self.payload_cap} bytes; not decoded")
                 continue
-            self._decoded[row] = decode_for_timeline(proto, version, b"".join(parts) if len(parts) > 1 else parts[0])
+            self._decoded[row] = decode_safely(decode, b"".join(parts) if len(parts) > 1 else parts[0])

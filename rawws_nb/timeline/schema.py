@@ -38,12 +38,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._plain import DIRECTIONS, OPCODE_NAMES, TEXT_PREVIEW
+
 __all__ = [
     "COLUMNS",
-    "CONTROL_OPCODES",
     "DIRECTIONS",
+    "DIR_DTYPE",
     "OPCODE_NAMES",
     "OPCODES",
+    "OPCODE_DTYPE",
     "REQUIRED",
     "SCHEMA_VERSION",
     "STRING",
@@ -52,25 +55,15 @@ __all__ = [
     "dir_codes",
     "empty_timeline",
     "opcode_codes",
+    "rsv_codes",
     "t_ns",
 ]
 
 SCHEMA_VERSION = 1
 
-OPCODE_NAMES: list[str] = [
-    "continuation",
-    "text",
-    "binary",
-    *(f"reserved-{i:x}" for i in range(3, 8)),
-    "close",
-    "ping",
-    "pong",
-    *(f"reserved-{i:x}" for i in range(0xB, 0x10)),
-]
+# `OPCODE_NAMES` (wire opcode -> name), `DIRECTIONS` and `TEXT_PREVIEW` live in `_plain.py`
+# (no pandas there: the recorder imports them); they are part of this schema.
 OPCODES: dict[str, int] = {name: i for i, name in enumerate(OPCODE_NAMES)}
-CONTROL_OPCODES = (8, 9, 10)
-DIRECTIONS: list[str] = ["tx", "rx"]
-TEXT_PREVIEW = 200
 
 STRING = pd.StringDtype("pyarrow")
 DIR_DTYPE = pd.CategoricalDtype(DIRECTIONS)
@@ -129,14 +122,16 @@ def t_ns(col: pd.Series) -> np.ndarray:
     the epoch (NaT as the minimum int64)."""
     if not isinstance(col.dtype, pd.DatetimeTZDtype):
         col = pd.to_datetime(col, utc=True)
-    return col.dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
+    ns: np.ndarray = col.dt.tz_convert(None).to_numpy("datetime64[ns]").view(np.int64)
+    return ns
 
 
 def dir_codes(df: pd.DataFrame) -> np.ndarray:
     """`dir` as int8 codes (0 tx, 1 rx, -1 other), for a categorical or a plain column."""
     col = df["dir"]
     if isinstance(col.dtype, pd.CategoricalDtype) and list(col.dtype.categories) == DIRECTIONS:
-        return col.cat.codes.to_numpy(dtype=np.int8)
+        codes: np.ndarray = col.cat.codes.to_numpy(dtype=np.int8)
+        return codes
     values = col.astype(object).to_numpy()
     return np.where(values == "tx", 0, np.where(values == "rx", 1, -1)).astype(np.int8)
 
@@ -144,11 +139,14 @@ def dir_codes(df: pd.DataFrame) -> np.ndarray:
 def opcode_codes(df: pd.DataFrame) -> np.ndarray:
     """`opcode` as int8 wire opcodes (-1 unknown), for a categorical, names or ints."""
     col = df["opcode"]
+    codes: np.ndarray
     if isinstance(col.dtype, pd.CategoricalDtype) and list(col.dtype.categories) == OPCODE_NAMES:
-        return col.cat.codes.to_numpy(dtype=np.int8)
-    if pd.api.types.is_integer_dtype(col.dtype):
-        return col.to_numpy(dtype=np.int8)
-    return col.map(lambda v: OPCODES.get(v, -1) if isinstance(v, str) else -1).to_numpy(dtype=np.int8)
+        codes = col.cat.codes.to_numpy(dtype=np.int8)
+    elif pd.api.types.is_integer_dtype(col.dtype):
+        codes = col.to_numpy(dtype=np.int8)
+    else:
+        codes = col.map(lambda v: OPCODES.get(v, -1) if isinstance(v, str) else -1).to_numpy(dtype=np.int8)
+    return codes
 
 
 def rsv_codes(df: pd.DataFrame) -> np.ndarray:

@@ -244,6 +244,47 @@ async def test_decode_with_a_codec(server):
     assert df.loc[4, "msg_type"] == "chat" and df.loc[4, "fields"] == decoded.loc[4, "fields"]
 
 
+def test_decode_with_a_decoder_function_or_a_duck_typed_codec():
+    import functools
+
+    from protocols import tlv
+    from rawws_nb.codec import decode_for_timeline
+
+    chat = tlv.PROTOCOL.encode("chat", id=3, text="hi")
+    df = _frames(("tx", "binary", b"\x01\x00"), ("tx", "binary", chat), ("rx", "binary", b"\x99"))
+    exact = df.rawws.decode(functools.partial(decode_for_timeline, tlv.PROTOCOL, None))
+    assert exact.msg_type.tolist() == ["negotiation", "chat", pd.NA]
+    assert exact.fields.tolist()[:2] == [{"versions": ["1.0"]}, {"id": 3, "text": "hi"}]
+    plain = df.rawws.decode(tlv.PROTOCOL)  # duck-typed: decode() only, no negotiation frames
+    assert plain.msg_type.tolist()[1] == "chat" and plain.fields.tolist()[1] == {"id": 3, "text": "hi"}
+    assert plain.error.tolist()[0].startswith("DecodeError") and pd.notna(plain.error.tolist()[2])
+
+    def boom(data: bytes):
+        raise RuntimeError("decoder bug")
+
+    assert df.rawws.decode(boom).error.tolist() == ["RuntimeError: decoder bug"] * 3
+    cleared = exact.rawws.decode(None)
+    assert cleared.msg_type.isna().all() and cleared.fields.isna().all()
+    with pytest.raises(TypeError, match="version applies to a codec"):
+        df.rawws.decode(boom, (1, 0))
+    with pytest.raises(TypeError, match="expected a codec"):
+        df.rawws.decode(42)
+
+
+@pytest.mark.filterwarnings("error")
+def test_missing_times_are_nat_without_warnings():
+    """NaT for unanswered pings / requests and empty summary rows: no deprecation warning
+    (numpy >= 2.5 deprecates the unitless `np.datetime64("NaT")`)."""
+    df = _frames(("tx", "ping", b"a"), ("tx", "text", b"q"), ("rx", "pong", b"a"))
+    lat = df.rawws.latency()
+    assert lat.answered_at.notna().all()
+    unanswered = _frames(("tx", "ping", b"a"), ("tx", "text", b"q")).rawws
+    assert unanswered.latency().answered_at.isna().all() and unanswered.rtt().answered_at.isna().all()
+    assert str(unanswered.rtt().answered_at.dtype) == "datetime64[ns, UTC]"
+    empty = _frames().rawws.summary()
+    assert len(empty) == 0 and str(empty["first"].dtype) == "datetime64[ns, UTC]"
+
+
 # -- validation -------------------------------------------------------------------------
 
 
@@ -266,7 +307,8 @@ def test_accessor_works_on_plain_dtypes():
 
 def _frames(*rows, messages=None) -> pd.DataFrame:
     """A timeline from `(dir, opcode, payload[, fin])` rows, 1 ms apart, via the recorder."""
-    from rawws_nb.timeline.recorder import RX, TX, Recorder, flags
+    from rawws_nb.frames import RX, TX, header_code
+    from rawws_nb.timeline.recorder import Recorder
     from rawws_nb.timeline.schema import OPCODES
 
     rec = Recorder(capacity=100, t0=1_700_000_000_000_000_000)
@@ -286,5 +328,5 @@ def _frames(*rows, messages=None) -> pd.DataFrame:
             msg = seq
             if code < 8:
                 open_[d] = msg
-        rec.add(1_700_000_000_000_000_000 + i * 1_000_000, flags(d, code, fin), payload, msg)
+        rec.add(1_700_000_000_000_000_000 + i * 1_000_000, header_code(code, fin, direction=d), payload, msg)
     return rec.to_dataframe()

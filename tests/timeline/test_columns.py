@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rawws_nb.timeline._columns import decode_utf8, last_value_lookup, sparse_strings
+from rawws_nb.timeline._columns import decode_utf8, sparse_strings
+from rawws_nb.timeline._plain import last_value_lookup
 
 
 def reference(payloads, mask, limit):

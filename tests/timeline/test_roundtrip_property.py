@@ -7,8 +7,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rawws_nb.frames import RX, TX, header_code
 from rawws_nb.timeline import Recorder, read_har, read_timeline, save_timeline, to_har
-from rawws_nb.timeline.recorder import RX, TX, flags
 
 frame = st.tuples(
     st.sampled_from([TX, RX]),
@@ -29,9 +29,9 @@ def record(frames, payload_cap) -> pd.DataFrame:
     for i, (d, op, fin, rsv, payload, extra, error, gap) in enumerate(frames):
         t += gap * 1000 + 1
         if error is None:
-            rec.add(t, flags(d, op, fin, rsv), payload, i // 2)
+            rec.add(t, header_code(op, fin, rsv, direction=d), payload, i // 2)
         else:
-            rec.add_error(t, flags(d, op, fin, rsv), payload, len(payload) + extra, i // 2, error)
+            rec.add_error(t, header_code(op, fin, rsv, direction=d), payload, len(payload) + extra, i // 2, error)
     return rec.to_dataframe()
 
 

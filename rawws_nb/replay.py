@@ -1,8 +1,10 @@
-"""Replay a recorded timeline's sent frames against a server.
+"""Replay a recorded timeline's sent frames against a server (a tool on top of the
+connect API and the timeline).
 
 ```python
-session = await replay(rw.read_timeline("run.parquet"), server.url + "/echo", speed=2.0)
+session = await rw.replay(rw.read_timeline("run.parquet"), server.url + "/echo", speed=2.0)
 session.timeline            # what happened this time, recorded as usual
+session.replay_stats        # {"frames": sent, "skipped": tx rows with errors, "capped": ...}
 ```
 """
 
@@ -12,18 +14,29 @@ import asyncio
 import contextlib
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .schema import dir_codes, opcode_codes, rsv_codes, t_ns
+from .connect import web_socket_raw_session
+from .errors import InvalidSend, SessionClosed
+from .frames import FRAME_CLASSES, Frame
+from .timeline.schema import dir_codes, opcode_codes, rsv_codes, t_ns
+from .wire import encode_frame
 
-__all__ = ["replay", "tx_frames"]
+if TYPE_CHECKING:
+    from .session import RawSession
+
+__all__ = ["TxFrame", "replay", "tx_frames"]
+
+# One sent frame of a timeline: (t_ns, opcode, fin, rsv, payload, length, error).
+TxFrame = tuple[int, int, bool, int, bytes, int, bool]
 
 
-def tx_frames(timeline: pd.DataFrame) -> list[tuple[int, int, bool, int, bytes, int, bool]]:
-    """The sent frames of a timeline: `(t_ns, opcode, fin, rsv, payload, length, error)`."""
+def tx_frames(timeline: pd.DataFrame) -> list[TxFrame]:
+    """The sent frames of a timeline: `(t_ns, opcode, fin, rsv, payload, length, error)`,
+    `error` True for a row with an error."""
     df = timeline[dir_codes(timeline) == 0]
     if not len(df):
         return []
@@ -48,7 +61,7 @@ async def replay(
     drain: bool = True,
     linger: float = 0.0,
     **connect: Any,
-) -> Any:
+) -> RawSession:
     """Send the recorded `tx` frames of `timeline` to `url`, with their original spacing
     divided by `speed` (`math.inf`: back to back), and return the new session (its
     `timeline` records this run).
@@ -65,12 +78,8 @@ async def replay(
     peer cannot stall the replay; `linger` waits that many seconds after the last frame;
     `close` then closes the session (answering the peer's Close if it sent one).
     `connect` goes to `rawws_nb.web_socket_raw_session` (`timeline_capacity`, `tls`, ...).
+    The returned session's `replay_stats` says how many frames were sent, skipped, capped.
     """
-    from ..connect import web_socket_raw_session
-    from ..errors import InvalidSend, SessionClosed
-    from ..frames import Binary, Close, Frame, Ping, Pong, Text
-    from ..wire import encode_frame
-
     if not speed > 0:
         raise ValueError("speed must be > 0 (math.inf: no waiting)")
     frames = tx_frames(timeline)
@@ -83,7 +92,6 @@ async def replay(
                 pass
 
     drainer = session.launch(consume()) if drain else None
-    classes: dict[int, type[Frame]] = {1: Text, 2: Binary, 8: Close, 9: Ping, 10: Pong}
     current: type[Frame] | None = None  # the data message being sent, for continuations
     capped = skipped = 0
     start = loop.time()
@@ -99,7 +107,7 @@ async def replay(
                 delay = start + (t_ns - first) / 1e9 / speed - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            cls = current if op == 0 else classes.get(op)
+            cls = current if op == 0 else FRAME_CLASSES.get(op)
             bits = {"rsv1": bool(rsv & 4), "rsv2": bool(rsv & 2), "rsv3": bool(rsv & 1)}
             frame: Frame | None = None
             if cls is not None:
@@ -131,5 +139,6 @@ async def replay(
         if drainer is not None:
             with contextlib.suppress(asyncio.CancelledError, SessionClosed):
                 await drainer
-    session.replay_stats = {"frames": len(frames) - skipped, "skipped": skipped, "capped": capped}
+    # `RawSession` does not declare `replay_stats`: set as an instance attribute.
+    vars(session)["replay_stats"] = {"frames": len(frames) - skipped, "skipped": skipped, "capped": capped}
     return session

@@ -9,8 +9,9 @@ import pandas as pd
 
 import rawws_nb as rw
 from rawws_nb import Frame
-from rawws_nb.timeline import replay
-from rawws_nb.timeline.recorder import TX, Recorder, flags
+from rawws_nb.frames import header_code
+from rawws_nb.replay import replay
+from rawws_nb.timeline.recorder import Recorder
 
 COMPARED = ["dir", "opcode", "fin", "rsv1", "length", "payload", "text"]
 
@@ -42,8 +43,8 @@ async def test_replay_sends_the_same_frames_with_scaled_spacing(server):
 
 async def test_frames_send_refuses_go_out_raw(server):
     rec = Recorder(t0=1)
-    rec.add(1, flags(TX, 3, True), b"reserved opcode", 0)  # send() cannot: send_raw
-    rec.add(2, flags(TX, 1, True), b"never sent", 1)
+    rec.add(1, header_code(3), b"reserved opcode", 0)  # send() cannot: send_raw
+    rec.add(2, header_code(1), b"never sent", 1)
     again = await replay(rec.to_dataframe(), server.url + "/sink", speed=math.inf)
     new = again.timeline
     assert new.opcode.tolist()[0] == "reserved-3" and new.dir.tolist()[0] == "tx"
