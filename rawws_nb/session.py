@@ -21,11 +21,13 @@ opening handshake is done (see `rawws_nb.connect` and `rawws_nb.server`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .codec import decode_for_timeline
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
 from .errors import SessionClosed
 from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
@@ -303,8 +305,14 @@ class RawSession:
         """Decode Binary frames in the timeline with a codec `Protocol` from now on."""
         self.protocol = protocol
         self._protocol_version = version
+        self._set_decoder()
+
+    def _set_decoder(self) -> None:
         if self._recorder is not None:
-            self._recorder.set_codec(protocol, version)
+            protocol = self.protocol
+            self._recorder.set_decoder(
+                None if protocol is None else functools.partial(decode_for_timeline, protocol, self._protocol_version)
+            )
 
     @property
     def protocol_version(self) -> Any:
@@ -314,8 +322,8 @@ class RawSession:
     @protocol_version.setter
     def protocol_version(self, version: Any) -> None:
         self._protocol_version = version
-        if version is not None and self._recorder is not None and self.protocol is not None:
-            self._recorder.set_codec(self.protocol, version)
+        if version is not None and self.protocol is not None:
+            self._set_decoder()
 
     async def send(self, frame: Frame | str | bytes | bytearray | memoryview) -> None:
         """Send one frame as given (`str` -> Text, `bytes` -> Binary).

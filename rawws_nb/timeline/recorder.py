@@ -382,11 +382,6 @@ class Recorder:
         `functools.partial(rawws_nb.codec.decode_for_timeline, protocol, version)`."""
         self._decoders.append((self.total, decode))
 
-    def set_codec(self, protocol: Any, version: Any = None) -> None:
-        """Transitional, for callers not yet on `set_decoder`: `set_decoder(codec_decoder(
-        protocol, version))` (plain decoding: see `codec_decoder`), or None for no codec."""
-        self.set_decoder(None if protocol is None else codec_decoder(protocol, version))
-
     def _trim(self) -> None:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
         # from the front of a bytearray or a list is cheap.

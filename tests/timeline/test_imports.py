@@ -76,12 +76,3 @@ from rawws_nb.replay import tx_frames
 assert callable(rawws_nb.replay)
 """
     )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="`import rawws_nb.timeline.recorder` runs rawws_nb/__init__.py, which registers the accessor "
-    "(pandas) and imports read_har/read_timeline eagerly",
-)
-def test_import_of_the_recorder_through_the_package():
-    run("import rawws_nb.timeline.recorder, sys; assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules")
