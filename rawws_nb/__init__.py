@@ -10,10 +10,10 @@ from .connect import web_socket_raw, web_socket_raw_session, ws_raw, wss_raw
 from .errors import HandshakeError, InvalidSend, MessageTooBig, PeerProtocolError, RawWsError, SessionClosed
 from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
+from .loops import SyncOnLoopError
 from .replay import replay
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
-from .loops import SyncOnLoopError
 from .sync import connect_sync, serve_sync
 from .timeline import accessor as _accessor  # noqa: F401  (registers DataFrame.rawws)
 from .timeline import read_har, read_timeline, save_timeline, to_har
