@@ -19,8 +19,10 @@ from .fields import FieldInfo, field_info, field_infos, to_plain, type_name
 from .framing import DEFAULT_FRAMING, Framing, make_framing
 from .message import Message, MessageType, Version
 from .negotiation import (
+    FrameSource,
     NegotiationError,
     NegotiationTimeout,
+    SessionLike,
     accept_negotiation,
     choose_version,
     decode_choice,
@@ -39,6 +41,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FieldInfo",
+    "FrameSource",
     "Framing",
     "Message",
     "MessageType",
@@ -46,6 +49,7 @@ __all__ = [
     "NegotiationTimeout",
     "Protocol",
     "ProtocolVersion",
+    "SessionLike",
     "StreamDecoder",
     "Version",
     "VersionLike",
