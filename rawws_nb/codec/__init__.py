@@ -1,7 +1,7 @@
 """The codec layer: binary protocols defined with construct, on top of Binary frames.
 
 ```python
-from construct import Struct, Int32ub, PascalString
+from construct import Int16ub, Int32ub, PascalString, Struct
 from rawws_nb.codec import MessageType, Protocol
 
 chat = MessageType("chat", 2, Struct("id" / Int32ub, "text" / PascalString(Int16ub, "utf8")))

@@ -58,8 +58,9 @@ class Miss(Exception):
 
 
 #: What a compiled decoder raises for data it does not take: `Miss` (a failed length,
-#: constant or terminator check), `struct.error` (data shorter than the caller said),
-#: `UnicodeDecodeError` (a string that does not decode).
+#: constant or terminator check), `struct.error` (data shorter than the caller said; for
+#: a fused decoder, a message of another length), `UnicodeDecodeError` (a string that
+#: does not decode).
 DECODE_MISSES: tuple[type[Exception], ...] = (Miss, struct.error, UnicodeDecodeError)
 
 #: What a compiled encoder raises for values it does not take: `Miss` (unknown keys, a

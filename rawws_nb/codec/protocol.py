@@ -14,6 +14,12 @@ v1 = proto.for_version((1, 0))                    # the same API, version 1.0's 
 Choosing a version: `protocol.for_version(v)` returns a `ProtocolVersion` with the same
 methods; the `Protocol`'s own methods use its newest version. After negotiation,
 `session.protocol.for_version(session.protocol_version)` is the codec both peers use.
+
+Errors: bytes that do not form a message raise `DecodeError`, fields that do not encode
+`EncodeError` (both `ValueError`s and `rawws_nb.RawWsError`s). Encoding and decoding
+first try compiled fast paths (`fastpath`), then plain construct, which decides and
+reports. An exception that is neither construct's nor one of the fast paths' declared
+misses (say, a `RuntimeError` from a custom adapter) is a bug and propagates as it is.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ __all__ = [
 VersionLike = tuple[int, int] | Sequence[int] | str | int
 
 _V = TypeVar("_V", bound=VersionLike)
-Encoder = Callable[[dict[str, Any]], bytes]
-Decoder = Callable[[bytes], Message]
+_Encoder = Callable[[dict[str, Any]], bytes]
+_Decoder = Callable[[bytes], Message]
 
 _new_tuple = tuple.__new__
 _DEFAULT_MAX_PAYLOAD = 1 << 24
@@ -112,8 +118,8 @@ class ProtocolVersion:
             self._by_code[mt.code] = mt
         # Fast paths per message type (compiled payloads behind a fixed header); each
         # raises one of fastpath's ENCODE_MISSES/DECODE_MISSES for input it does not take.
-        self._encoders: dict[str, Encoder] = {}
-        self._decoders: dict[int, Decoder] = {}
+        self._encoders: dict[str, _Encoder] = {}
+        self._decoders: dict[int, _Decoder] = {}
         for mt in self._by_name.values():
             self._compile(mt)
 
