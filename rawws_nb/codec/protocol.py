@@ -202,12 +202,8 @@ class ProtocolVersion:
     def encode(self, name: str, /, **fields: Any) -> bytes:
         """The bytes of message `name` with these fields, framing included."""
         try:
-            fast = self._encoders[name]
-        except KeyError:
-            return self._encode_general(name, fields)
-        try:
-            return fast(fields)
-        except ENCODE_MISSES:
+            return self._encoders[name](fields)
+        except ENCODE_MISSES:  # KeyError included: no fast path for `name`, or a missing field
             return self._encode_general(name, fields)
 
     def encode_fields(self, name: str, fields: Mapping[str, Any]) -> bytes:
