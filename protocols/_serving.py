@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from rawws_nb.codec import DecodeError, Message, NegotiationError, Protocol, ProtocolVersion, accept_negotiation
+from rawws_nb.codec import (
+    DecodeError,
+    Message,
+    NegotiationError,
+    Protocol,
+    ProtocolVersion,
+    SessionLike,
+    accept_negotiation,
+)
+from rawws_nb.errors import SessionClosed
 from rawws_nb.frames import CloseReason, Frame
 
 __all__ = ["Reply", "serve_protocol"]
@@ -23,21 +32,13 @@ Respond = Callable[[Message, ProtocolVersion, dict[str, Any]], Iterable[Reply]]
 _MAX_ERROR_TEXT = 500
 
 
-async def _pong(session: Any, frame: Frame) -> None:
+async def _pong(session: SessionLike, frame: Frame) -> None:
     if isinstance(frame, Frame.Ping):
         await session.send(Frame.Pong(frame.data))
 
 
-def _closed_types() -> tuple[type[BaseException], ...]:
-    try:
-        from rawws_nb import SessionClosed  # type: ignore[attr-defined]
-    except ImportError:
-        return ()
-    return (SessionClosed,)
-
-
 async def serve_protocol(
-    session: Any,
+    session: SessionLike,
     protocol: Protocol,
     respond: Respond,
     *,
@@ -54,19 +55,18 @@ async def serve_protocol(
     except NegotiationError:
         return  # accept_negotiation closed the session with the right code
     codec = protocol.for_version(version)
-    closed = _closed_types()
 
     async def send_error(kind: str, text: str) -> None:
         await session.send(codec.frame("error", code=error_code(kind), message=text[:_MAX_ERROR_TEXT]))
 
     try:
         await _loop(session, protocol, codec, respond, send_error)
-    except closed:
+    except SessionClosed:
         return  # the client went away; nothing left to answer
 
 
 async def _loop(
-    session: Any,
+    session: SessionLike,
     protocol: Protocol,
     codec: ProtocolVersion,
     respond: Respond,

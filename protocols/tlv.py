@@ -22,7 +22,7 @@ from typing import Any
 
 from construct import Enum, Int8ub, Int16ub, Int32ub, PascalString, Struct
 
-from rawws_nb.codec import Message, MessageType, Protocol, ProtocolVersion
+from rawws_nb.codec import Message, MessageType, Protocol, ProtocolVersion, SessionLike
 
 from ._serving import Reply, serve_protocol
 
@@ -61,6 +61,6 @@ def respond(message: Message, codec: ProtocolVersion, state: dict[str, Any]) -> 
         yield "chat", message.fields
 
 
-async def serve(session: Any) -> None:
+async def serve(session: SessionLike) -> None:
     """Server side of `/proto/tlv`: negotiate (1.0), then answer until the client closes."""
     await serve_protocol(session, PROTOCOL, respond, error_code=lambda kind: kind)

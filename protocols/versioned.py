@@ -27,7 +27,7 @@ from typing import Any
 
 from construct import Default, Enum, FlagsEnum, Float32b, Int8ub, Int16ub, Int32ub, Int64ub, PascalString, Struct
 
-from rawws_nb.codec import Message, MessageType, Protocol, ProtocolVersion
+from rawws_nb.codec import Message, MessageType, Protocol, ProtocolVersion, SessionLike
 
 from ._serving import Reply, serve_protocol
 
@@ -101,6 +101,6 @@ def respond(message: Message, codec: ProtocolVersion, state: dict[str, Any]) -> 
         yield "error", {"code": "unexpected_message", "message": f"{name} is sent by the server, not to it"}
 
 
-async def serve(session: Any) -> None:
+async def serve(session: SessionLike) -> None:
     """Server side of `/proto/versioned`: negotiate, then answer until the client closes."""
     await serve_protocol(session, PROTOCOL, respond, error_code=lambda kind: kind)

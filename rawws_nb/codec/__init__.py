@@ -1,7 +1,7 @@
 """The codec layer: binary protocols defined with construct, on top of Binary frames.
 
 ```python
-from construct import Struct, Int32ub, PascalString
+from construct import Int16ub, Int32ub, PascalString, Struct
 from rawws_nb.codec import MessageType, Protocol
 
 chat = MessageType("chat", 2, Struct("id" / Int32ub, "text" / PascalString(Int16ub, "utf8")))
@@ -19,8 +19,10 @@ from .fields import FieldInfo, field_info, field_infos, to_plain, type_name
 from .framing import DEFAULT_FRAMING, Framing, make_framing
 from .message import Message, MessageType, Version
 from .negotiation import (
+    FrameSource,
     NegotiationError,
     NegotiationTimeout,
+    SessionLike,
     accept_negotiation,
     choose_version,
     decode_choice,
@@ -39,6 +41,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FieldInfo",
+    "FrameSource",
     "Framing",
     "Message",
     "MessageType",
@@ -46,6 +49,7 @@ __all__ = [
     "NegotiationTimeout",
     "Protocol",
     "ProtocolVersion",
+    "SessionLike",
     "StreamDecoder",
     "Version",
     "VersionLike",

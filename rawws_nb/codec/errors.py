@@ -1,10 +1,43 @@
-"""Codec errors: `DecodeError` and `EncodeError`, with offset, field path and hex context."""
+"""Codec errors: `DecodeError` and `EncodeError`, with offset, field path and hex context.
+
+Also how construct's own exceptions are read (`construct_error_reason`,
+`construct_error_path`) and which ones mean "these values do not build"
+(`CONSTRUCT_BUILD_ERRORS`), shared by the framing and the message codecs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CodecError", "DecodeError", "EncodeError", "hex_excerpt"]
+import construct as cs
+
+from ..errors import RawWsError
+
+if TYPE_CHECKING:
+    from .message import Message
+
+__all__ = [
+    "CONSTRUCT_BUILD_ERRORS",
+    "CodecError",
+    "DecodeError",
+    "EncodeError",
+    "construct_error_path",
+    "construct_error_reason",
+    "hex_excerpt",
+]
+
+#: What building values with construct raises when the values do not fit: its own
+#: `ConstructError`s, and what it lets through from the values themselves: `KeyError` (a
+#: missing key of a nested struct), `TypeError`/`ValueError` (a value of the wrong kind,
+#: such as a list where a struct or an int goes), `AttributeError` (a struct with
+#: optional fields given a non-mapping). Parsing bytes raises only `ConstructError`.
+CONSTRUCT_BUILD_ERRORS: tuple[type[Exception], ...] = (
+    cs.ConstructError,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
 
 
 def hex_excerpt(data: bytes, offset: int | None, radius: int = 8) -> str:
@@ -26,9 +59,11 @@ def hex_excerpt(data: bytes, offset: int | None, radius: int = 8) -> str:
     return ("… " if lo else "") + text + (" …" if hi < len(data) else "")
 
 
-class CodecError(ValueError):
+class CodecError(RawWsError, ValueError):
     """Base class: what went wrong (`reason`), where (`offset` into the message, field
-    `path` such as `chat.text`), the message type when known, and a hex `excerpt`."""
+    `path` such as `chat.text`), the message type when known, and a hex `excerpt`.
+
+    A `rawws_nb.RawWsError`, and a `ValueError` (bytes or values that do not fit)."""
 
     def __init__(
         self,
@@ -44,7 +79,7 @@ class CodecError(ValueError):
         self.path = path
         self.msg_type = msg_type
         self.excerpt = hex_excerpt(bytes(data[:65536]), offset)
-        self.messages: list[Any] = []  # StreamDecoder: messages completed before the error
+        self.messages: list[Message] = []  # StreamDecoder: messages completed before the error
         self.stream_offset: int | None = None  # StreamDecoder: where the message starts in the stream
         super().__init__(self._format())
 
@@ -59,7 +94,7 @@ class CodecError(ValueError):
 
 def _restore(cls: type[CodecError], state: dict[str, Any], text: str) -> CodecError:
     err = cls.__new__(cls)
-    ValueError.__init__(err, text)
+    Exception.__init__(err, text)
     err.__dict__.update(state)
     return err
 
@@ -72,3 +107,23 @@ class DecodeError(CodecError):
 class EncodeError(CodecError):
     """Fields that cannot be encoded: unknown message name, missing or unknown field, a
     value that does not fit its construct. `offset` is where the field would start."""
+
+
+def construct_error_reason(exc: BaseException) -> str:
+    """The reason in an exception from construct, without construct's path line
+    (`KeyError`s read "missing key 'x'"; other exceptions "TypeError: ...")."""
+    if isinstance(exc, cs.ConstructError):
+        text = str(exc)
+        return text.split("\n", 1)[1] if exc.path is not None and "\n" in text else text
+    if isinstance(exc, KeyError):
+        return f"missing key {exc.args[0]!r}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def construct_error_path(exc: BaseException) -> str:
+    """The field path of a `ConstructError` as dotted names (`origin.x`), or ""."""
+    path = exc.path if isinstance(exc, cs.ConstructError) else None
+    if not path:
+        return ""
+    parts = [p.strip() for p in str(path).split("->")]
+    return ".".join(p for p in parts if p and not p.startswith("("))

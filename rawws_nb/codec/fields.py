@@ -9,15 +9,23 @@ property tests build random valid messages from it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import struct as _struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import construct as cs
 
-__all__ = ["FieldInfo", "field_infos", "field_info", "to_plain", "type_name", "unwrap"]
-
-_NO_DEFAULT: Any = None
+__all__ = [
+    "FieldInfo",
+    "field_info",
+    "field_infos",
+    "pascal_prefix",
+    "prefixed_array",
+    "to_plain",
+    "type_name",
+    "unwrap",
+]
 
 # Module-level singletons of construct (Int32ub, Float64l, Flag, VarInt...) by identity.
 _SINGLETON_NAMES: dict[int, str] = {}
@@ -94,8 +102,9 @@ def _int_bounds(fmt: str) -> tuple[int, int] | None:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if code.islower() else (0, (1 << bits) - 1)
 
 
-def _pascal_prefix(c: cs.Construct) -> cs.Construct | None:
-    """The length field of `Prefixed(lengthfield, GreedyBytes)`, else None."""
+def pascal_prefix(c: cs.Construct) -> cs.Construct | None:
+    """The length field of `Prefixed(lengthfield, GreedyBytes)` (the body of construct's
+    `PascalString` and of prefixed bytes), else None."""
     if isinstance(c, cs.Prefixed) and unwrap(c.subcon)[0] is cs.GreedyBytes and not c.includelength:
         return c.lengthfield
     return None
@@ -113,7 +122,7 @@ def type_name(c: cs.Construct) -> str:
         return f"Bytes({c.length if isinstance(c.length, int) else '…'})"
     if isinstance(c, cs.StringEncoded):
         sub = unwrap(c.subcon)[0]
-        prefix = _pascal_prefix(sub)
+        prefix = pascal_prefix(sub)
         if prefix is not None:
             return f"PascalString({type_name(prefix)}, {c.encoding!r})"
         if sub is cs.GreedyBytes:
@@ -123,7 +132,7 @@ def type_name(c: cs.Construct) -> str:
         if isinstance(sub, cs.FixedSized):
             return f"PaddedString({sub.length}, {c.encoding!r})"
         return f"StringEncoded({c.encoding!r})"
-    if isinstance(c, cs.Prefixed) and _pascal_prefix(c) is not None:
+    if isinstance(c, cs.Prefixed) and pascal_prefix(c) is not None:
         return f"Prefixed({type_name(c.lengthfield)}, GreedyBytes)"
     if isinstance(c, (cs.Enum, cs.FlagsEnum)):
         return f"{type(c).__name__}({type_name(c.subcon)})"
@@ -135,14 +144,14 @@ def type_name(c: cs.Construct) -> str:
         return f"Padding({c.length})"
     if isinstance(c, cs.Array):
         return f"Array({c.count if isinstance(c.count, int) else '…'}, {type_name(c.subcon)})"
-    if _prefixed_array(c) is not None:
-        count, item = _prefixed_array(c)  # type: ignore[misc]
-        return f"PrefixedArray({type_name(count)}, {type_name(item)})"
+    pa = prefixed_array(c)
+    if pa is not None:
+        return f"PrefixedArray({type_name(pa[0])}, {type_name(pa[1])})"
     return type(c).__name__
 
 
-def _prefixed_array(c: cs.Construct) -> tuple[cs.Construct, cs.Construct] | None:
-    """(count field, item) when `c` is construct's `PrefixedArray` macro."""
+def prefixed_array(c: cs.Construct) -> tuple[cs.Construct, cs.Construct] | None:
+    """(count field, item) when `c` is construct's `PrefixedArray` macro, else None."""
     if not isinstance(c, cs.FocusedSeq) or len(c.subcons) != 2 or c.parsebuildfrom != "items":
         return None
     count, items = c.subcons
@@ -155,18 +164,25 @@ def _prefixed_array(c: cs.Construct) -> tuple[cs.Construct, cs.Construct] | None
     return count_inner.subcon, items_inner.subcon
 
 
+class _Base(TypedDict):
+    """The `FieldInfo` arguments every kind of field has."""
+
+    name: str
+    type: str
+    required: bool
+    doc: str
+
+
 def field_info(c: cs.Construct, name: str | None = None) -> FieldInfo:
     """Describe one construct as a `FieldInfo` (see the class for the attributes)."""
     inner, own_name, doc = unwrap(c)
     name = name if name is not None else (own_name or "")
-    required = not c.flagbuildnone
-    tname = type_name(inner)
-    base = {"name": name, "type": tname, "required": required, "doc": doc}
+    base = _Base(name=name, type=type_name(inner), required=not c.flagbuildnone, doc=doc)
     if isinstance(inner, cs.Default):
         sub = field_info(inner.subcon, name)
         value = inner.value
         default = None if callable(value) else to_plain(value)
-        return _replace(sub, required=False, default=default, doc=doc or sub.doc)
+        return dataclasses.replace(sub, required=False, default=default, doc=doc or sub.doc)
     if isinstance(inner, cs.FormatField):
         bounds = _int_bounds(inner.fmtstr)
         code = inner.fmtstr[-1]
@@ -194,28 +210,33 @@ def field_info(c: cs.Construct, name: str | None = None) -> FieldInfo:
         return FieldInfo(**base, kind="bytes", size=size, max_length=size)
     if inner is cs.GreedyBytes:
         return FieldInfo(**base, kind="bytes")
-    prefix = _pascal_prefix(inner)
+    prefix = pascal_prefix(inner)
     if prefix is not None:
         return FieldInfo(**base, kind="bytes", max_length=_prefix_max(prefix))
     if isinstance(inner, cs.StringEncoded):
         sub = unwrap(inner.subcon)[0]
-        prefix = _pascal_prefix(sub)
+        prefix = pascal_prefix(sub)
         max_length = _prefix_max(prefix) if prefix is not None else None
         size = sub.length if isinstance(sub, cs.FixedSized) and isinstance(sub.length, int) else None
         return FieldInfo(**base, kind="str", encoding=inner.encoding, max_length=max_length or size, size=size)
     if isinstance(inner, cs.Const):
-        return FieldInfo(**{**base, "required": False}, kind="const", default=to_plain(inner.value))
+        base["required"] = False
+        size = field_info(inner.subcon).size
+        return FieldInfo(**base, kind="const", default=to_plain(inner.value), size=size)
     if isinstance(inner, cs.Padded) and inner.subcon is cs.Pass:
+        base["required"] = False
         size = inner.length if isinstance(inner.length, int) else None
-        return FieldInfo(**{**base, "required": False}, kind="padding", size=size)
+        return FieldInfo(**base, kind="padding", size=size)
     if isinstance(inner, cs.Struct):
-        children = field_infos(inner)
-        size = sum(ch.size for ch in children) if all(ch.size is not None for ch in children) else None
-        return FieldInfo(**base, kind="struct", children=children, size=size)
+        # Unnamed fields (a bare Padding) are not children, but their bytes count in the size.
+        sizes = [field_info(sc).size for sc in inner.subcons]
+        known = [s for s in sizes if s is not None]
+        size = sum(known) if len(known) == len(sizes) else None
+        return FieldInfo(**base, kind="struct", children=field_infos(inner), size=size)
     if isinstance(inner, cs.Array):
         count = inner.count if isinstance(inner.count, int) else None
         return FieldInfo(**base, kind="array", item=field_info(inner.subcon, "item"), count=count)
-    pa = _prefixed_array(inner)
+    pa = prefixed_array(inner)
     if pa is not None:
         count_field, item = pa
         return FieldInfo(**base, kind="array", item=field_info(item, "item"), max_length=_prefix_max(count_field))
@@ -228,12 +249,6 @@ def _prefix_max(prefix: cs.Construct) -> int | None:
         bounds = _int_bounds(inner.fmtstr)
         return bounds[1] if bounds else None
     return None
-
-
-def _replace(info: FieldInfo, **changes: Any) -> FieldInfo:
-    values = {k: getattr(info, k) for k in info.__dataclass_fields__}
-    values.update(changes)
-    return FieldInfo(**values)
 
 
 def field_infos(struct: cs.Construct) -> tuple[FieldInfo, ...]:

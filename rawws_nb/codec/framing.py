@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Any
+from typing import Literal, overload
 
 import construct as cs
 
-from ._compile import HeaderSpec
-from .errors import DecodeError, EncodeError
+from .errors import CONSTRUCT_BUILD_ERRORS, DecodeError, EncodeError, construct_error_path, construct_error_reason
+from .fastpath import HeaderSpec
 from .fields import unwrap
 
-__all__ = ["DEFAULT_FRAMING", "Framing", "make_framing"]
+__all__ = ["DEFAULT_FRAMING", "ConstructFraming", "Framing", "HeaderFraming", "Split", "make_framing"]
 
 DEFAULT_FRAMING = cs.Struct(
     "type" / cs.Int8ub,
@@ -27,8 +27,9 @@ DEFAULT_FRAMING = cs.Struct(
     "payload" / cs.Bytes(cs.this.length),
 )
 
-# (code, payload_start, payload_end, end): offsets into the buffer that was split.
+#: (code, payload_start, payload_end, end): offsets into the buffer that was split.
 Split = tuple[int, int, int, int]
+Buffer = bytes | bytearray
 
 
 class Framing:
@@ -37,16 +38,27 @@ class Framing:
     `split(data, pos, final)` returns `(code, payload_start, payload_end, end)` for the
     message at `pos`, or None when more bytes are needed (with `final`, a short message
     raises `DecodeError` instead). Offsets in errors count from `pos`.
+
+    `construct` is the framing `Struct`, `header` the `HeaderSpec` of a fixed header
+    (None for other framings), `max_payload` the largest payload accepted, and
+    `type_offset` where the type code starts in a message (for error offsets).
     """
 
     construct: cs.Construct
     header: HeaderSpec | None = None
     max_payload: int
+    type_offset: int = 0
 
     def pack(self, code: int, payload: bytes) -> bytes:
         raise NotImplementedError
 
-    def split(self, data: bytes | bytearray, pos: int = 0, final: bool = True) -> Split | None:
+    @overload
+    def split(self, data: Buffer, pos: int = 0, final: Literal[True] = True) -> Split: ...
+    @overload
+    def split(self, data: Buffer, pos: int = 0, *, final: bool) -> Split | None: ...
+    @overload
+    def split(self, data: Buffer, pos: int, final: bool) -> Split | None: ...
+    def split(self, data: Buffer, pos: int = 0, final: bool = True) -> Split | None:
         raise NotImplementedError
 
     def check_code(self, code: int) -> None:
@@ -58,7 +70,16 @@ class Framing:
 
 
 class HeaderFraming(Framing):
-    """A fixed header of `type` and `length` fields, then the payload."""
+    """A fixed header of `type` and `length` fields, then the payload.
+
+    Besides `Framing`'s attributes: `size` (header bytes), `unpack_header(data, pos=0)`
+    (the header's values, in `header.names` order), `type_index`/`length_index` (where
+    the type code and the length are in those values), `length_offset` (where the length
+    starts in a message) and `type_first_byte` (the type code is the message's first
+    byte, so a message can be dispatched on `data[0]`).
+    """
+
+    header: HeaderSpec
 
     def __init__(self, construct: cs.Construct, header: HeaderSpec, max_payload: int) -> None:
         self.construct = construct
@@ -67,25 +88,31 @@ class HeaderFraming(Framing):
         self.size = header.size
         fmt = struct.Struct(header.order + header.fmt)
         self._pack = fmt.pack
-        self._unpack_from = fmt.unpack_from
-        self._type_index = header.names.index("type")
-        self._length_index = header.names.index("length")
-        self._length_offset = struct.calcsize(header.order + header.fmt[: self._length_index])
-        self._type_offset = struct.calcsize(header.order + header.fmt[: self._type_index])
-        self._type_first = self._type_index == 0
-        #: True when the type code is the message's first byte (dispatch on `data[0]`).
-        self.type_first_byte = self._type_index == 0 and header.fmt[0] == "B"
+        self.unpack_header = fmt.unpack_from
+        self.type_index = header.names.index("type")
+        self.length_index = header.names.index("length")
+        self.length_offset = struct.calcsize(header.order + header.fmt[: self.length_index])
+        self.type_offset = struct.calcsize(header.order + header.fmt[: self.type_index])
+        self._type_first = self.type_index == 0
+        self.type_first_byte = self.type_index == 0 and header.fmt[0] == "B"
 
     def pack(self, code: int, payload: bytes) -> bytes:
+        size = len(payload)
         try:
-            head = self._pack(code, len(payload)) if self._type_first else self._pack(len(payload), code)
-        except (struct.error, TypeError, OverflowError) as exc:
-            bad_type = not isinstance(code, int) or not _fits(self.header, self._type_index, code)
-            path, value = ("type", code) if bad_type else ("length", len(payload))
+            head = self._pack(code, size) if self._type_first else self._pack(size, code)
+        except struct.error as exc:
+            bad_type = not _fits(self.header, self.type_index, code)
+            path, value = ("type", code) if bad_type else ("length", size)
             raise EncodeError(f"{path} {value!r} does not fit the header ({exc})", path=path) from None
         return head + payload
 
-    def split(self, data: bytes | bytearray, pos: int = 0, final: bool = True) -> Split | None:
+    @overload
+    def split(self, data: Buffer, pos: int = 0, final: Literal[True] = True) -> Split: ...
+    @overload
+    def split(self, data: Buffer, pos: int = 0, *, final: bool) -> Split | None: ...
+    @overload
+    def split(self, data: Buffer, pos: int, final: bool) -> Split | None: ...
+    def split(self, data: Buffer, pos: int = 0, final: bool = True) -> Split | None:
         available = len(data) - pos
         if available < self.size:
             if not final:
@@ -96,12 +123,13 @@ class HeaderFraming(Framing):
                 path="header",
                 data=bytes(data[pos:]),
             )
-        values = self._unpack_from(data, pos)
-        code, length = values[self._type_index], values[self._length_index]
+        values = self.unpack_header(data, pos)
+        code: int = values[self.type_index]
+        length: int = values[self.length_index]
         if length < 0 or length > self.max_payload:
             raise DecodeError(
                 f"declared payload length {length} is outside 0..{self.max_payload}",
-                offset=self._length_offset,
+                offset=self.length_offset,
                 path="length",
                 data=bytes(data[pos : pos + self.size + 16]),
             )
@@ -122,7 +150,7 @@ class HeaderFraming(Framing):
 def _fits(header: HeaderSpec, index: int, value: int) -> bool:
     try:
         struct.pack(header.order + header.fmt[index], value)
-    except (struct.error, TypeError, OverflowError):
+    except struct.error:
         return False
     return True
 
@@ -142,12 +170,19 @@ class ConstructFraming(Framing):
 
     def pack(self, code: int, payload: bytes) -> bytes:
         try:
-            return self.construct.build({"type": code, "length": len(payload), "payload": payload})
-        except Exception as exc:  # construct raises ConstructError, KeyError, ...
-            path = _construct_path(exc) or "framing"
-            raise EncodeError(f"framing: {_construct_reason(exc)}", path=path) from None
+            data: bytes = self.construct.build({"type": code, "length": len(payload), "payload": payload})
+        except CONSTRUCT_BUILD_ERRORS as exc:
+            path = construct_error_path(exc) or "framing"
+            raise EncodeError(f"framing: {construct_error_reason(exc)}", path=path) from None
+        return data
 
-    def split(self, data: bytes | bytearray, pos: int = 0, final: bool = True) -> Split | None:
+    @overload
+    def split(self, data: Buffer, pos: int = 0, final: Literal[True] = True) -> Split: ...
+    @overload
+    def split(self, data: Buffer, pos: int = 0, *, final: bool) -> Split | None: ...
+    @overload
+    def split(self, data: Buffer, pos: int, final: bool) -> Split | None: ...
+    def split(self, data: Buffer, pos: int = 0, final: bool = True) -> Split | None:
         stream = io.BytesIO(data if isinstance(data, bytes) else bytes(data))
         stream.seek(pos)
         try:
@@ -155,15 +190,15 @@ class ConstructFraming(Framing):
         except cs.StreamError as exc:
             if not final and len(data) - pos <= self.max_payload + 64:
                 return None
-            reason = _construct_reason(exc) if final else f"no complete message in {len(data) - pos} bytes"
+            reason = construct_error_reason(exc) if final else f"no complete message in {len(data) - pos} bytes"
             raise DecodeError(
-                f"framing: {reason}", offset=len(data) - pos, path=_construct_path(exc), data=bytes(data[pos:])
+                f"framing: {reason}", offset=len(data) - pos, path=construct_error_path(exc), data=bytes(data[pos:])
             ) from None
-        except Exception as exc:
+        except cs.ConstructError as exc:
             raise DecodeError(
-                f"framing: {_construct_reason(exc)}",
+                f"framing: {construct_error_reason(exc)}",
                 offset=stream.tell() - pos,
-                path=_construct_path(exc),
+                path=construct_error_path(exc),
                 data=bytes(data[pos:]),
             ) from None
         code, payload = obj.get("type"), obj.get("payload")
@@ -171,7 +206,7 @@ class ConstructFraming(Framing):
             raise DecodeError(
                 "framing must parse an integer `type` and a bytes `payload`", offset=0, data=bytes(data[pos:])
             )
-        end = obj["_payload_end"]
+        end: int = obj["_payload_end"]
         if len(payload) > self.max_payload:
             raise DecodeError(
                 f"payload length {len(payload)} exceeds {self.max_payload}",
@@ -180,23 +215,6 @@ class ConstructFraming(Framing):
                 data=bytes(data[pos:]),
             )
         return int(code), end - len(payload), end, stream.tell()
-
-
-def _construct_reason(exc: BaseException) -> str:
-    if isinstance(exc, cs.ConstructError):
-        text = str(exc)
-        return text.split("\n", 1)[1] if exc.path is not None and "\n" in text else text
-    if isinstance(exc, KeyError):
-        return f"missing key {exc.args[0]!r}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _construct_path(exc: BaseException) -> str:
-    path = getattr(exc, "path", None) if isinstance(exc, cs.ConstructError) else None
-    if not path:
-        return ""
-    parts = [p.strip() for p in path.split("->")]
-    return ".".join(p for p in parts if p and not p.startswith("("))
 
 
 def make_framing(construct: cs.Construct | None = None, max_payload: int = 1 << 24) -> Framing:
@@ -222,19 +240,21 @@ def _header_spec(inner: cs.Struct) -> HeaderSpec | None:
     payload = unwrap(subcons[2])[0]
     if not isinstance(payload, cs.Bytes) or repr(payload.length) != "this['length']":
         return None
-    codes, orders, names = [], set(), []
+    codes: list[str] = []
+    orders: set[str] = set()
+    names: list[str] = []
     for sc in subcons[:2]:
         field = unwrap(sc)[0]
         if sc.name not in ("type", "length") or not isinstance(field, cs.FormatField):
             return None
-        fmt = field.fmtstr
-        if len(fmt) != 2 or fmt[0] not in "<>=!" or fmt[1] not in "bBhHiIlLqQ":
+        fmt: str = field.fmtstr
+        if len(fmt) != 2 or fmt[0] not in "<>=" or fmt[1] not in "bBhHiIlLqQ":
             return None
         if fmt[1] not in "bB":
-            orders.add(">" if fmt[0] == "!" else fmt[0])
+            orders.add(fmt[0])
         codes.append(fmt[1])
         names.append(sc.name)
     if len(orders) > 1:
         return None
-    order: Any = orders.pop() if orders else ">"
+    order = orders.pop() if orders else ">"
     return HeaderSpec(order, "".join(codes), tuple(names))

@@ -5,19 +5,30 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import construct as cs
 
 from ..frames import Frame
-from ._compile import CompiledPayload, compile_payload
-from .errors import DecodeError, EncodeError
+from .errors import CONSTRUCT_BUILD_ERRORS, DecodeError, EncodeError, construct_error_path, construct_error_reason
+from .fastpath import (
+    DECODE_MISSES,
+    ENCODE_MISSES,
+    CompiledPayload,
+    FusedCodec,
+    HeaderSpec,
+    ResultTemplate,
+    Unsupported,
+    compile_fused,
+    compile_payload,
+)
 from .fields import FieldInfo, field_infos, to_plain, unwrap
-from .framing import _construct_path, _construct_reason
 
 __all__ = ["Message", "MessageType", "Version"]
 
 Version = tuple[int, int]
+
+_R = TypeVar("_R", bound=tuple[Any, ...])
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,9 @@ class Message(NamedTuple):
 class PayloadCodec:
     """Encodes and decodes one message type's payload.
 
-    The compiled functions (see `_compile`) handle the common case; on any failure the
-    reference path (plain construct) decides, and produces the error with offset, path
-    and hex context.
+    The compiled functions (see `fastpath`) handle the common case; for input they do
+    not take (one of `fastpath.DECODE_MISSES`/`ENCODE_MISSES`), the reference path
+    (plain construct) decides, and produces the error with offset, path and hex context.
     """
 
     def __init__(self, message_type: MessageType) -> None:
@@ -112,19 +123,18 @@ class PayloadCodec:
         self.names = frozenset(sc.name for sc in self.subcons if sc.name)
         self.required = tuple(sc.name for sc in self.subcons if sc.name and not sc.flagbuildnone)
         self._prefixes: list[cs.Struct] = []
+        self.compiled: CompiledPayload | None
         try:
-            self.compiled: CompiledPayload | None = compile_payload(self.struct)
-        except Exception:  # Unsupported, or an unusual construct: plain construct does the work
+            self.compiled = compile_payload(self.struct)
+        except Unsupported:  # plain construct does the work
             self.compiled = None
 
-    def compile_fused(self, framing: Any, message: tuple[Any, ...]) -> CompiledPayload | None:
-        """Compiled functions fused with a fixed header, or None."""
-        if self.compiled is None or getattr(framing, "header", None) is None:
+    def compile_fused(self, header: HeaderSpec, template: ResultTemplate[_R]) -> FusedCodec[_R] | None:
+        """Whole-message functions with a fixed `header` in front (see
+        `fastpath.compile_fused`), or None when the payload is not compiled or not fixed-size."""
+        if self.compiled is None:
             return None
-        try:
-            return compile_payload(self.struct, header=framing.header, code=self.message_type.code, message=message)
-        except Exception:  # pragma: no cover - compile_payload already succeeded once
-            return None
+        return compile_fused(self.struct, header, self.message_type.code, template)
 
     # -- encoding
 
@@ -132,7 +142,7 @@ class PayloadCodec:
         if self.compiled is not None:
             try:
                 return self.compiled.encode(fields)
-            except Exception:
+            except ENCODE_MISSES:
                 pass
         return self.encode_reference(fields)
 
@@ -158,10 +168,10 @@ class PayloadCodec:
         stream = io.BytesIO()
         try:
             self.struct.build_stream(fields, stream)
-        except Exception as exc:
-            path = _construct_path(exc)
+        except CONSTRUCT_BUILD_ERRORS as exc:
+            path = construct_error_path(exc)
             raise EncodeError(
-                _construct_reason(exc),
+                construct_error_reason(exc),
                 offset=stream.tell(),
                 path=f"{name}.{path}" if path else name,
                 msg_type=name,
@@ -173,9 +183,10 @@ class PayloadCodec:
         """The bytes of the fields before `missing` (where it would start), if they build."""
         at = next(i for i, sc in enumerate(self.subcons) if sc.name == missing)
         try:
-            return cs.Struct(*self.subcons[:at]).build(fields)
-        except Exception:
+            before: bytes = cs.Struct(*self.subcons[:at]).build(fields)
+        except CONSTRUCT_BUILD_ERRORS:
             return None
+        return before
 
     # -- decoding
 
@@ -183,7 +194,7 @@ class PayloadCodec:
         if self.compiled is not None:
             try:
                 return self.compiled.decode(data, start, end)
-            except Exception:
+            except DECODE_MISSES:
                 pass
         return self.decode_reference(data, start, end)
 
@@ -195,11 +206,11 @@ class PayloadCodec:
         stream = io.BytesIO(payload)
         try:
             obj = self.struct.parse_stream(stream)
-        except Exception as exc:
+        except cs.ConstructError as exc:
             field_start, field_name = self._locate(payload)
-            path = _construct_path(exc) or field_name
+            path = construct_error_path(exc) or field_name
             raise DecodeError(
-                _construct_reason(exc),
+                construct_error_reason(exc),
                 offset=start - base + field_start,
                 path=f"{name}.{path}" if path else name,
                 msg_type=name,
@@ -214,7 +225,8 @@ class PayloadCodec:
                 msg_type=name,
                 data=bytes(data[base:]),
             )
-        return to_plain(obj)
+        fields: dict[str, Any] = to_plain(obj)
+        return fields
 
     def _locate(self, payload: bytes) -> tuple[int, str]:
         """Offset and name of the first top-level field that fails to parse."""
@@ -225,7 +237,7 @@ class PayloadCodec:
             stream = io.BytesIO(payload)
             try:
                 prefix.parse_stream(stream)
-            except Exception:
+            except cs.ConstructError:
                 return start, sc.name or ""
             start = stream.tell()
         return start, ""

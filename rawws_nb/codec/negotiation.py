@@ -15,6 +15,8 @@ the helper fails and closes with 1002 (PROTOCOL_ERROR). A timeout closes with 10
 
 The pure helpers (`encode_offer`, `decode_offer`, `encode_choice`, `decode_choice`,
 `choose_version`) are what the two coroutines use, for tests and other transports.
+The coroutines take any session with the few members of `SessionLike` (a
+`rawws_nb.RawSession` has them); they import no front end.
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..frames import CloseReason, Frame
+from ..errors import RawWsError, SessionClosed
+from ..frames import Close, CloseReason, Frame
 from .message import Version
 from .protocol import Protocol, VersionLike, format_version, parse_version
 
 __all__ = [
+    "FrameSource",
     "NegotiationError",
     "NegotiationTimeout",
+    "SessionLike",
     "accept_negotiation",
     "choose_version",
     "decode_choice",
@@ -41,14 +47,39 @@ __all__ = [
     "negotiate",
 ]
 
-OnFrame = Callable[[Frame], Any]
+#: `on_frame(frame)`: plain or async; its result is awaited when it is awaitable.
+OnFrame = Callable[[Frame], object]
 _CODES = CloseReason.Codes
 
 
-class NegotiationError(Exception):
+class FrameSource(typing.Protocol):
+    """Where a session's received frames come from (`RawSession.incoming`)."""
+
+    async def receive(self) -> Frame: ...
+
+
+class SessionLike(typing.Protocol):
+    """What the negotiation helpers use of a session: `send`, `incoming.receive()`,
+    `close`, and the `protocol`/`protocol_version` attributes they set on success.
+    `rawws_nb.RawSession` is one; tests and other transports can pass their own."""
+
+    protocol: Any
+    protocol_version: Any
+
+    @property
+    def incoming(self) -> FrameSource: ...
+
+    async def send(self, frame: Frame, /) -> None: ...
+
+    async def close(self, reason: CloseReason | None = None, /) -> None: ...
+
+
+class NegotiationError(RawWsError):
     """Negotiation failed: no common version, a malformed or unexpected frame, the peer
     closed, or (`NegotiationTimeout`) no answer in time. `offered`/`supported` list the
-    versions involved; `close_reason` is the peer's Close when it sent one."""
+    versions involved; `close_reason` is the peer's Close when it sent one.
+
+    A `rawws_nb.RawWsError`."""
 
     def __init__(
         self,
@@ -65,7 +96,8 @@ class NegotiationError(Exception):
 
 
 class NegotiationTimeout(NegotiationError, TimeoutError):
-    """No offer (server side) or no answer (client side) within the timeout."""
+    """No offer (server side) or no answer (client side) within the timeout (also a
+    `TimeoutError`)."""
 
 
 def _versions_text(versions: Iterable[Version]) -> str:
@@ -109,28 +141,22 @@ def choose_version(offer: Sequence[VersionLike], supported: Iterable[VersionLike
     return None
 
 
-def _session_closed_types() -> tuple[type[BaseException], ...]:
-    try:
-        from .. import SessionClosed  # type: ignore[attr-defined]
-    except ImportError:  # the engine is not importable (codec used on its own)
-        return ()
-    return (SessionClosed,)
-
-
 def _short(text: str, limit: int = 123) -> str:
     """A close reason fits in 123 bytes of UTF-8 (125-byte control frame, 2-byte code)."""
     data = text.encode("utf-8")
     return text if len(data) <= limit else data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
-async def _close(session: Any, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):
+async def _close(session: SessionLike, code: int, reason: str) -> None:
+    """Close after a failure; a session that already ended (or a transport error) does
+    not hide the failure being reported."""
+    with contextlib.suppress(RawWsError, OSError):
         await session.close(CloseReason(code, _short(reason)))
 
 
-async def _reply_close(session: Any, frame: Frame) -> CloseReason | None:
+async def _reply_close(session: SessionLike, frame: Close) -> CloseReason | None:
     """Answer a peer's Close, echoing its code when it may be sent."""
-    reason = frame.read_reason()  # type: ignore[attr-defined]
+    reason = frame.read_reason()
     code = reason.code if reason is not None and reason.code not in (1005, 1006, 1015) else _CODES.NORMAL
     await _close(session, code, "")
     return reason
@@ -144,7 +170,7 @@ async def _call(on_frame: OnFrame | None, frame: Frame) -> None:
         await result
 
 
-async def _receive_binary(session: Any, on_frame: OnFrame | None) -> Frame:
+async def _receive_binary(session: SessionLike, on_frame: OnFrame | None) -> Frame:
     """The next whole Binary message (fragments joined); control frames go to `on_frame`.
     Returns a Text or Close frame as is, for the caller to reject."""
     parts: list[bytes] = []
@@ -162,7 +188,7 @@ async def _receive_binary(session: Any, on_frame: OnFrame | None) -> Frame:
 
 
 async def negotiate(
-    session: Any,
+    session: SessionLike,
     protocol: Protocol,
     offer: Sequence[VersionLike] | None = None,
     timeout: float | None = 5.0,
@@ -187,7 +213,6 @@ async def negotiate(
             f"offer must be versions of {protocol.name} ({_versions_text(protocol.versions)}), "
             f"got {_versions_text(versions)}"
         )
-    closed_types = _session_closed_types()
     failure: tuple[int, str] | None = None
     try:
         await session.send(Frame.Binary(encode_offer(versions)))
@@ -201,11 +226,11 @@ async def negotiate(
             offered=versions,
             supported=protocol.versions,
         ) from None
-    except closed_types as exc:
+    except SessionClosed as exc:
         raise NegotiationError(
             f"{protocol.name}: the session ended during negotiation ({exc})",
             offered=versions,
-            close_reason=getattr(exc, "reason", None),
+            close_reason=exc.reason,
         ) from exc
 
     if isinstance(frame, Frame.Close):
@@ -239,7 +264,7 @@ async def negotiate(
 
 
 async def accept_negotiation(
-    session: Any,
+    session: SessionLike,
     protocol: Protocol,
     timeout: float | None = 5.0,
     *,
@@ -254,7 +279,6 @@ async def accept_negotiation(
     Close from the client is answered. On success sets `session.protocol` and
     `session.protocol_version`. `on_frame` receives pings and pongs meanwhile.
     """
-    closed_types = _session_closed_types()
     supported = protocol.versions
     try:
         async with asyncio.timeout(timeout):
@@ -263,11 +287,11 @@ async def accept_negotiation(
         if close_on_failure:
             await _close(session, _CODES.VIOLATED_POLICY, f"no version offer within {timeout} s")
         raise NegotiationTimeout(f"{protocol.name}: no version offer within {timeout} s", supported=supported) from None
-    except closed_types as exc:
+    except SessionClosed as exc:
         raise NegotiationError(
             f"{protocol.name}: the session ended before a version offer ({exc})",
             supported=supported,
-            close_reason=getattr(exc, "reason", None),
+            close_reason=exc.reason,
         ) from exc
 
     if isinstance(frame, Frame.Close):
@@ -296,12 +320,12 @@ async def accept_negotiation(
         raise NegotiationError(f"{protocol.name}: {message}", offered=offered, supported=supported)
     try:
         await session.send(Frame.Binary(encode_choice(chosen)))
-    except closed_types as exc:
+    except SessionClosed as exc:
         raise NegotiationError(
             f"{protocol.name}: the session ended before the version answer ({exc})",
             offered=offered,
             supported=supported,
-            close_reason=getattr(exc, "reason", None),
+            close_reason=exc.reason,
         ) from exc
     session.protocol = protocol
     session.protocol_version = chosen

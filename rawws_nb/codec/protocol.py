@@ -14,17 +14,24 @@ v1 = proto.for_version((1, 0))                    # the same API, version 1.0's 
 Choosing a version: `protocol.for_version(v)` returns a `ProtocolVersion` with the same
 methods; the `Protocol`'s own methods use its newest version. After negotiation,
 `session.protocol.for_version(session.protocol_version)` is the codec both peers use.
+
+Errors: bytes that do not form a message raise `DecodeError`, fields that do not encode
+`EncodeError` (both `ValueError`s and `rawws_nb.RawWsError`s). Encoding and decoding
+first try compiled fast paths (`fastpath`), then plain construct, which decides and
+reports. An exception that is neither construct's nor one of the fast paths' declared
+misses (say, a `RuntimeError` from a custom adapter) is a bug and propagates as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import construct as cs
 
 from ..frames import Frame
 from .errors import DecodeError, EncodeError
+from .fastpath import DECODE_MISSES, ENCODE_MISSES, Miss, ResultTemplate
 from .framing import Framing, HeaderFraming, make_framing
 from .message import Message, MessageType, Version
 
@@ -44,6 +51,10 @@ __all__ = [
 ]
 
 VersionLike = tuple[int, int] | Sequence[int] | str | int
+
+_V = TypeVar("_V", bound=VersionLike)
+_Encoder = Callable[[dict[str, Any]], bytes]
+_Decoder = Callable[[bytes], Message]
 
 _new_tuple = tuple.__new__
 _DEFAULT_MAX_PAYLOAD = 1 << 24
@@ -74,7 +85,7 @@ def format_version(version: Version) -> str:
     return f"{version[0]}.{version[1]}"
 
 
-def _as_bytes(data: Any) -> bytes:
+def _as_bytes(data: object) -> bytes:
     if isinstance(data, bytes):
         return data
     if isinstance(data, Frame):
@@ -105,44 +116,56 @@ class ProtocolVersion:
             self.framing.check_code(mt.code)
             self._by_name[mt.name] = mt
             self._by_code[mt.code] = mt
-        self._encoders: dict[str, Any] = {}
-        self._decoders: dict[int, Any] = {}
+        # Fast paths per message type (compiled payloads behind a fixed header); each
+        # raises one of fastpath's ENCODE_MISSES/DECODE_MISSES for input it does not take.
+        self._encoders: dict[str, _Encoder] = {}
+        self._decoders: dict[int, _Decoder] = {}
         for mt in self._by_name.values():
             self._compile(mt)
 
     def _compile(self, mt: MessageType) -> None:
         codec = mt.codec
+        compiled = codec.compiled
         framing = self.framing
-        if codec.compiled is None or not isinstance(framing, HeaderFraming):
+        if compiled is None or not isinstance(framing, HeaderFraming):
             return
-        fused = codec.compile_fused(framing, (Message, mt.name, mt.code, self.version))
-        if fused is not None and fused.fused_encode is not None and fused.fused_decode is not None:
-            self._encoders[mt.name] = fused.fused_encode
+        fused = codec.compile_fused(framing.header, ResultTemplate(Message, (mt.name, mt.code), (self.version,)))
+        if fused is not None and fused.size <= framing.max_payload:
+            self._encoders[mt.name] = fused.encode
             if framing.type_first_byte:
-                self._decoders[mt.code] = fused.fused_decode
+                self._decoders[mt.code] = fused.decode
             return
-        payload_encode, payload_decode = codec.compiled.encode, codec.compiled.decode
+        payload_encode, payload_decode = compiled.encode, compiled.decode
         pack, code, limit = framing.pack, mt.code, framing.max_payload
 
         def encode(fields: dict[str, Any]) -> bytes:
             payload = payload_encode(fields)
             if len(payload) > limit:
-                raise OverflowError
-            return pack(code, payload)
+                raise Miss
+            try:
+                return pack(code, payload)
+            except EncodeError:  # the length does not fit the header: the general path says so
+                raise Miss from None
 
         self._encoders[mt.name] = encode
         if not framing.type_first_byte:
             return
-        unpack_from, size, li = framing._unpack_from, framing.size, framing._length_index
+        unpack_header, size, li = framing.unpack_header, framing.size, framing.length_index
         name, version = mt.name, self.version
 
         def decode(data: bytes) -> Message:
             end = len(data)
-            if unpack_from(data)[li] != end - size or end - size > limit:
-                raise OverflowError
+            if unpack_header(data)[li] != end - size or end - size > limit:
+                raise Miss
             return _new_tuple(Message, (name, code, payload_decode(data, size, end), data, version))
 
         self._decoders[mt.code] = decode
+
+    def fast_paths(self, key: str | int) -> tuple[bool, bool]:
+        """Whether message type `key` (name or code) encodes, and decodes, through a
+        compiled fast path in this version (else plain construct does the work)."""
+        mt = self.message_type(key)
+        return mt.name in self._encoders, mt.code in self._decoders
 
     # -- the registry
 
@@ -180,7 +203,7 @@ class ProtocolVersion:
         """The bytes of message `name` with these fields, framing included."""
         try:
             return self._encoders[name](fields)
-        except Exception:
+        except ENCODE_MISSES:  # KeyError included: no fast path for `name`, or a missing field
             return self._encode_general(name, fields)
 
     def encode_fields(self, name: str, fields: Mapping[str, Any]) -> bytes:
@@ -218,17 +241,24 @@ class ProtocolVersion:
         """One whole message (a `Frame.Binary` or its payload) -> `Message`.
 
         Raises `DecodeError` for truncated or over-long data, unknown type codes and
-        fields that do not parse; never anything else.
+        fields that do not parse (`TypeError` for something that is not bytes or a frame).
         """
         if data.__class__ is not bytes:
             data = _as_bytes(data)
         try:
-            return self._decoders[data[0]](data)  # type: ignore[index]
-        except Exception:
-            return self._decode_general(data)  # type: ignore[arg-type]
+            fast = self._decoders[data[0]]
+        except (IndexError, KeyError):  # empty, or a type code without a fast path
+            return self.decode_general(data)
+        try:
+            return fast(data)
+        except DECODE_MISSES:
+            return self.decode_general(data)
 
-    def _decode_general(self, data: bytes) -> Message:
-        code, start, end, stop = self.framing.split(data, 0, final=True)  # type: ignore[misc]
+    def decode_general(self, data: bytes) -> Message:
+        """`decode` without the per-type fast paths: the framing splits the message, then
+        the message type's payload codec decodes it. The same result as `decode`
+        (`check_roundtrip` compares them)."""
+        code, start, end, stop = self.framing.split(data, 0, final=True)
         if stop != len(data):
             raise DecodeError(
                 f"{len(data) - stop} bytes after the end of the message (several messages? use decoder())",
@@ -239,10 +269,9 @@ class ProtocolVersion:
         mt = self._by_code.get(code)
         if mt is None:
             known = ", ".join(f"{m.name}={m.code}" for m in self._by_name.values())
-            offset = getattr(self.framing, "_type_offset", 0)
             raise DecodeError(
                 f"unknown type code {code} in {self.protocol.name} v{format_version(self.version)} ({known})",
-                offset=offset,
+                offset=self.framing.type_offset,
                 path="type",
                 data=data,
             )
@@ -282,7 +311,7 @@ class Protocol:
     def __init__(
         self,
         name: str,
-        versions: Mapping[VersionLike, Iterable[MessageType]] | Iterable[MessageType],
+        versions: Mapping[_V, Iterable[MessageType]] | Iterable[MessageType],
         *,
         framing: cs.Construct | None = None,
         max_payload: int = _DEFAULT_MAX_PAYLOAD,
@@ -293,18 +322,20 @@ class Protocol:
         self.name = name
         self.doc = doc
         self.framing = make_framing(framing, max_payload)
-        table = versions if isinstance(versions, Mapping) else {(1, 0): versions}
+        table: list[tuple[VersionLike, Iterable[MessageType]]] = (
+            list(versions.items()) if isinstance(versions, Mapping) else [((1, 0), versions)]
+        )
         if not table:
             raise ValueError(f"{name}: at least one version is needed")
         by_version: dict[Version, ProtocolVersion] = {}
-        for key, types in table.items():
+        for key, types in table:
             version = parse_version(key)
             if version in by_version:
                 raise ValueError(f"{name}: version {format_version(version)} given twice")
             by_version[version] = ProtocolVersion(self, version, list(types))
         self._versions = dict(sorted(by_version.items()))
         self._latest = self._versions[max(self._versions)]
-        self._lookup: dict[Any, ProtocolVersion] = {None: self._latest, **self._versions}
+        self._lookup: dict[object, ProtocolVersion] = dict(self._versions.items())
         # Hot paths: the newest version's bound methods, so `proto.encode(...)` costs no
         # extra call. The methods below document them; a subclass that overrides one keeps it.
         for method in ("encode", "decode", "frame"):
@@ -327,11 +358,13 @@ class Protocol:
 
     def for_version(self, version: VersionLike | None = None) -> ProtocolVersion:
         """The codec of one version (the newest for None); ValueError if unknown."""
+        if version is None:
+            return self._latest
         try:
             return self._lookup[version]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError):  # another spelling ("2.0", [2, 0]), or not hashable
             pass
-        parsed = parse_version(version)  # type: ignore[arg-type]
+        parsed = parse_version(version)
         found = self._versions.get(parsed)
         if found is None:
             known = ", ".join(format_version(v) for v in self._versions)
@@ -438,7 +471,7 @@ def decode_for_timeline(
             if versions is not None:
                 return "negotiation", {"versions": versions}, None
         return exc.msg_type, None, str(exc)
-    except Exception as exc:
+    except (ValueError, TypeError) as exc:  # a version the protocol lacks; a payload that is not bytes
         return None, None, f"{type(exc).__name__}: {exc}"
     return msg.name, msg.fields, None
 

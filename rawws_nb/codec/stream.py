@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
 from ..frames import Frame
 from .errors import DecodeError
@@ -94,7 +95,7 @@ class StreamDecoder:
         exc.stream_offset = self._consumed + at
         return exc
 
-    def feed_all(self, chunks: Any) -> list[Message]:
+    def feed_all(self, chunks: Iterable[bytes | bytearray | memoryview | Frame]) -> list[Message]:
         """Feed several chunks; return all the messages (errors raise as in `feed`)."""
         out: list[Message] = []
         for chunk in chunks:
@@ -109,9 +110,14 @@ class StreamDecoder:
             except DecodeError as exc:
                 exc.stream_offset = self._consumed
                 raise
-            raise DecodeError(  # pragma: no cover - a complete message would have been decoded
-                f"{len(self._buffer)} bytes pending at end of stream", offset=0, data=bytes(self._buffer)
+            # Whole messages left after a `feed` that raised: they were never decoded.
+            pending = DecodeError(
+                f"{len(self._buffer)} bytes pending at end of stream, not yet decoded (feed(b'') decodes them)",
+                offset=0,
+                data=bytes(self._buffer),
             )
+            pending.stream_offset = self._consumed
+            raise pending
 
     def reset(self) -> None:
         """Drop pending bytes and any framing error."""

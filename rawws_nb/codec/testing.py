@@ -58,7 +58,7 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     _check(reference == plain, "reference encode differs from construct", ours=reference, construct=plain)
     try:
         compiled = struct_.compile()
-    except Exception:
+    except SyntaxError:  # construct writes a lambda's repr into its generated code
         compiled = None
     if compiled is not None:
         built = compiled.build(fields)
@@ -87,7 +87,7 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     msg = pv.decode(data)
     _check(msg.name == name and msg.code == mt.code and msg.raw == data, "decoded header differs", message=msg)
     _check(same_value(msg.fields, parsed), "decoded fields differ from parse", got=msg.fields, construct=parsed)
-    general = pv._decode_general(data)
+    general = pv.decode_general(data)
     _check(same_value(general.fields, parsed), "general decode path differs", got=general.fields, construct=parsed)
     again = pv.encode_fields(name, msg.fields)
     _check(again == data, "re-encoding the decoded fields gives other bytes", first=data, again=again)

@@ -1,4 +1,5 @@
-"""A small, exact compiler from construct `Struct`s to Python functions built on `struct`.
+"""The codec's fast paths: a small, exact compiler from construct `Struct`s to Python
+functions built on `struct`.
 
 construct's own `.compile()` is fast but not exact on bad input: compiled
 `PascalString`, `Bytes`, `Padding` and `Flag` accept truncated data without an error
@@ -8,31 +9,75 @@ bytes, nested `Struct`, `Array`, `PrefixedArray`), merging runs of fixed-size fi
 into one precompiled `struct.Struct`. Anything else raises `Unsupported` and the caller
 uses plain construct.
 
-Generated functions never report errors themselves: any exception means "not this way",
-and the caller asks plain construct, which is the reference for values and error text.
-The property tests check that both agree on random valid messages and random bytes.
+- `compile_payload(struct)` -> `CompiledPayload`: `decode(data, start, end)` and
+  `encode(fields)` of one payload;
+- `compile_fused(struct, header, code, template)` -> `FusedCodec`: for a fixed header
+  (`HeaderSpec`) and a fixed-size payload, whole messages with one `struct` call each way.
+
+Compiled functions never report errors themselves. They raise one of `DECODE_MISSES` /
+`ENCODE_MISSES` (`Miss` for what they check explicitly, and what `struct`, `str.encode`
+/ `bytes.decode` and the value lookups raise on data or values that do not fit) to mean
+"not this way": the caller then asks plain construct, which is the reference for values
+and error text. Any other exception is a bug and propagates. The property tests check
+that both paths agree on random valid messages, random bytes and broken values.
 """
 
 from __future__ import annotations
 
+import codecs
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import construct as cs
 
-from .fields import _pascal_prefix, _prefixed_array, unwrap
+from .fields import pascal_prefix, prefixed_array, unwrap
 
-__all__ = ["CompiledPayload", "HeaderSpec", "Unsupported", "compile_payload"]
+__all__ = [
+    "DECODE_MISSES",
+    "ENCODE_MISSES",
+    "CompiledPayload",
+    "FusedCodec",
+    "HeaderSpec",
+    "Miss",
+    "ResultTemplate",
+    "Unsupported",
+    "compile_fused",
+    "compile_payload",
+]
 
 
 class Unsupported(Exception):
     """The construct is outside the compiled subset."""
 
 
-class _Miss(Exception):
-    """Raised by generated code: let plain construct decide."""
+class Miss(Exception):
+    """Raised by compiled functions, and by fast paths built on them: this input is not
+    for the fast path; let the reference path (plain construct) decide."""
+
+
+#: What a compiled decoder raises for data it does not take: `Miss` (a failed length,
+#: constant or terminator check), `struct.error` (data shorter than the caller said; for
+#: a fused decoder, a message of another length), `UnicodeDecodeError` (a string that
+#: does not decode).
+DECODE_MISSES: tuple[type[Exception], ...] = (Miss, struct.error, UnicodeDecodeError)
+
+#: What a compiled encoder raises for values it does not take: `Miss` (unknown keys, a
+#: value of another type than the fast path packs, a wrong constant or array length),
+#: `KeyError` (a missing field), `TypeError` (an unhashable enum value, an array value
+#: without a length), `struct.error` (an int out of range, a value of the wrong type),
+#: `OverflowError` (a float too large for its format), `UnicodeEncodeError`.
+ENCODE_MISSES: tuple[type[Exception], ...] = (
+    Miss,
+    KeyError,
+    TypeError,
+    struct.error,
+    OverflowError,
+    UnicodeEncodeError,
+)
+
+_R = TypeVar("_R", bound=tuple[Any, ...])
 
 
 @dataclass(frozen=True)
@@ -54,17 +99,42 @@ class CompiledPayload:
     """Compiled codec of one payload `Struct`.
 
     `decode(data, start, end)` returns the fields of `data[start:end]` as a dict;
-    `encode(fields)` returns the payload bytes; `size` is set for fixed-size payloads.
-    `fused_encode(fields)`/`fused_decode(data)` (when a header was given and the payload
-    is fixed-size) do header and payload with one `struct` call each.
+    `encode(fields)` returns the payload bytes; `size` is set for fixed-size payloads;
+    `source` is the generated Python code. Both functions raise only `DECODE_MISSES` /
+    `ENCODE_MISSES` for input they do not take.
     """
 
     decode: Callable[[bytes, int, int], dict[str, Any]]
     encode: Callable[[dict[str, Any]], bytes]
     size: int | None
     source: str
-    fused_encode: Callable[[dict[str, Any]], bytes] | None = None
-    fused_decode: Callable[[bytes], Any] | None = None
+
+
+@dataclass(frozen=True)
+class ResultTemplate(Generic[_R]):
+    """What a fused decoder returns: `cls(*head, fields, data, *tail)`, made with
+    `tuple.__new__` (so `cls` is a tuple class such as a `NamedTuple`; its `__new__`
+    does not run)."""
+
+    cls: type[_R]
+    head: tuple[Any, ...] = ()
+    tail: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class FusedCodec(Generic[_R]):
+    """A fixed header and a fixed-size payload, one `struct` call each way.
+
+    `encode(fields)` returns the whole message (header included); `decode(data)` takes
+    one whole message and returns the template's result. They raise only
+    `ENCODE_MISSES` / `DECODE_MISSES` for input they do not take (data of another
+    length, a header length that is not the payload size). `size` is the payload size.
+    """
+
+    encode: Callable[[dict[str, Any]], bytes]
+    decode: Callable[[bytes], _R]
+    size: int
+    source: str
 
 
 @dataclass
@@ -79,16 +149,18 @@ class _Atom:
     enc: list[str] = field(default_factory=list)  # statements on `{v}`
 
 
-_ONE_BYTE = set("bBc?x")
+_ONE_BYTE = set("bB?")
 _INT_CODES = set("bBhHiIlLqQ")
+_FORMAT_CODES = _INT_CODES | set("efd?")  # what construct's FormatField allows
 
 
 class _Gen:
     def __init__(self) -> None:
         self.ns: dict[str, Any] = {
-            "_Miss": _Miss,
+            "Miss": Miss,
             "_bytes": bytes,
             "_bytearray": bytearray,
+            "_dict": dict,
             "_BYTES_TYPES": (bytes, bytearray),
         }
         self.lines: list[str] = []
@@ -107,9 +179,11 @@ class _Gen:
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.depth + line)
 
-
-def _norm_order(order: str) -> str:
-    return ">" if order == "!" else order
+    def run(self, filename: str) -> str:
+        """Execute the generated code into `ns`; return its source."""
+        source = "\n".join(self.lines) + "\n"
+        exec(compile(source, filename, "exec"), self.ns)
+        return source
 
 
 def _atom(c: cs.Construct, gen: _Gen, name: str | None) -> _Atom | None:
@@ -117,19 +191,19 @@ def _atom(c: cs.Construct, gen: _Gen, name: str | None) -> _Atom | None:
     inner, _, _ = unwrap(c)
     if isinstance(inner, cs.FormatField):
         fmt = inner.fmtstr
-        if len(fmt) != 2 or fmt[0] not in "<>=!":
+        if len(fmt) != 2 or fmt[0] not in "<>=" or fmt[1] not in _FORMAT_CODES:
             return None
-        order = None if fmt[1] in _ONE_BYTE else _norm_order(fmt[0])
+        order = None if fmt[1] in _ONE_BYTE else fmt[0]
         return _Atom(name, fmt[1], order)
     if inner is cs.Flag:
         return _Atom(name, "?", None)
-    if isinstance(inner, cs.Bytes) and isinstance(inner.length, int) and not callable(inner.length):
+    if isinstance(inner, cs.Bytes) and isinstance(inner.length, int) and inner.length >= 0:
         n = inner.length
         return _Atom(
             name,
             f"{n}s",
             None,
-            enc=[f"if {{v}}.__class__ not in _BYTES_TYPES or len({{v}}) != {n}: raise _Miss"],
+            enc=[f"if {{v}}.__class__ not in _BYTES_TYPES or len({{v}}) != {n}: raise Miss"],
         )
     if isinstance(inner, cs.Enum):
         sub = _atom(inner.subcon, gen, name)
@@ -154,8 +228,8 @@ def _atom(c: cs.Construct, gen: _Gen, name: str | None) -> _Atom | None:
         if sub is None:
             return None
         k = gen.const(inner.value, "c")
-        sub.dec = [*sub.dec, f"if {{v}} != {k}: raise _Miss"]
-        sub.enc = [f"if {{v}} is not None and {{v}} != {k}: raise _Miss", f"{{v}} = {k}", *sub.enc]
+        sub.dec = [*sub.dec, f"if {{v}} != {k}: raise Miss"]
+        sub.enc = [f"if {{v}} is not None and {{v}} != {k}: raise Miss", f"{{v}} = {k}", *sub.enc]
         return sub
     if isinstance(inner, cs.Padded) and inner.subcon is cs.Pass and isinstance(inner.length, int):
         if inner.pattern != b"\x00" or inner.length < 0:
@@ -212,7 +286,7 @@ def _dec_run(run: list[_Atom], gen: _Gen, target: str | None) -> list[str]:
     fmt = _fmt(run)
     size = struct.calcsize(fmt)
     unpack = gen.const(struct.Struct(fmt).unpack_from, "u")
-    gen.emit(f"if pos + {size} > end: raise _Miss")
+    gen.emit(f"if pos + {size} > end: raise Miss")
     values = [gen.var() for a in run if a.has_value]
     if values:
         gen.emit(f"{', '.join(values)}{',' if len(values) == 1 else ''} = {unpack}(data, pos)")
@@ -246,12 +320,12 @@ def _dec_count(lengthfield: cs.Construct, gen: _Gen, var: str) -> None:
         raise Unsupported(f"length field {lengthfield}")
     (v,) = _dec_run([atom], gen, None)
     gen.emit(f"{var} = {v}")
-    gen.emit(f"if {var} < 0 or pos + {var} > end: raise _Miss")
+    gen.emit(f"if {var} < 0 or pos + {var} > end: raise Miss")
 
 
 def _string_kind(inner: cs.Construct) -> tuple[str, Any]:
     """('pascal', lengthfield) | ('greedy', None) | ('cstring', None) for string/bytes bodies."""
-    prefix = _pascal_prefix(inner)
+    prefix = pascal_prefix(inner)
     if prefix is not None:
         return "pascal", prefix
     if inner is cs.GreedyBytes:
@@ -268,10 +342,18 @@ def _string_kind(inner: cs.Construct) -> tuple[str, Any]:
     raise Unsupported(type(inner).__name__)
 
 
-def _check_encoding(encoding: str) -> str:
-    # Only encodings whose NUL terminator is one 0 byte and that never put 0 inside a character.
-    if "".encode(encoding) != b"" or "\0".encode(encoding) != b"\x00":
-        raise Unsupported(f"encoding {encoding}")
+def _encoding(inner: cs.Construct, kind: str) -> str:
+    """The encoding of a `StringEncoded`, when the fast path can use it: a known codec
+    and, for C strings, one whose NUL is one 0 byte and never inside a character."""
+    encoding = inner.encoding
+    if not isinstance(encoding, str):
+        raise Unsupported(f"encoding {encoding!r}")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise Unsupported(f"unknown encoding {encoding!r}") from None
+    if kind == "cstring" and ("".encode(encoding) != b"" or "\0".encode(encoding) != b"\x00"):
+        raise Unsupported(f"encoding {encoding} for a C string")
     return encoding
 
 
@@ -288,7 +370,7 @@ def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
         return
     if isinstance(inner, cs.StringEncoded):
         kind, prefix = _string_kind(unwrap(inner.subcon)[0])
-        enc = _check_encoding(inner.encoding) if kind == "cstring" else inner.encoding
+        enc = _encoding(inner, kind)
         _dec_bytes(kind, prefix, gen, var)
         gen.emit(f"{var} = {var}.decode({enc!r})")
         return
@@ -299,7 +381,7 @@ def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
     if isinstance(inner, cs.Array) and isinstance(inner.count, int) and not inner.discard:
         _dec_loop(str(inner.count), inner.subcon, gen, var)
         return
-    pa = _prefixed_array(inner)
+    pa = prefixed_array(inner)
     if pa is not None:
         count_field, item = pa
         n = gen.var("n")
@@ -308,7 +390,7 @@ def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
             raise Unsupported("PrefixedArray count")
         (v,) = _dec_run([atom], gen, None)
         gen.emit(f"{n} = {v}")
-        gen.emit(f"if {n} < 0: raise _Miss")
+        gen.emit(f"if {n} < 0: raise Miss")
         _dec_loop(n, item, gen, var)
         return
     raise Unsupported(type(inner).__name__)
@@ -326,7 +408,7 @@ def _dec_bytes(kind: str, prefix: Any, gen: _Gen, var: str) -> None:
     else:
         i = gen.var("i")
         gen.emit(f"{i} = data.find(b'\\x00', pos, end)")
-        gen.emit(f"if {i} < 0: raise _Miss")
+        gen.emit(f"if {i} < 0: raise Miss")
         gen.emit(f"{var} = data[pos:{i}]")
         gen.emit(f"pos = {i} + 1")
 
@@ -386,26 +468,27 @@ def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
         return
     if isinstance(inner, cs.Struct):
         gen.emit(f"if {v} is None: {v} = {{}}")
+        gen.emit(f"if not isinstance({v}, _dict): raise Miss")
         _enc_struct(inner, gen, v, write)
         return
     if isinstance(inner, cs.StringEncoded):
         kind, prefix = _string_kind(unwrap(inner.subcon)[0])
-        enc = _check_encoding(inner.encoding) if kind == "cstring" else inner.encoding
-        gen.emit(f"if not isinstance({v}, str): raise _Miss")
+        enc = _encoding(inner, kind)
+        gen.emit(f"if not isinstance({v}, str): raise Miss")
         gen.emit(f"{v} = {v}.encode({enc!r})")
         _enc_bytes(kind, prefix, gen, v, write)
         return
     if isinstance(inner, cs.Prefixed) or inner is cs.GreedyBytes:
         kind, prefix = _string_kind(inner)
         gen.emit(f"if {v}.__class__ is _bytearray: {v} = _bytes({v})")
-        gen.emit(f"if {v}.__class__ is not _bytes: raise _Miss")
+        gen.emit(f"if {v}.__class__ is not _bytes: raise Miss")
         _enc_bytes(kind, prefix, gen, v, write)
         return
     if isinstance(inner, cs.Array) and isinstance(inner.count, int) and not inner.discard:
-        gen.emit(f"if len({v}) != {inner.count}: raise _Miss")
+        gen.emit(f"if len({v}) != {inner.count}: raise Miss")
         _enc_loop(inner.subcon, gen, v, write)
         return
-    pa = _prefixed_array(inner)
+    pa = prefixed_array(inner)
     if pa is not None:
         count_field, item = pa
         atom = _atom(count_field, gen, None)
@@ -445,92 +528,85 @@ def _top_check(gen: _Gen, names: list[str], optional: list[str]) -> None:
     """Reject unknown top-level keys (construct would ignore them); missing keys raise KeyError."""
     if optional:
         names_const = gen.const(frozenset(names), "names")
-        gen.emit(f"if not {names_const}.issuperset(f): raise _Miss")
+        gen.emit(f"if not {names_const}.issuperset(f): raise Miss")
     else:
-        gen.emit(f"if len(f) != {len(names)}: raise _Miss")
+        gen.emit(f"if len(f) != {len(names)}: raise Miss")
 
 
-def compile_payload(
-    struct_: cs.Construct,
-    *,
-    header: HeaderSpec | None = None,
-    code: int = 0,
-    message: tuple[Any, ...] | None = None,
-) -> CompiledPayload:
-    """Compile a payload `Struct`; raise `Unsupported` outside the subset.
+def _fixed_run(inner: cs.Struct, gen: _Gen) -> list[_Atom] | None:
+    """The atoms of a struct made only of fixed-size scalars (one byte order), else None."""
+    parts = _runs(inner.subcons, gen)
+    if not parts:
+        return []
+    first = parts[0]
+    if len(parts) == 1 and isinstance(first, tuple):
+        atoms: list[_Atom] = first[0]
+        return atoms
+    return None
 
-    With `header` and `message` (a `NamedTuple` class, then the values that go before and
-    after the fields and raw bytes: `(cls, name, code, version)`), a fixed-size payload
-    also gets fused functions that pack or unpack header and payload with one `struct`
-    call and build the message tuple directly.
-    """
+
+def _sources(inner: cs.Struct) -> list[str | None]:
+    """Where each top-level field's value comes from in generated encoders (`f`)."""
+    return [_fetch("f", sc) if sc.name else None for sc in inner.subcons]
+
+
+def _struct_of(struct_: cs.Construct) -> cs.Struct:
     inner = unwrap(struct_)[0]
     if not isinstance(inner, cs.Struct):
         raise Unsupported("not a Struct")
+    return inner
+
+
+def compile_payload(struct_: cs.Construct) -> CompiledPayload:
+    """Compile a payload `Struct`; raise `Unsupported` outside the subset."""
+    inner = _struct_of(struct_)
     gen = _Gen()
     names, optional = _required_names(inner)
 
     gen.lines.append("def decode(data, pos, end):")
     gen.emit("out = {}")
     _dec_struct(inner, gen, "out")
-    gen.emit("if pos != end: raise _Miss")
+    gen.emit("if pos != end: raise Miss")
     gen.emit("return out")
 
     gen.lines.append("def encode(f):")
     _top_check(gen, names, optional)
-    parts = _runs(inner.subcons, gen)
-    fixed_run: list[_Atom] | None = None
-    if not parts:
-        fixed_run = []
-    elif len(parts) == 1 and isinstance(parts[0], tuple):
-        fixed_run = parts[0][0]
-    sources = [_fetch("f", sc) if sc.name else None for sc in inner.subcons]
+    fixed_run = _fixed_run(inner, gen)
     if fixed_run is not None:
-        gen.emit(f"return {_enc_run(fixed_run, gen, sources)}" if fixed_run else "return b''")
+        gen.emit(f"return {_enc_run(fixed_run, gen, _sources(inner))}" if fixed_run else "return b''")
     else:
         gen.emit("parts = []")
         _enc_struct(inner, gen, "f", "parts.append")
         gen.emit("return b''.join(parts)")
     size = None if fixed_run is None else struct.calcsize(_fmt(fixed_run))
 
-    if header is not None and message is not None and fixed_run is not None:
-        orders = {a.order for a in fixed_run if a.order} | {header.order}
-        if len(orders) == 1:
-            _fuse(gen, header, fixed_run, sources, names, optional, code, size or 0, message)
-
-    source = "\n".join(gen.lines) + "\n"
-    try:
-        exec(compile(source, f"<rawws_nb.codec: {inner}>", "exec"), gen.ns)
-    except SyntaxError as exc:  # pragma: no cover - a bug in this module
-        raise Unsupported(f"generated code does not compile: {exc}") from exc
-    return CompiledPayload(
-        decode=gen.ns["decode"],
-        encode=gen.ns["encode"],
-        size=size,
-        source=source,
-        fused_encode=gen.ns.get("fused_encode"),
-        fused_decode=gen.ns.get("fused_decode"),
-    )
+    source = gen.run(f"<rawws_nb.codec: {inner}>")
+    return CompiledPayload(decode=gen.ns["decode"], encode=gen.ns["encode"], size=size, source=source)
 
 
-def _fuse(
-    gen: _Gen,
-    header: HeaderSpec,
-    run: list[_Atom],
-    sources: list[str | None],
-    names: list[str],
-    optional: list[str],
-    code: int,
-    size: int,
-    message: tuple[Any, ...],
-) -> None:
-    """Emit `fused_encode(f)` and `fused_decode(data)` for a header + fixed payload."""
+def compile_fused(
+    struct_: cs.Construct, header: HeaderSpec, code: int, template: ResultTemplate[_R]
+) -> FusedCodec[_R] | None:
+    """Whole-message functions for `header` (type code `code`) then payload `struct_`;
+    None unless the payload is fixed-size in the header's byte order. Raise
+    `Unsupported` outside the compiled subset."""
+    inner = _struct_of(struct_)
+    gen = _Gen()
+    run = _fixed_run(inner, gen)
+    if run is None:
+        return None
+    orders = {a.order for a in run if a.order} | {header.order}
+    if len(orders) != 1:
+        return None
+    names, optional = _required_names(inner)
+    size = struct.calcsize(_fmt(run))
     fmt = header.order + header.fmt + "".join(a.code for a in run)
     head = {"type": repr(code), "length": repr(size)}
-    gen.lines.append("def fused_encode(f):")
+
+    gen.lines.append("def encode(f):")
     _top_check(gen, names, optional)
     args = [head[n] for n in header.names]
-    for atom, src in zip(run, sources, strict=True):
+    for atom, src in zip(run, _sources(inner), strict=True):
         if atom.has_value:
             v = gen.var()
             gen.emit(f"{v} = {src if src is not None else 'None'}")
@@ -539,11 +615,11 @@ def _fuse(
             args.append(v)
     gen.emit(f"return {gen.const(struct.Struct(fmt).pack, 'fp')}({', '.join(args)})")
 
-    gen.lines.append("def fused_decode(data):")
+    gen.lines.append("def decode(data):")
     targets = [f"_h_{n}" for n in header.names] + [gen.var() for a in run if a.has_value]
     unpack = gen.const(struct.Struct(fmt).unpack, "fu")
     gen.emit(f"{', '.join(targets)}{',' if len(targets) == 1 else ''} = {unpack}(data)")
-    gen.emit(f"if _h_length != {size}: raise _Miss")
+    gen.emit(f"if _h_length != {size}: raise Miss")
     values = iter(targets[len(header.names) :])
     items = []
     for atom in run:
@@ -552,8 +628,10 @@ def _fuse(
             gen.emit(stmt.format(v=v))
         if atom.name:
             items.append(f"{atom.name!r}: {v}")
-    cls, *before, after = message
-    new, cls_ = gen.const(tuple.__new__, "new"), gen.const(cls, "cls")
-    head_args = ", ".join(gen.const(v, "m") for v in before)
-    tail = gen.const(after, "m")
-    gen.emit(f"return {new}({cls_}, ({head_args}, {{{', '.join(items)}}}, data, {tail}))")
+    new, cls = gen.const(tuple.__new__, "new"), gen.const(template.cls, "cls")
+    parts = [gen.const(v, "m") for v in template.head] + [f"{{{', '.join(items)}}}", "data"]
+    parts += [gen.const(v, "m") for v in template.tail]
+    gen.emit(f"return {new}({cls}, ({', '.join(parts)}))")
+
+    source = gen.run(f"<rawws_nb.codec, fused: {inner}>")
+    return FusedCodec(encode=gen.ns["encode"], decode=gen.ns["decode"], size=size, source=source)
