@@ -5,7 +5,7 @@
 
 Each module has a `PROTOCOL` (a `rawws_nb.codec.Protocol`) and `async def serve(session)`,
 the server side the embedded test server runs at `/proto/<name>`. Every `/proto/<name>`
-endpoint starts with version negotiation (DESIGN.md), also for `tlv`, which has one
+endpoint starts with version negotiation (docs/architecture.md), also for `tlv`, which has one
 version: clients call `await negotiate(session, protocol)` first.
 """
 

@@ -1,4 +1,4 @@
-"""`tlv`: type/length/payload messages, the seed's "custom frame" without hand-packing.
+"""`tlv`: type/length/payload messages, a "custom frame" without hand-packing.
 
 Every message is `[type:1][length:4 big-endian][payload:length]` (the default framing).
 

@@ -1,7 +1,7 @@
 """Event loops and threads: running work on the loop a session lives on, from any thread.
 
-A session lives on the event loop that opened it (see DESIGN.md, "Event loops and
-threads"). Code outside that loop reaches it through this module, never by touching
+A session lives on the event loop that opened it (see docs/architecture.md, "Threads
+and event loops"). Code outside that loop reaches it through this module, never by touching
 session state directly:
 
 * `submit(loop, coro)` / `call_soon(loop, fn, ...)` / `cancel(loop, handle)`: fire and

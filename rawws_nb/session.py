@@ -21,18 +21,16 @@ opening handshake is done (see `rawws_nb.connect` and `rawws_nb.server`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .codec import decode_for_timeline
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
 from .errors import SessionClosed
 from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
 from .loops import run_sync
-from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder
+from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder, codec_decoder
 from .wire import Violation, split_frames
 
 if TYPE_CHECKING:
@@ -310,9 +308,7 @@ class RawSession:
     def _set_decoder(self) -> None:
         if self._recorder is not None:
             protocol = self.protocol
-            self._recorder.set_decoder(
-                None if protocol is None else functools.partial(decode_for_timeline, protocol, self._protocol_version)
-            )
+            self._recorder.set_decoder(None if protocol is None else codec_decoder(protocol, self._protocol_version))
 
     @property
     def protocol_version(self) -> Any:

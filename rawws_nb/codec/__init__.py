@@ -11,7 +11,7 @@ msg = proto.decode(frame)            # Message(name='chat', code=2, fields={...}
 ```
 
 Pure and synchronous, except `negotiate`/`accept_negotiation`, which talk through a
-session. See `Protocol`, `StreamDecoder`, `negotiation` and DESIGN.md's codec section.
+session. See `Protocol`, `StreamDecoder`, `negotiation` and docs/architecture.md ("The codec's wire conventions").
 """
 
 from .errors import CodecError, DecodeError, EncodeError, hex_excerpt

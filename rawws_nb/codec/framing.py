@@ -1,9 +1,10 @@
 """Framing: where a message's type code and payload sit in the bytes.
 
-The default is DESIGN.md's `[type:1][length:4 big-endian][payload:length]`, spelled as
-construct: `"type"/Int8ub, "length"/Int32ub, "payload"/Bytes(this.length)`. Any `Struct`
-with a `type` field and a `payload` bytes field works (a varint length, a 2-byte type, a
-magic prefix...). Framings made of fixed-size `type`/`length` fields followed by
+The default (docs/architecture.md, "The codec's wire conventions") is
+`[type:1][length:4 big-endian][payload:length]`, spelled as construct:
+`"type"/Int8ub, "length"/Int32ub, "payload"/Bytes(this.length)`. Any `Struct` with a
+`type` field and a `payload` bytes field works (a varint length, a 2-byte type, a magic
+prefix...). Framings made of fixed-size `type`/`length` fields followed by
 `Bytes(this.length)` use a `struct` fast path; others are parsed by construct.
 """
 

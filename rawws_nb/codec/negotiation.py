@@ -1,4 +1,4 @@
-"""Version negotiation on the wire (DESIGN.md, "Version negotiation on the wire").
+"""Version negotiation on the wire (docs/architecture.md, "The codec's wire conventions").
 
 The client's first Binary frame is its offer: `[major, minor]` byte pairs, most preferred
 first. The server answers one Binary frame `[major, minor]` with the version it picked

@@ -24,6 +24,7 @@ misses (say, a `RuntimeError` from a custom adapter) is a bug and propagates as 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -291,6 +292,14 @@ class ProtocolVersion:
 
     # -- description
 
+    def timeline_decoder(
+        self, version: VersionLike | None = None
+    ) -> Callable[[bytes], tuple[str | None, dict[str, Any] | None, str | None]]:
+        """The decoder timelines use for this protocol: `decode_for_timeline` bound to it
+        and `version` (negotiation frames and several messages per frame recognised).
+        The recorder and `df.rawws.decode` find it duck-typed: they import no codec."""
+        return functools.partial(decode_for_timeline, self, version)
+
     def describe(self) -> pd.DataFrame:
         """One row per field (one per message type without fields)."""
         return _describe([self])
@@ -399,6 +408,14 @@ class Protocol:
 
     def decoder(self, *, errors: Literal["raise", "skip"] = "raise") -> StreamDecoder:
         return self._latest.decoder(errors=errors)
+
+    def timeline_decoder(
+        self, version: VersionLike | None = None
+    ) -> Callable[[bytes], tuple[str | None, dict[str, Any] | None, str | None]]:
+        """The decoder timelines use for this protocol: `decode_for_timeline` bound to it
+        and `version` (negotiation frames and several messages per frame recognised).
+        The recorder and `df.rawws.decode` find it duck-typed: they import no codec."""
+        return functools.partial(decode_for_timeline, self, version)
 
     def describe(self) -> pd.DataFrame:
         """One row per (version, message type, field)."""

@@ -97,13 +97,15 @@ def decode_safely(decode: Decoder, data: bytes) -> Decoded:
 
 def codec_decoder(protocol: Any, version: Any = None) -> Decoder:
     """A `Decoder` over a codec used duck-typed (nothing here imports `rawws_nb.codec`):
-    `protocol.decode(data)` (or `protocol.for_version(version).decode(data)` when `version`
-    is given) returns a message with `name` and `fields`; what it raises becomes the error
-    text (`"DecodeError: ..."`), with the exception's `msg_type` attribute when it has one.
-
-    This is plain decoding: for the codec's timeline conventions (negotiation frames, several
-    messages in one frame) pass `functools.partial(rawws_nb.codec.decode_for_timeline,
-    protocol, version)` instead."""
+    the protocol's own `timeline_decoder(version)` when it has one (a `rawws_nb.codec`
+    protocol does: negotiation frames and several messages per frame recognised); else
+    plain decoding: `protocol.decode(data)` (or `protocol.for_version(version).decode(data)`
+    when `version` is given) returns a message with `name` and `fields`, and what it
+    raises becomes the error text, with the exception's `msg_type` when it has one."""
+    make = getattr(protocol, "timeline_decoder", None)
+    if callable(make):
+        made: Decoder = make(version)
+        return made
 
     def decode(data: bytes) -> Decoded:
         codec = protocol if version is None else protocol.for_version(version)

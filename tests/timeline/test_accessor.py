@@ -255,7 +255,14 @@ def test_decode_with_a_decoder_function_or_a_duck_typed_codec():
     exact = df.rawws.decode(functools.partial(decode_for_timeline, tlv.PROTOCOL, None))
     assert exact.msg_type.tolist() == ["negotiation", "chat", pd.NA]
     assert exact.fields.tolist()[:2] == [{"versions": ["1.0"]}, {"id": 3, "text": "hi"}]
-    plain = df.rawws.decode(tlv.PROTOCOL)  # duck-typed: decode() only, no negotiation frames
+    # A codec Protocol brings its own timeline decoder: the same result.
+    assert df.rawws.decode(tlv.PROTOCOL).msg_type.tolist() == exact.msg_type.tolist()
+
+    class DecodeOnly:  # anything with decode(): plain decoding, no negotiation frames
+        def decode(self, data: bytes):
+            return tlv.PROTOCOL.decode(data)
+
+    plain = df.rawws.decode(DecodeOnly())
     assert plain.msg_type.tolist()[1] == "chat" and plain.fields.tolist()[1] == {"id": 3, "text": "hi"}
     assert plain.error.tolist()[0].startswith("DecodeError") and pd.notna(plain.error.tolist()[2])
 
