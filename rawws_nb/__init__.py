@@ -7,6 +7,7 @@ docs/architecture.md.
 
 from . import sync
 from .connect import web_socket_raw, web_socket_raw_session, ws_raw, wss_raw
+from .deflate import Deflate
 from .errors import HandshakeError, InvalidSend, MessageTooBig, PeerProtocolError, RawWsError, SessionClosed
 from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
@@ -34,6 +35,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "__version__",
+    "Deflate",
     "CloseReason",
     "Dashboard",
     "LatencyPanel",

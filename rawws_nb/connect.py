@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from .deflate import EXTENSION_NAME, Deflate, PerMessageDeflate
 from .errors import HandshakeError
 from .frames import CloseReason
 from .handshake import Accepted, ClientHandshake, RequestBuilder, Target, parse_url
@@ -28,9 +29,10 @@ DEFAULT_OPEN_TIMEOUT = 10.0
 class _HandshakeProtocol(asyncio.Protocol):
     """Runs the client handshake, then hands the transport to the session."""
 
-    def __init__(self, session: RawSession, handshake: ClientHandshake) -> None:
+    def __init__(self, session: RawSession, handshake: ClientHandshake, compression: Deflate | None) -> None:
         self.session = session
         self.handshake = handshake
+        self.compression = compression  # this side's compressor settings (level, mem_level)
         self.done: asyncio.Future[Accepted] = session.loop.create_future()
         self.transport: asyncio.Transport | None = None
 
@@ -54,7 +56,13 @@ class _HandshakeProtocol(asyncio.Protocol):
         session = self.session
         session.subprotocol = accepted.subprotocol
         session.response_headers = accepted.headers
-        session.attach(self.transport, accepted.trailing)
+        deflate = None
+        if accepted.deflate is not None:
+            settings = self.compression or Deflate()
+            deflate = PerMessageDeflate(
+                accepted.deflate, client=True, level=settings.level, mem_level=settings.mem_level
+            )
+        session.attach(self.transport, accepted.trailing, extensions=accepted.extensions, deflate=deflate)
         self.done.set_result(accepted)
 
     def eof_received(self) -> bool | None:
@@ -70,6 +78,18 @@ class _HandshakeProtocol(asyncio.Protocol):
                 self.handshake.eof()
             except HandshakeError as exc:
                 self.done.set_exception(exc)
+
+
+def _compression(value: str | Deflate | bool | None) -> Deflate | None:
+    """What `compression=` means: None/False nothing offered (the default: raw), "deflate"
+    or True permessage-deflate with `client_max_window_bits`, a `Deflate` exactly that."""
+    if value is None or value is False:
+        return None
+    if value is True or value == "deflate" or value == EXTENSION_NAME:
+        return Deflate()
+    if isinstance(value, Deflate):
+        return value
+    raise ValueError(f'compression= takes "deflate", a rawws_nb.Deflate(...) or None, not {value!r}')
 
 
 def _resolve(
@@ -103,6 +123,7 @@ async def _open(
     path: str | None = None,
     request: Callable[[RequestBuilder], Any] | None = None,
     tls: ssl.SSLContext | bool | None = None,
+    compression: str | Deflate | bool | None = None,
     secure: bool | None = None,
     subprotocols: list[str] | None = None,
     headers: dict[str, str] | None = None,
@@ -119,8 +140,13 @@ async def _open(
     if secure is None and tls not in (None, False):
         secure = True
     target = _resolve(url, method, host, port, path, secure)
+    offer = _compression(compression)
     builder = RequestBuilder(
-        method=method, url=target.url, headers=dict(headers or {}), subprotocols=list(subprotocols or [])
+        method=method,
+        url=target.url,
+        headers=dict(headers or {}),
+        subprotocols=list(subprotocols or []),
+        extensions=[offer.offer()] if offer is not None else [],
     )
     if request is not None:
         result = request(builder)
@@ -144,7 +170,7 @@ async def _open(
         protocol=protocol,
     )
     handshake = ClientHandshake(builder, target)
-    proto = _HandshakeProtocol(session, handshake)
+    proto = _HandshakeProtocol(session, handshake, offer)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(open_timeout):
@@ -180,7 +206,8 @@ async def _open(
 async def web_socket_raw_session(url: str | None = None, **options: Any) -> RawSession:
     """Open a raw session and return it (you close it).
 
-    Options: `method`, `host`, `port`, `path`, `request`, `tls`, `subprotocols`,
+    Options: `method`, `host`, `port`, `path`, `request`, `tls`, `compression` (None:
+    nothing offered; "deflate" or `rawws_nb.Deflate(...)`: offer permessage-deflate), `subprotocols`,
     `headers`, `open_timeout`, `close_timeout`, `max_message_size`, `max_frame_size`,
     `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`.
     """

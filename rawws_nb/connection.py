@@ -54,8 +54,9 @@ from __future__ import annotations
 import enum
 import os
 
+from .deflate import PerMessageDeflate
 from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
-from .frames import RX, Close, CloseReason, Frame, is_valid_close_code
+from .frames import COMPRESSED, RX, Close, CloseReason, Frame, is_valid_close_code
 from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask, header_bytes
 
 __all__ = [
@@ -128,11 +129,13 @@ class Connection:
         "_mask_pos",
         "_out",
         "_out_size",
+        "_tx_compressed",
         "_tx_msg_cls",
         "client",
         "close_reason",
         "close_received",
         "close_sent",
+        "deflate",
         "end",
         "failure",
         "failure_error",
@@ -148,11 +151,17 @@ class Connection:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_frame_size: int | None = None,
         state: State = State.CONNECTING,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.client = client
         self.state = state
+        self.deflate = deflate  # permessage-deflate, when the handshake negotiated it
         self.reader = FrameReader(
-            client=client, max_frame_size=max_frame_size, max_message_size=max_message_size, tag=RX
+            client=client,
+            max_frame_size=max_frame_size,
+            max_message_size=max_message_size,
+            tag=RX,
+            inflater=None if deflate is None else deflate.inflater,
         )
         # The closing handshake: what was sent and received (None: nothing yet).
         self.close_sent: CloseReason | None = None
@@ -166,6 +175,7 @@ class Connection:
         self.should_close_transport = False
         self._failed = False
         self._tx_msg_cls: type[Frame] | None = None  # the fragmented message being sent
+        self._tx_compressed = False  # ... and whether it is compressed
         self._mask_pool = b""
         self._mask_pos = _MASK_POOL
         self._out: list[bytes | memoryview] = []
@@ -183,9 +193,13 @@ class Connection:
         except KeyError:
             raise RuntimeError(f"no transition from {self.state.value} on {event.name}") from None
 
-    def opened(self) -> None:
-        """The opening handshake is done: CONNECTING -> OPEN."""
+    def opened(self, deflate: PerMessageDeflate | None = None) -> None:
+        """The opening handshake is done: CONNECTING -> OPEN, with permessage-deflate when
+        the handshake negotiated it."""
         self._move(Event.OPENED)
+        if deflate is not None:
+            self.deflate = deflate
+            self.reader.use_inflater(deflate.inflater)
 
     @property
     def closing_handshake_done(self) -> bool:
@@ -318,8 +332,11 @@ class Connection:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(self, frame: Frame) -> int:
-        """Check `frame` and append its wire bytes. Returns its header code (`frames.header_code`: wire opcode, fin,
+    def send(self, frame: Frame, compress: bool = True) -> int:
+        """Check `frame` and append its wire bytes. With permessage-deflate negotiated, a
+        data message is compressed unless `compress=False` (decided at its first frame;
+        its fragments continue the compressed stream; rsv1 goes on the first frame only).
+        Returns its header code (`frames.header_code`: wire opcode, fin,
         rsv, length), the form the recorder stores.
 
         Data frames continue an unfinished message as CONTINUATION frames; control
@@ -340,11 +357,13 @@ class Connection:
         payload = frame.data
         fin = frame.fin
         wire: int = opcode
+        compressed = False
         if opcode < 8:
             current = self._tx_msg_cls
             if current is None:
-                pass
+                compressed = self._tx_compressed = compress and self.deflate is not None
             elif current is cls:
+                compressed = self._tx_compressed
                 wire = 0
             else:
                 raise InvalidSend(
@@ -359,6 +378,13 @@ class Connection:
             b0 |= frame.rsv1 << 6 | frame.rsv2 << 5 | frame.rsv3 << 4
         if opcode == 8:
             self._write_close(payload, _close_reason(payload), b0)
+        elif compressed:
+            assert self.deflate is not None
+            payload = self.deflate.deflater.compress(payload, fin)
+            if wire:
+                b0 |= 0x40  # rsv1: this message is compressed
+            self._write_frame(b0, payload)
+            return len(payload) << 16 | COMPRESSED | b0
         else:
             self._write_frame(b0, payload)
         return len(payload) << 16 | b0
@@ -415,6 +441,14 @@ class Connection:
                 out.append(head)
                 out.append(payload)
             self._out_size += len(head) + n
+
+    def deflate_payload(self, data: bytes, fin: bool = True) -> bytes:
+        """Compress `data` with this side's own compression context, as `send` would (for
+        crafting frames for `send_raw` that continue the context). Raises `InvalidSend`
+        when permessage-deflate was not negotiated."""
+        if self.deflate is None:
+            raise InvalidSend("permessage-deflate was not negotiated on this connection")
+        return self.deflate.deflater.compress(data, fin)
 
     @property
     def bytes_to_send(self) -> int:

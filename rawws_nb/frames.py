@@ -18,6 +18,7 @@ import struct
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
+    "COMPRESSED",
     "FRAME_CLASSES",
     "RX",
     "TX",
@@ -27,15 +28,18 @@ __all__ = [
     "header_code",
     "hexdump",
     "is_valid_close_code",
+    "make_compressed_frame",
     "make_frame",
 ]
 
 # -- the header code: one frame's header in one int ---------------------------------------
-# bits 0-3 wire opcode, 4-6 rsv3/rsv2/rsv1 (rsv1 = 0x40), 7 fin, 8 direction (RX), 16 and
-# up the payload length. The reader reports it per frame, the recorder stores it. The low
+# bits 0-3 wire opcode, 4-6 rsv3/rsv2/rsv1 (rsv1 = 0x40), 7 fin, 8 direction (RX), 9
+# compressed (the frame belongs to a compressed message), 16 and up the payload length
+# on the wire. The reader reports it per frame, the recorder stores it. The low
 # byte is the frame's first wire byte, so `length << 16 | direction | b0` is the same code.
 TX = 0
 RX = 1 << 8
+COMPRESSED = 1 << 9  # bit 9: a frame of a permessage-deflate compressed message
 
 
 
@@ -54,10 +58,13 @@ class FrameType(enum.IntEnum):
         return self >= 0x8
 
 
-def header_code(opcode: int, fin: bool = True, rsv: int = 0, length: int = 0, direction: int = TX) -> int:
+def header_code(
+    opcode: int, fin: bool = True, rsv: int = 0, length: int = 0, direction: int = TX, compressed: bool = False
+) -> int:
     """Pack a frame's header (see the comment above): `rsv` is the 3-bit int (rsv1 = 4),
     `direction` `TX` or `RX`."""
-    return length << 16 | direction | (0x80 if fin else 0) | (rsv & 7) << 4 | (opcode & 0x0F)
+    flags = direction | (COMPRESSED if compressed else 0) | (0x80 if fin else 0) | (rsv & 7) << 4
+    return length << 16 | flags | (opcode & 0x0F)
 
 
 class _Codes(enum.IntEnum):
@@ -138,10 +145,11 @@ class Frame:
     extension they are a protocol violation).
     """
 
-    __slots__ = ("data", "fin", "rsv1", "rsv2", "rsv3")
+    __slots__ = ("_compressed", "data", "fin", "rsv1", "rsv2", "rsv3")
     __match_args__ = ("data", "fin")
 
     type: ClassVar[FrameType]
+    _compressed: bool
     data: bytes
     fin: bool
     rsv1: bool
@@ -179,6 +187,15 @@ class Frame:
         return self.type
 
     @property
+    def compressed(self) -> bool:
+        """True for a received frame of a compressed (permessage-deflate) message: `data`
+        is inflated, `rsv1` is as on the wire (set on the message's first frame only)."""
+        try:
+            return self._compressed
+        except AttributeError:
+            return False
+
+    @property
     def rsv(self) -> int:
         """The three rsv bits as an int (rsv1 = 4, rsv2 = 2, rsv3 = 1)."""
         return (self.rsv1 << 2) | (self.rsv2 << 1) | self.rsv3
@@ -202,7 +219,7 @@ class Frame:
         return len(self.data)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.data, self.fin, self.rsv1, self.rsv2, self.rsv3))
+        return (_rebuild, (type(self), self.data, self.fin, self.rsv1, self.rsv2, self.rsv3, self.compressed))
 
     def _preview(self) -> str:
         return _preview_bytes(self.data)
@@ -234,8 +251,13 @@ class Frame:
 F = TypeVar("F", bound=Frame)
 
 
-def _rebuild(cls: type[Frame], data: bytes, fin: bool, rsv1: bool, rsv2: bool, rsv3: bool) -> Frame:
-    return make_frame(cls, data, fin, rsv1, rsv2, rsv3)
+def _rebuild(
+    cls: type[Frame], data: bytes, fin: bool, rsv1: bool, rsv2: bool, rsv3: bool, compressed: bool = False
+) -> Frame:
+    frame = make_frame(cls, data, fin, rsv1, rsv2, rsv3)
+    if compressed:
+        _set_compressed(frame, True)
+    return frame
 
 
 _set_data = Frame.__dict__["data"].__set__
@@ -243,6 +265,7 @@ _set_fin = Frame.__dict__["fin"].__set__
 _set_rsv1 = Frame.__dict__["rsv1"].__set__
 _set_rsv2 = Frame.__dict__["rsv2"].__set__
 _set_rsv3 = Frame.__dict__["rsv3"].__set__
+_set_compressed = Frame.__dict__["_compressed"].__set__
 
 
 def make_frame(
@@ -256,6 +279,14 @@ def make_frame(
     _set_rsv1(frame, rsv1)
     _set_rsv2(frame, rsv2)
     _set_rsv3(frame, rsv3)
+    return frame
+
+
+def make_compressed_frame(cls: type[F], data: bytes, fin: bool, rsv1: bool) -> F:
+    """`make_frame` for a frame of a compressed message: `data` inflated, `rsv1` as on
+    the wire, `compressed` True."""
+    frame = make_frame(cls, data, fin, rsv1)
+    _set_compressed(frame, True)
     return frame
 
 

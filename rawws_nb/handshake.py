@@ -5,7 +5,8 @@ send odd requests on purpose) and checks the response as RFC 6455 4.1 says: stat
 101, `Upgrade: websocket`, `Connection: upgrade`, the `Sec-WebSocket-Accept` token, and
 no subprotocol or extension the client did not offer. Anything else is a
 `HandshakeError` naming what was wrong. Redirects are reported, never followed.
-`ServerHandshake` is the embedded server's side.
+`ServerHandshake` is the embedded server's side. Extensions: only permessage-deflate
+(`rawws_nb.deflate`), and only when offered; a server enabling anything else fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from urllib.parse import urlsplit
 import h11
 from wsproto.utilities import generate_accept_token, generate_nonce, split_comma_header
 
+from .deflate import (
+    EXTENSION_NAME,
+    Deflate,
+    DeflateParams,
+    NegotiationFailed,
+    accept_offer,
+    check_response,
+    parse_extensions,
+)
 from .errors import HandshakeError
 
 __all__ = [
@@ -97,10 +107,33 @@ def parse_url(url: str) -> Target:
 
 @dataclass(frozen=True)
 class Accepted:
+    """What a 101 response agreed: subprotocol, extensions (the response's header
+    values), and the permessage-deflate parameters when it was negotiated."""
+
     status: int
     headers: list[tuple[str, str]]
     subprotocol: str | None
     trailing: bytes
+    extensions: list[str] = field(default_factory=list)
+    deflate: DeflateParams | None = None
+
+
+def _offer_from_params(params: list[tuple[str, str | None]]) -> Deflate:
+    """The `Deflate` a permessage-deflate offer (as sent, e.g. typed by hand) means."""
+    got = dict(params)
+
+    def bits(value: str | None) -> int | None:
+        return int(value) if value is not None and value.isdigit() and 8 <= int(value) <= 15 else None
+
+    client: int | bool | None = None
+    if "client_max_window_bits" in got:
+        client = bits(got["client_max_window_bits"]) or True
+    return Deflate(
+        client_max_window_bits=client,
+        server_max_window_bits=bits(got.get("server_max_window_bits")),
+        client_no_context_takeover="client_no_context_takeover" in got,
+        server_no_context_takeover="server_no_context_takeover" in got,
+    )
 
 
 class ClientHandshake:
@@ -216,15 +249,40 @@ class ClientHandshake:
             if len(protocols) > 1 or protocols[0] not in self.builder.subprotocols:
                 raise fail(f"server chose subprotocol {', '.join(protocols)!r}, offered {self.builder.subprotocols!r}")
             subprotocol = protocols[0]
-        extensions = [e for v in values("sec-websocket-extensions") for e in split_comma_header(v.encode())]
-        if extensions:
-            offered = {e.split(";")[0].strip() for e in self.builder.extensions}
-            for ext in extensions:
-                if ext.split(";")[0].strip() not in offered:
-                    raise fail(f"server enabled extension {ext!r} that was not offered")
-            raise fail(f"server enabled extensions {extensions!r}; rawws_nb implements none")
+        try:
+            accepted = parse_extensions(values("sec-websocket-extensions"))
+        except NegotiationFailed as exc:
+            raise fail(str(exc)) from None
+        deflate: DeflateParams | None = None
+        offered = self.offered_extensions()
+        for name, params in accepted:
+            if name not in offered:
+                raise fail(f"server enabled extension {name!r} that was not offered")
+            if name != EXTENSION_NAME:
+                raise fail(f"server enabled extension {name!r}; rawws_nb implements only {EXTENSION_NAME}")
+            if deflate is not None:
+                raise fail(f"server enabled {EXTENSION_NAME} twice")
+            try:
+                deflate = check_response(offered[name], params)
+            except NegotiationFailed as exc:
+                raise fail(f"invalid {EXTENSION_NAME} response: {exc}") from None
+        extensions = [v for v in values("sec-websocket-extensions")]
         trailing, _closed = self._conn.trailing_data
-        return Accepted(101, headers, subprotocol, bytes(trailing))
+        return Accepted(101, headers, subprotocol, bytes(trailing), extensions, deflate)
+
+    def offered_extensions(self) -> dict[str, Deflate]:
+        """The extensions the request offers, by name; a permessage-deflate offer as the
+        `Deflate` it means (the first, when several are offered)."""
+        offered: dict[str, Deflate] = {}
+        try:
+            items = parse_extensions(self.builder.extensions)
+        except NegotiationFailed:
+            items = []  # a malformed offer on purpose: any acceptance fails as unoffered
+        for name, params in items:
+            if name in offered:
+                continue
+            offered[name] = _offer_from_params(params) if name == EXTENSION_NAME else Deflate()
+        return offered
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -302,7 +360,27 @@ class ServerHandshake:
         self._key = key.encode("ascii")
         return None
 
-    def accept(self, subprotocol: str | None = None) -> bytes:
+    def negotiate_deflate(self, policy: Deflate | None) -> tuple[DeflateParams, str] | None:
+        """Pick the first permessage-deflate offer of the request that `policy` accepts:
+        the agreed parameters and the response header value; None when nothing was
+        offered, `policy` is None (decline), or no offer is acceptable."""
+        req = self.request
+        assert req is not None
+        if policy is None:
+            return None
+        values = [v for k, v in req.headers if k.lower() == "sec-websocket-extensions"]
+        try:
+            offers = parse_extensions(values)
+        except NegotiationFailed:
+            return None
+        for name, params in offers:
+            if name == EXTENSION_NAME:
+                answer = accept_offer(policy, params)
+                if answer is not None:
+                    return answer
+        return None
+
+    def accept(self, subprotocol: str | None = None, extensions: str | None = None) -> bytes:
         headers = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
@@ -310,6 +388,8 @@ class ServerHandshake:
         ]
         if subprotocol is not None:
             headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        if extensions:
+            headers.append(("Sec-WebSocket-Extensions", extensions))
         return (
             self._conn.send(h11.InformationalResponse(status_code=101, headers=headers, reason=b"Switching Protocols"))
             or b""

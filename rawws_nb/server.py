@@ -15,6 +15,9 @@ binds 127.0.0.1 unless told otherwise. Paths:
 | `/status/<code>` | refuses the upgrade with that HTTP status (`/status/302` redirects to /echo) |
 | `/proto/<name>` | speaks `protocols.<name>` (codec messages, with version negotiation) |
 
+Every path accepts a client's permessage-deflate offer (`?deflate=no` declines it,
+`?deflate=no_context_takeover,server_max_window_bits:10` picks the server's parameters).
+
 Everything the server does is on purpose: it is raw too (no automatic pongs except
 where a path says so).
 """
@@ -30,6 +33,7 @@ from typing import Any
 
 import protocols
 
+from .deflate import Deflate, PerMessageDeflate
 from .errors import HandshakeError, InvalidSend, SessionClosed
 from .frames import Binary, Close, CloseReason, Ping, Pong, Text
 from .handshake import ServerHandshake, ServerRequest, format_host
@@ -43,13 +47,15 @@ log = logging.getLogger("rawws_nb.server")
 ServerHandler = Callable[[RawSession, ServerRequest], Awaitable[None]]
 
 MAX_SERVER_MESSAGE = 64 << 20
+DEFAULT_COMPRESSION = Deflate()  # the embedded server accepts permessage-deflate when offered
 
 
 # -- path handlers ---------------------------------------------------------------------
 
 
 async def echo(session: RawSession, request: ServerRequest) -> None:
-    """Echo data frames one by one keeping type and fin; Pong each Ping; Close on Close."""
+    """Echo data frames one by one keeping type, fin and compression; Pong each Ping;
+    Close on Close."""
     receive = session.incoming.receive
     send = session.send_nowait
     while True:
@@ -59,7 +65,7 @@ async def echo(session: RawSession, request: ServerRequest) -> None:
             return
         cls = type(frame)
         if cls is Text or cls is Binary:
-            send(frame)
+            send(frame, frame.compressed)  # compressed when it came compressed
             if session.writing_paused:
                 await session.drain()
         elif cls is Ping:
@@ -239,10 +245,16 @@ class _ServerProtocol(asyncio.Protocol):
     """One connection until its handshake is done: then its session takes the transport."""
 
     def __init__(
-        self, url: str, record: bool, handler_for: Callable[[str], ServerHandler | None], start: Start
+        self,
+        url: str,
+        record: bool,
+        handler_for: Callable[[str], ServerHandler | None],
+        start: Start,
+        compression: Deflate | None,
     ) -> None:
         self.url = url
         self.record = record
+        self.compression = compression
         self.handler_for = handler_for
         self.start = start
         self.handshake = ServerHandshake()
@@ -285,12 +297,23 @@ class _ServerProtocol(asyncio.Protocol):
             close_timeout=5.0,
             record=self.record,
         )
+        try:
+            policy = deflate_policy(req.query.get("deflate"), self.compression)
+        except ValueError as exc:
+            self._refuse(400, str(exc))
+            return
+        agreed = self.handshake.negotiate_deflate(policy)
         subprotocol = req.subprotocols[0] if req.subprotocols else None
-        self.transport.write(self.handshake.accept(subprotocol))
+        self.transport.write(self.handshake.accept(subprotocol, agreed[1] if agreed else None))
         session.subprotocol = subprotocol
         session.request_headers = req.headers
         self.start(handler, session, req)
-        session.attach(self.transport, self.handshake.trailing)
+        deflate = None
+        if agreed is not None and policy is not None:
+            deflate = PerMessageDeflate(agreed[0], client=False, level=policy.level, mem_level=policy.mem_level)
+        session.attach(
+            self.transport, self.handshake.trailing, extensions=[agreed[1]] if agreed else [], deflate=deflate
+        )
 
     def _refuse(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
         assert self.transport is not None
@@ -305,8 +328,15 @@ class EmbeddedServer:
     """A running embedded server (see the module docstring for its paths)."""
 
     def __init__(
-        self, host: str, port: int, tls: ssl.SSLContext | None, record: bool, handlers: dict[str, ServerHandler] | None
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        record: bool,
+        handlers: dict[str, ServerHandler] | None,
+        compression: Deflate | None = None,
     ) -> None:
+        self.compression = compression  # what it accepts of a permessage-deflate offer (None: declines)
         self.host = host
         self.port = port
         self.tls = tls
@@ -330,7 +360,7 @@ class EmbeddedServer:
         return self.handlers.get(path) or _route(path)
 
     def _new_connection(self) -> _ServerProtocol:
-        return _ServerProtocol(self.url, self.record, self._handler_for, self._start_session)
+        return _ServerProtocol(self.url, self.record, self._handler_for, self._start_session, self.compression)
 
     def _start_session(self, handler: ServerHandler, session: RawSession, request: ServerRequest) -> None:
         self._sessions.add(session)
@@ -412,11 +442,40 @@ def serve(
     *,
     record: bool = False,
     handlers: dict[str, ServerHandler] | None = None,
+    compression: Deflate | None = DEFAULT_COMPRESSION,
 ) -> _Serve:
     """Start the embedded server in the running loop (`port=0`: pick a free port):
     `server = await serve()` or `async with serve() as server:`.
 
     `handlers` adds or overrides paths: `async def handler(session, request)`.
-    Server sessions do not record unless `record=True`.
+    Server sessions do not record unless `record=True`. `compression`: what the server
+    accepts of a client's permessage-deflate offer (default: any offer; None declines
+    every offer); per connection, `?deflate=` in the URL changes it (see `deflate_policy`).
     """
-    return _Serve(EmbeddedServer(host, port, tls, record, handlers))
+    return _Serve(EmbeddedServer(host, port, tls, record, handlers, compression))
+
+
+def deflate_policy(query: str | None, default: Deflate | None) -> Deflate | None:
+    """The server's permessage-deflate policy for one connection, from its `?deflate=`
+    query value: `no` declines; else a comma list of `server_no_context_takeover`,
+    `client_no_context_takeover`, `no_context_takeover` (both), `server_max_window_bits:N`,
+    `client_max_window_bits:N`. Absent: `default`. `ValueError` for anything else."""
+    if query is None:
+        return default
+    if query in ("no", "off", "none"):
+        return None
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in query.split(","))):
+        name, _, value = item.partition(":")
+        if name == "no_context_takeover" and not value:
+            options.update(server_no_context_takeover=True, client_no_context_takeover=True)
+        elif name in ("server_no_context_takeover", "client_no_context_takeover") and not value:
+            options[name] = True
+        elif name in ("server_max_window_bits", "client_max_window_bits") and value.isdigit():
+            options[name] = int(value)
+        else:
+            raise ValueError(f"?deflate=: unknown option {item!r}")
+    try:
+        return Deflate(**options)
+    except ValueError as exc:
+        raise ValueError(f"?deflate=: {exc}") from None

@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
+from .deflate import DeflateParams, PerMessageDeflate
 from .errors import SessionClosed
 from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
 from .loops import run_sync
@@ -212,6 +213,7 @@ class RawSession:
         self.subprotocol: str | None = None
         self.request_headers: list[tuple[str, str]] = []
         self.response_headers: list[tuple[str, str]] = []
+        self.extensions: list[str] = []  # what the handshake agreed, e.g. ["permessage-deflate"]
         self.max_queue = max(1, int(max_queue))
         self.close_timeout = close_timeout
         self._conn = Connection(client=client, max_message_size=max_message_size, max_frame_size=max_frame_size)
@@ -321,19 +323,21 @@ class RawSession:
         if version is not None and self.protocol is not None:
             self._set_decoder()
 
-    async def send(self, frame: Frame | str | bytes | bytearray | memoryview) -> None:
+    async def send(self, frame: Frame | str | bytes | bytearray | memoryview, compress: bool = True) -> None:
         """Send one frame as given (`str` -> Text, `bytes` -> Binary).
 
         Data frames continue an unfinished message as CONTINUATION frames; control
         frames must be whole and at most 125 bytes, Close codes must be valid: for
-        anything invalid on purpose, use `send_raw`. Waits only while the transport's
+        anything invalid on purpose, use `send_raw`. With permessage-deflate negotiated,
+        data messages are compressed (`compress=False`: this message is sent as is; the
+        choice is made at a message's first frame). Waits only while the transport's
         write buffer is full.
         """
-        self.send_nowait(frame)
+        self.send_nowait(frame, compress)
         if self._write_paused:
             await self._wait_drain()
 
-    def send_nowait(self, frame: Frame | str | bytes | bytearray | memoryview) -> None:
+    def send_nowait(self, frame: Frame | str | bytes | bytearray | memoryview, compress: bool = True) -> None:
         """`send` without waiting when the write buffer is full (check `writing_paused`
         and `await drain()` to respect the transport's flow control)."""
         if type(frame) is str:
@@ -346,13 +350,25 @@ class RawSession:
         if transport is not None and transport.is_closing():
             raise self._end_exception()
         stamp = not self._corked  # the first write of this loop turn carries the timestamp
-        code = self._conn.send(frame)
+        code = self._conn.send(frame, compress)
         self._written(code)
         rec = self._recorder
         if rec is not None:
             rec.stage_tx(_time_ns() if stamp else None, code, frame.data)
         if code & 0x0F == 8:
             self._after_close_sent()
+
+    @property
+    def deflate(self) -> DeflateParams | None:
+        """The permessage-deflate parameters agreed in the handshake, or None."""
+        deflate = self._conn.deflate
+        return None if deflate is None else deflate.params
+
+    def deflate_payload(self, data: bytes, fin: bool = True) -> bytes:
+        """`data` compressed with this session's own compression context, as `send` would
+        compress it: for crafting frames for `send_raw` (e.g. with rsv1 where it is not
+        allowed). The context moves on, as if the message had been sent."""
+        return self._conn.deflate_payload(data, fin)
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
@@ -507,14 +523,24 @@ class RawSession:
 
     # -- the transport --------------------------------------------------------------------
 
-    def attach(self, transport: asyncio.Transport, data: bytes = b"") -> None:
+    def attach(
+        self,
+        transport: asyncio.Transport,
+        data: bytes = b"",
+        *,
+        extensions: list[str] | None = None,
+        deflate: PerMessageDeflate | None = None,
+    ) -> None:
         """Take over `transport` once the opening handshake is done (front ends call
         this): the session becomes OPEN, receives what the transport reads from now on,
-        and first `data`, the bytes read after the handshake."""
+        and first `data`, the bytes read after the handshake. `extensions`: what the
+        handshake agreed (header values); `deflate`: the permessage-deflate state when
+        it was negotiated."""
         if self._transport is not None:
             raise RuntimeError("this session already has a transport")
         self._transport = transport
-        self._conn.opened()
+        self.extensions = list(extensions or [])
+        self._conn.opened(deflate)
         transport.set_protocol(
             _SessionProtocol(self._on_data, self._connection_lost, self._pause_writing, self._resume_writing)
         )
@@ -606,7 +632,7 @@ class RawSession:
 
     def _deliver(self, frames: list[Frame], codes: list[int]) -> None:
         if self._recorder is not None:
-            self._recorder.stage_rx(_time_ns(), codes, frames)
+            self._recorder.stage_rx(_time_ns(), codes, frames, self._conn.reader.compressed)
         self._queue.extend(frames)
         if self._conn.controls:
             self._on_controls(frames, codes)

@@ -18,7 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from .frames import FRAME_CLASSES, Frame, FrameType, header_code, is_valid_close_code, make_frame
+from .deflate import InflateError, Inflater, TooBig
+from .frames import (
+    COMPRESSED,
+    FRAME_CLASSES,
+    Frame,
+    FrameType,
+    header_code,
+    is_valid_close_code,
+    make_compressed_frame,
+    make_frame,
+)
 
 __all__ = [
     "CONTROL_MAX",
@@ -249,14 +259,18 @@ class FrameReader:
         "_chunks",
         "_chunks_len",
         "_msg_cls",
+        "_msg_compressed",
         "_msg_size",
         "_need",
         "_pending_text",
+        "_rsv_reject",
         "_utf8",
         "_validated",
         "client",
+        "compressed",
         "controls",
         "failed",
+        "inflater",
         "limited",
         "max_frame_size",
         "max_message_size",
@@ -270,8 +284,14 @@ class FrameReader:
         max_frame_size: int | None = None,
         max_message_size: int | None = None,
         tag: int = 0,
+        inflater: Inflater | None = None,
     ) -> None:
         self.client = client
+        # permessage-deflate, when negotiated: rsv1 marks a compressed message's first frame.
+        self.inflater = inflater
+        self._rsv_reject = 0x70 if inflater is None else 0x30
+        self._msg_compressed = False
+        self.compressed = 0  # frames of compressed messages completed by the last `feed`
         self.tag = tag  # OR-ed into every header code (the recorder's direction bit)
         self.controls = 0  # control frames completed by the last `feed`
         self.limited = False  # the last `feed` stopped at its `limit` (more may be buffered)
@@ -287,6 +307,12 @@ class FrameReader:
         self._pending_text: tuple[int, bool] | None = None  # (opcode, fin) of a pending unmasked text frame
         self._big: tuple[Any, ...] | None = None  # header of a pending large unmasked frame
         self.failed: Violation | None = None
+
+    def use_inflater(self, inflater: Inflater | None) -> None:
+        """Accept compressed messages (rsv1 on a data message's first frame) from now on,
+        inflating them with `inflater` (permessage-deflate negotiated); None: refuse rsv1."""
+        self.inflater = inflater
+        self._rsv_reject = 0x70 if inflater is None else 0x30
 
     @property
     def buffered(self) -> int:
@@ -328,6 +354,7 @@ class FrameReader:
         if self.failed is not None:
             return [], [], None
         self.controls = 0
+        self.compressed = 0
         self.limited = False
         if limit is not None and limit <= 0 and self._pending_text is None and self._big is None:
             if data:
@@ -353,13 +380,13 @@ class FrameReader:
             if self._big is not None:
                 # A large frame is complete: join its payload straight out of the chunks
                 # (one copy), without first joining the header and the next frame's bytes.
-                opcode, fin, cls, head, length = self._big
+                b0, cls, head, length, compressed = self._big
                 self._big = None
                 chunks = self._chunks
                 last = chunks[-1]
                 k = len(last) - (self._chunks_len - self._need)
                 payload = b"".join([memoryview(chunks[0])[head:], *chunks[1:-1], memoryview(last)[:k]])
-                first = (opcode, fin, cls, payload, length)
+                first = (b0, cls, payload, length, compressed)
                 data = last[k:]
             else:
                 data = b"".join(self._chunks)
@@ -394,10 +421,14 @@ class FrameReader:
         append = out.append
         code_append = codes.append
         tag = self.tag
+        rsv_reject = self._rsv_reject
+        inflater = self.inflater
+        compressed = False
         while True:
             if first is not None:  # a large frame whose payload feed() assembled
-                opcode, fin, cls, payload, length = first
-                b0 = fin | opcode
+                b0, cls, payload, length, compressed = first
+                opcode = b0 & 0x0F
+                fin = b0 & 0x80
                 first = None
                 self._pending_text = None
             else:
@@ -414,7 +445,7 @@ class FrameReader:
                 fin = b0 & 0x80
                 masked = b1 & 0x80
                 # Checks on the first two bytes: fail fast, before the rest of the header.
-                if b0 & 0x70 or (masked if client else not masked) or opcode in _BAD_OPCODES:
+                if b0 & rsv_reject or (masked if client else not masked) or opcode in _BAD_OPCODES:
                     return self._header_violation(b0, b1)
                 if opcode >= 8:
                     if not fin or length > CONTROL_MAX:
@@ -428,6 +459,10 @@ class FrameReader:
                     if self._msg_cls is not None:
                         return self._header_violation(b0, b1)
                     cls = FRAME_CLASSES[opcode]
+                if inflater is not None:
+                    if b0 & 0x40 and (opcode == 0 or opcode >= 8):
+                        return self._header_violation(b0, b1)
+                    compressed = bool(b0 & 0x40) if opcode else self._msg_compressed
                 head = 2
                 if length == 126:
                     if avail < 4:
@@ -481,8 +516,8 @@ class FrameReader:
                 if stop > end:
                     self._keep(data, pos, head + length)
                     if length >= _BIG_FRAME and not masked:
-                        self._big = (opcode, fin, cls, head, length)
-                    if cls is _Text and not masked:
+                        self._big = (b0, cls, head, length, compressed)
+                    if cls is _Text and not masked and not compressed:
                         self._pending_text = (opcode, fin != 0)
                         start = pos + head + self._validated
                         if end > start:
@@ -495,6 +530,22 @@ class FrameReader:
                     payload = data[pos + head : stop]
                 pos = stop
             if opcode < 8:
+                if compressed:
+                    assert inflater is not None
+                    room = None if max_msg is None else max_msg - self._msg_size
+                    try:
+                        payload = inflater.inflate(payload, fin != 0, room)
+                    except TooBig:
+                        return Violation(
+                            1009,
+                            f"message inflates to more than max_message_size={max_msg} bytes",
+                            opcode,
+                            bool(fin),
+                            (b0 >> 4) & 7,
+                            length,
+                        )
+                    except InflateError as exc:
+                        return Violation(1002, str(exc), opcode, bool(fin), (b0 >> 4) & 7, length, payload)
                 if cls is _Text:
                     if self._validated:
                         v = self._check_text(payload[self._validated :], opcode, bool(fin))
@@ -507,9 +558,15 @@ class FrameReader:
                     self._msg_cls = None
                 else:
                     self._msg_cls = cls
-                    self._msg_size += length
-                append(make_frame(cls, payload, fin != 0))
-                code_append(length << 16 | tag | b0)  # = header_code(...): b0 is the low byte
+                    self._msg_compressed = compressed
+                    self._msg_size += len(payload) if compressed else length
+                if compressed:
+                    append(make_compressed_frame(cls, payload, fin != 0, bool(b0 & 0x40)))
+                    code_append(length << 16 | tag | COMPRESSED | b0)
+                    self.compressed += 1
+                else:
+                    append(make_frame(cls, payload, fin != 0))
+                    code_append(length << 16 | tag | b0)  # = header_code(...): b0 is the low byte
             else:
                 if opcode == 8:
                     v = _check_close(payload)
@@ -526,7 +583,12 @@ class FrameReader:
         opcode, fin, rsv, masked = b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, bool(b1 & 0x80)
         short = b1 & 0x7F
         length = short if short < 126 else None
-        if rsv:
+        if rsv and self.inflater is not None and not rsv & 3:
+            what = "control frame" if opcode >= 8 else "continuation frame"
+            reason = f"rsv1 set on a {what} (permessage-deflate marks only a message's first frame)"
+        elif rsv & 3 and self.inflater is not None:
+            reason = "rsv2/rsv3 set: no extension using them was negotiated"
+        elif rsv:
             reason = "rsv bits set but no extension was negotiated"
         elif masked and self.client:
             reason = "the server sent a masked frame"

@@ -326,9 +326,11 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Frames and bytes per direction and opcode, with totals and rates.
 
     Index (`dir`, `opcode`), with `all` rows per direction and overall. Columns: `frames`,
-    `bytes` (payload bytes on the wire), `errors`, `first`/`last` (times),
-    `frames_per_s` and `bytes_per_s` (over the whole timeline's duration). `attrs` holds
-    `duration` (seconds from the first to the last frame), `start`, `end`.
+    `bytes` (payload bytes on the wire), `payload_bytes` (after inflating compressed
+    frames), `compression` (`bytes / payload_bytes`: below 1 where permessage-deflate
+    saved bytes), `errors`, `first`/`last` (times), `frames_per_s` and `bytes_per_s` (over
+    the whole timeline's duration). `attrs` holds `duration` (seconds from the first to
+    the last frame), `start`, `end`.
     """
     check_columns(df)
     t = _t_ns(df)
@@ -336,9 +338,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     opcode = opcode_codes(df)
     names = np.array([*OPCODE_NAMES, "unknown"], dtype=object)[np.where(opcode < 0, 16, opcode)]
     err = df["error"].notna().to_numpy() if "error" in df.columns else np.zeros(len(df), bool)
-    work = pd.DataFrame(
-        {"dir": direction, "opcode": names, "bytes": df["length"].to_numpy(dtype=np.int64), "err": err, "t": t}
-    )
+    wire = df["length"].to_numpy(dtype=np.int64)
+    plain = wire
+    if "inflated_length" in df.columns:
+        inflated = df["inflated_length"].to_numpy(dtype=np.float64, na_value=np.nan)
+        plain = np.where(np.isnan(inflated), wire, np.nan_to_num(inflated)).astype(np.int64)
+    work = pd.DataFrame({"dir": direction, "opcode": names, "bytes": wire, "plain": plain, "err": err, "t": t})
     duration = (int(t.max()) - int(t.min())) / 1e9 if len(t) else 0.0
     parts = []
     for keys in (["dir", "opcode"], ["dir"], []):
@@ -347,6 +352,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             agg = g.agg(
                 frames=("bytes", "size"),
                 bytes=("bytes", "sum"),
+                plain=("plain", "sum"),
                 errors=("err", "sum"),
                 first=("t", "min"),
                 last=("t", "max"),
@@ -356,6 +362,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
                 {
                     "frames": [len(work)],
                     "bytes": [int(work["bytes"].sum())],
+                    "plain": [int(work["plain"].sum())],
                     "errors": [int(err.sum())],
                     "first": [int(t.min()) if len(t) else 0],
                     "last": [int(t.max()) if len(t) else 0],
@@ -376,6 +383,13 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         {
             "frames": out["frames"].to_numpy(dtype=np.int64),
             "bytes": out["bytes"].to_numpy(dtype=np.int64),
+            "payload_bytes": out["plain"].to_numpy(dtype=np.int64),
+            "compression": np.divide(
+                out["bytes"].to_numpy(dtype=np.float64),
+                out["plain"].to_numpy(dtype=np.float64),
+                out=np.full(len(out), np.nan),
+                where=out["plain"].to_numpy() > 0,
+            ),
             "errors": out["errors"].to_numpy(dtype=np.int64),
             "first": _utc(out["first"].to_numpy(dtype=np.int64), empty),
             "last": _utc(out["last"].to_numpy(dtype=np.int64), empty),

@@ -13,7 +13,8 @@ viewers ignore:
 |---|---|---|
 | `_fin` | always | the frame's fin bit |
 | `_rsv` | when set | rsv bits as an int (rsv1 = 4) |
-| `_length` | when capped | full payload length (`data` holds the kept bytes) |
+| `_length` | when capped or compressed | full payload length on the wire (`data` holds the kept bytes) |
+| `_compressed`, `_inflated_length` | compressed frames | permessage-deflate: `data` is inflated |
 | `_encoding` | `"base64"` for a text frame that is not valid UTF-8 on its own | |
 | `_t_ns` | always | exact timestamp (ns since the epoch); `time` is rounded to ~0.2 µs |
 | `_message`, `_frame` | always | message index and frame number |
@@ -82,6 +83,12 @@ def to_har(
     errors = df["error"].to_numpy(dtype=object, na_value=None) if "error" in df.columns else [None] * len(df)
     msg_types = df["msg_type"].to_numpy(dtype=object, na_value=None) if "msg_type" in df.columns else None
     fields = df["fields"].to_numpy(dtype=object) if "fields" in df.columns else None
+    compressed = df["compressed"].to_numpy(dtype=bool) if "compressed" in df.columns else np.zeros(len(df), bool)
+    inflated = (
+        df["inflated_length"].to_numpy(dtype=object, na_value=None)
+        if "inflated_length" in df.columns
+        else [None] * len(df)
+    )
     msgs = []
     for i, (label, payload) in enumerate(zip(df.index.tolist(), df["payload"].tolist(), strict=True)):
         op = int(opcode[i])
@@ -101,6 +108,11 @@ def to_har(
             item["_rsv"] = int(rsv[i])
         if length[i] != len(data):
             item["_length"] = int(length[i])
+        if compressed[i]:
+            item["_compressed"] = True
+            inflated_length = inflated[i]
+            if inflated_length is not None:
+                item["_inflated_length"] = int(inflated_length)
         item["_t_ns"] = int(t[i])
         item["_message"] = int(message[i])
         item["_frame"] = int(label)
@@ -226,9 +238,13 @@ def read_har(source: str | Path | dict[str, Any], *, url: str | None = None, ent
             msg = seq
             if op < 8:
                 open_msg[d] = msg
-        code = header_code(op, fin, int(m.get("_rsv", 0)), direction=d)
+        compressed = bool(m.get("_compressed", False))
+        code = header_code(op, fin, int(m.get("_rsv", 0)), direction=d, compressed=compressed)
         length = int(m.get("_length", len(data)))
-        if "_error" in m or length != len(data):
+        if compressed:
+            inflated = int(m.get("_inflated_length", len(data)))
+            rec.add_error(t_ns, code, data, length, msg, m.get("_error"), inflated=inflated)
+        elif "_error" in m or length != len(data):
             rec.add_error(t_ns, code, data, length, msg, m.get("_error"))  # error None: only `length` differs
         else:
             rec.add(t_ns, code, data, msg)

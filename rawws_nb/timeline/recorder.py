@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 
-from ..frames import RX, TX, Frame
+from ..frames import COMPRESSED, RX, TX, Frame
 from ._plain import DIRECTIONS, OPCODE_NAMES, TEXT_PREVIEW, last_value_lookup
 
 if TYPE_CHECKING:
@@ -176,6 +176,8 @@ class Recorder:
         "_decoded",
         "_decoders",
         "_errors",
+        "_inflated_len",
+        "_inflated_row",
         "_last_t",
         "_next_msg",
         "_open_kinds",
@@ -210,6 +212,10 @@ class Recorder:
         self._payload: list[bytes] = []
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
+        # Frames of compressed messages: absolute row and inflated payload length (the
+        # row's `len` is the wire length); nothing for sessions without compression.
+        self._inflated_row = array("q")
+        self._inflated_len = array("q")
         self._decoders: list[tuple[int, Decoder | None]] = []  # (first absolute row, decoder)
         self._decoded: dict[int, Decoded] = {}
         # direction -> (message, opcode) of the last data message started in dropped rows:
@@ -254,16 +260,22 @@ class Recorder:
             self._tval.append(t_ns)
         self._stage.append(code)
         kept = self._payload
-        # Control frames (opcode bit 3) are kept whole: at most 125 bytes.
-        kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
+        if code & COMPRESSED:  # `payload` is the message data before compression
+            self._inflated_row.append(self._base + len(kept))
+            self._inflated_len.append(len(payload))
+            kept.append(payload if len(payload) <= self.payload_cap else payload[: self.payload_cap])
+        else:
+            # Control frames (opcode bit 3) are kept whole: at most 125 bytes.
+            kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
         if len(kept) > self.capacity:
             self._trim()
 
-    def stage_rx(self, t_ns: int, codes: Sequence[int], frames: Sequence[Frame]) -> None:
+    def stage_rx(self, t_ns: int, codes: Sequence[int], frames: Sequence[Frame], compressed: int = 0) -> None:
         """Record frames read at once, all at `t_ns`: `codes` are their header codes (as
         `rawws_nb.frames.header_code` packs them, direction `RX`), `frames` the frames, in
-        the same order (payloads are kept as `stage_tx` keeps them). A few C-level calls
-        per batch, whatever its size."""
+        the same order (payloads are kept as `stage_tx` keeps them). `compressed`: how
+        many of them belong to compressed messages (their payloads are inflated, their
+        codes' lengths the wire lengths). A few C-level calls per batch, whatever its size."""
         if not codes:
             return
         stage = self._stage
@@ -272,7 +284,17 @@ class Recorder:
         stage.extend(codes)
         payload = self._payload
         cap = self.payload_cap
-        if max(codes) >> 16 > cap:
+        if compressed:
+            start = self._base + len(payload)
+            for i, (c, f) in enumerate(zip(codes, frames, strict=True)):
+                data = f.data
+                if c & COMPRESSED:
+                    self._inflated_row.append(start + i)
+                    self._inflated_len.append(len(data))
+                    payload.append(data if len(data) <= cap else data[:cap])
+                else:
+                    payload.append(data if c >> 16 <= cap or c & 8 else data[:cap])
+        elif max(codes) >> 16 > cap:
             payload.extend(
                 f.data if c >> 16 <= cap or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True)
             )
@@ -302,7 +324,7 @@ class Recorder:
         rows["t"] = t
         rows["code"] = code
         rows["len"] = codes >> 16
-        rows["msg"] = self._numbers(code & 0x0F, code >> 8)
+        rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1)
         self._rows += rows.tobytes()
 
     def _numbers(self, opcode: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -336,11 +358,19 @@ class Recorder:
 
     # -- explicit rows (errors, imports, tests) -----------------------------------------
 
-    def add(self, t_ns: int, code: int, payload: bytes, message: int | None = None) -> int:
+    def add(
+        self, t_ns: int, code: int, payload: bytes, message: int | None = None, *, wire_length: int | None = None
+    ) -> int:
         """Record one frame; returns its absolute row number. `code` is its header code
         (its length bits are ignored: `len(payload)` is recorded). `message` None numbers
-        it as the hot path does."""
+        it as the hot path does. A frame of a compressed message (`code` with
+        `frames.COMPRESSED`): `payload` inflated, `wire_length` its length on the wire."""
         code &= 0xFFFF
+        if code & COMPRESSED:
+            return self.add_error(
+                t_ns, code, payload, len(payload) if wire_length is None else wire_length, message, None,
+                inflated=len(payload),
+            )
         self._flush()
         message = self._number(code, message)
         self._last_t = t_ns
@@ -354,12 +384,21 @@ class Recorder:
         return self._base + len(kept) - 1
 
     def add_error(
-        self, t_ns: int, code: int, payload: bytes | None, length: int, message: int | None, error: str | None
+        self,
+        t_ns: int,
+        code: int,
+        payload: bytes | None,
+        length: int,
+        message: int | None,
+        error: str | None,
+        *,
+        inflated: int | None = None,
     ) -> int:
         """Record a frame (or partial frame) that something was wrong with: `code` is its
         header code (length bits ignored), `length` the length it announced, `payload`
         what arrived. `error` None records no error text (for a frame whose kept payload
-        is shorter than `length` for another reason)."""
+        is shorter than `length` for another reason). `inflated`: for a frame of a
+        compressed message, its inflated length (`length` is then the wire length)."""
         code &= 0xFFFF
         data = payload or b""
         self._flush()
@@ -369,6 +408,9 @@ class Recorder:
         keep = len(data) <= self.payload_cap or (code & 8 and len(data) <= 125)
         self._payload.append(data if keep else data[: self.payload_cap])
         row = self._base + len(self._payload) - 1
+        if inflated is not None and code & COMPRESSED:
+            self._inflated_row.append(row)
+            self._inflated_len.append(inflated)
         if error is not None:
             self._errors[row] = error
         if len(self._payload) > self.capacity:
@@ -398,6 +440,7 @@ class Recorder:
             self._errors = {r: e for r, e in self._errors.items() if r >= self._base}
         if self._decoded:
             self._decoded = {r: d for r, d in self._decoded.items() if r >= self._base}
+        self._drop_inflated()
 
     def _remember_open_kinds(self, k: int) -> None:
         """Before dropping the first `k` rows: the last data message each direction started
@@ -409,7 +452,7 @@ class Recorder:
         if not starts.any():
             return
         for d in (0, 1):
-            found = np.flatnonzero(starts & ((code >> 8) == d))
+            found = np.flatnonzero(starts & (((code >> 8) & 1) == d))
             if len(found):
                 i = found[-1]
                 self._open_kinds[d] = (int(rows["msg"][i]), int(op[i]))
@@ -426,6 +469,15 @@ class Recorder:
         self._payload.clear()
         self._errors.clear()
         self._decoded.clear()
+        self._drop_inflated()
+
+    def _drop_inflated(self) -> None:
+        """Forget the inflated lengths of rows that were dropped."""
+        rows = self._inflated_row
+        if rows and rows[0] < self._base:
+            keep = [i for i, r in enumerate(rows) if r >= self._base]
+            self._inflated_row = array("q", (rows[i] for i in keep))
+            self._inflated_len = array("q", (self._inflated_len[i] for i in keep))
 
     # -- the DataFrame view ---------------------------------------------------------
 
@@ -591,13 +643,15 @@ class Recorder:
         data = {
             "t": pd.array(t_ns.view("datetime64[ns]")).tz_localize("UTC"),
             "t_rel": (t_ns - t0) / 1e9,
-            "dir": pd.Categorical.from_codes((code >> 8).astype(np.int8), dtype=DIR_DTYPE, validate=False),
+            "dir": pd.Categorical.from_codes(((code >> 8) & 1).astype(np.int8), dtype=DIR_DTYPE, validate=False),
             "opcode": pd.Categorical.from_codes(opcode, dtype=OPCODE_DTYPE, validate=False),
             "fin": (code & 0x80).astype(bool),
             "rsv1": (code & 0x40).astype(bool),
             "rsv2": (code & 0x20).astype(bool),
             "rsv3": (code & 0x10).astype(bool),
             "length": length,
+            "compressed": (code & COMPRESSED).astype(bool),
+            "inflated_length": self._inflated_column(base, n),
             "payload": payload,
             "text": text,
             "close_code": close_code,
@@ -610,6 +664,20 @@ class Recorder:
         df = pd.DataFrame(data, index=pd.RangeIndex(base, base + n, name="frame"), copy=False)
         df.attrs = self.metadata()
         return df
+
+    def _inflated_column(self, base: int, n: int) -> Any:
+        """`inflated_length` for rows `base:base + n`: NA except frames of compressed messages."""
+        import pandas as pd
+
+        values = np.zeros(n, dtype=np.int64)
+        missing = np.ones(n, dtype=bool)
+        if len(self._inflated_row):
+            rows = np.frombuffer(self._inflated_row, dtype=np.int64) - base
+            lens = np.frombuffer(self._inflated_len, dtype=np.int64)
+            inside = (rows >= 0) & (rows < n)
+            values[rows[inside]] = lens[inside]
+            missing[rows[inside]] = False
+        return pd.arrays.IntegerArray(values, missing)
 
     def metadata(self) -> dict[str, Any]:
         """What the recorder knows about the timeline (goes in `DataFrame.attrs`)."""
@@ -627,7 +695,7 @@ class Recorder:
         self._flush()
         kept = len(self._payload)
         start = min(max(since - self._base, 0), kept)
-        rx = int(np.count_nonzero(_field(self._rows, "code", start, kept) >> 8))
+        rx = int(np.count_nonzero((_field(self._rows, "code", start, kept) >> 8) & 1))
         return kept - start - rx, rx
 
     def _decode_binary(

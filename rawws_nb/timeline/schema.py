@@ -12,8 +12,10 @@ recorder, so `timeline.loc[n]` names the same frame in every view and in saved f
 | `dir` | category `tx`/`rx` | sent by us / received from the peer |
 | `opcode` | category (`OPCODE_NAMES`) | wire opcode: continuation, text, binary, close, ping, pong, or `reserved-N` |
 | `fin`, `rsv1`, `rsv2`, `rsv3` | `bool` | header bits as on the wire |
-| `length` | `int64` | full payload length (even when `payload` is capped) |
-| `payload` | `object` (bytes) | payload, at most `payload_cap` bytes (control frames: always whole) |
+| `length` | `int64` | full payload length on the wire (even when `payload` is capped) |
+| `compressed` | `bool` | the frame belongs to a permessage-deflate compressed message |
+| `inflated_length` | `Int64` | payload length after inflating (compressed frames), else NA |
+| `payload` | `object` (bytes) | payload (inflated when compressed), at most `payload_cap` bytes; control frames whole |
 | `text` | `string` | text preview of each frame of a text message (continuations too), else NA |
 | `close_code` | `Int64` | code of a Close frame, else NA |
 | `close_reason` | `string` | reason of a Close frame with a code, else NA |
@@ -79,6 +81,8 @@ COLUMNS: dict[str, Any] = {
     "rsv2": np.dtype("bool"),
     "rsv3": np.dtype("bool"),
     "length": np.dtype("int64"),
+    "compressed": np.dtype("bool"),
+    "inflated_length": pd.Int64Dtype(),
     "payload": np.dtype("object"),
     "text": STRING,
     "close_code": pd.Int64Dtype(),
