@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
-.PHONY: help venv lab demo serve test test-fast lint bench bench-codec bench-timeline bench-widgets conformance \
+.PHONY: help venv lab demo serve test test-fast lint node-deps bench bench-codec bench-timeline bench-widgets conformance \
 	browser-deps kernel701 binder-check clean
 
 help:
@@ -46,7 +46,12 @@ browser-deps:
 kernel701:
 	bash .ci/kernel-7.0.1/setup.sh >/dev/null
 
-test: lint browser-deps kernel701
+# Node's ws, an independent peer for the compression interop tests (npm registry, into a
+# git-ignored folder; Node.js itself is on the machine).
+node-deps:
+	@test -d .ci/node-peers/node_modules/ws || npm ci --prefix .ci/node-peers --silent --no-audit --no-fund
+
+test: lint browser-deps kernel701 node-deps
 	$(PY) -m pytest
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,
