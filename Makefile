@@ -14,7 +14,7 @@ help:
 	@echo "make test         the whole test suite (installs everything it needs)"
 	@echo "make bench        benchmarks against websockets, aiohttp, picows and a TCP floor"
 	@echo "make bench-codec | bench-timeline | bench-widgets   the other benchmarks"
-	@echo "make conformance  the Autobahn|Testsuite, all 301 non-compression cases"
+	@echo "make conformance  the Autobahn|Testsuite, all 517 cases (sections 1-10, 12, 13: compression too)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,7 +81,7 @@ bench-timeline: venv
 bench-widgets: venv
 	$(PY) -m rawws_nb.widgets._bench
 
-# The Autobahn|Testsuite, all 301 non-compression cases; CASES="1.*,2.*" runs a subset.
+# The Autobahn|Testsuite, all 517 cases (sections 12 and 13 take minutes); CASES="1.*,2.*" runs a subset.
 conformance: venv
 	bash .ci/autobahn/setup.sh
 	$(PY) -m tests.conformance.run --no-setup --report test-artifacts/conformance-full.md $(if $(CASES),--cases "$(CASES)")

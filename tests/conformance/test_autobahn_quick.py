@@ -1,7 +1,8 @@
 """The quick part of the Autobahn|Testsuite conformance run, inside `make test`.
 
-Sections 1-7 and 10 (247 cases, about 10-15 s); `make conformance` runs all 301
-(adding section 9, limits and performance). The summary table goes to the terminal
+Sections 1-7 and 10 and seven permessage-deflate cases of sections 12 and 13 (254 cases,
+about 25 s); `make conformance` runs all 517 (adding section 9, limits and performance,
+and the rest of 12 and 13). The summary table goes to the terminal
 (even with output capture on) and to test-artifacts/conformance.md.
 """
 

@@ -43,6 +43,8 @@ SESSION_OPTIONS: dict = {
     "max_frame_size": 64 * MiB,
     "max_queue": 4096,
     "record": False,
+    # Offered on every case: the fuzzing server accepts it only in sections 12 and 13.
+    "compression": "deflate",
 }
 
 
@@ -82,9 +84,9 @@ async def _answer_close(session, reason: CloseReason | None) -> None:
 
 
 async def _echo_until_closed(session, outcome: CaseOutcome) -> None:
-    async def send(frame: Frame) -> None:
+    async def send(frame: Frame, compress: bool = True) -> None:
         try:
-            await session.send(frame)
+            await session.send(frame, compress)
         except SessionClosed as exc:
             outcome.ended = f"{type(frame).__name__} reply refused, session already ended: {_describe_closed(exc)}"
             raise
@@ -102,7 +104,7 @@ async def _echo_until_closed(session, outcome: CaseOutcome) -> None:
         elif isinstance(frame, Frame.Pong):
             pass
         elif isinstance(frame, (Frame.Text, Frame.Binary)):
-            await send(type(frame)(frame.data, fin=frame.fin))
+            await send(type(frame)(frame.data, fin=frame.fin), compress=frame.compressed)
         elif isinstance(frame, Frame.Close):
             reason = frame.read_reason()
             outcome.peer_close = repr(reason) if reason is not None else "empty Close"
