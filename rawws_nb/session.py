@@ -515,6 +515,8 @@ class RawSession:
         ]
         if self.subprotocol:
             bits.append(f"subprotocol {html.escape(self.subprotocol)}")
+        if self.extensions:
+            bits.append("extensions " + html.escape(", ".join(self.extensions)))
         if self.close_reason is not None:
             bits.append(html.escape(f"close {self.close_reason.code} {self.close_reason.message!r}"))
         if self._feed.paused:

@@ -47,8 +47,21 @@ def _check_05(outputs: list[str]) -> None:
     assert outputs[-2:] == ["True", "(15, np.True_)"]  # HAR round trip equal; replayed pings answered
 
 
+def _check_06(outputs: list[str]) -> None:
+    text = "\n".join(outputs)
+    assert "[1800 bytes, rsv1=True] compressed: True" in text and "[1800 bytes] compressed: False" in text
+    assert "rsv1: False compressed: True" in text  # a continuation of a compressed message
+    lengths = [line for line in text.splitlines() if line.startswith("no takeover [")]
+    assert len(lengths) == 1 and len(set(lengths[0][len("no takeover ") :].strip("[]").split(", "))) == 1
+    assert "1002 (PROTOCOL_ERROR)" in text and "rsv1 set on a control frame" in text
+
+
 # What some notebooks must show, beyond running without an error.
-CONTENT_CHECKS = {"04-binary-protocol": _check_04, "05-timeline-analysis": _check_05}
+CONTENT_CHECKS = {
+    "04-binary-protocol": _check_04,
+    "05-timeline-analysis": _check_05,
+    "06-compression": _check_06,
+}
 
 
 @pytest.fixture(autouse=True)
