@@ -70,6 +70,7 @@ lint: venv
 
 bench: venv
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.compressed
 
 bench-codec: venv
 	$(PY) -m benchmarks.bench_codec

@@ -90,13 +90,33 @@ class _TcpEcho(asyncio.Protocol):
         self.write(data)
 
 
+async def _serve_websockets_deflate() -> int:
+    """The websockets library's echo server with permessage-deflate (for compressed tests),
+    compressing at zlib level 1 so that its own compression is not what limits a client."""
+    from websockets.asyncio.server import serve
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(message)
+
+    fast = ServerPerMessageDeflateFactory(compress_settings={"level": 1, "memLevel": 8})
+    server = await serve(echo, "127.0.0.1", 0, compression=None, extensions=[fast], max_size=None, ping_interval=None)
+    return server.sockets[0].getsockname()[1]
+
+
 async def _serve_tcp() -> int:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_TcpEcho, "127.0.0.1", 0)
     return server.sockets[0].getsockname()[1]
 
 
-SERVERS = {"picows": _serve_picows, "websockets": _serve_websockets, "tcp": _serve_tcp}
+SERVERS = {
+    "picows": _serve_picows,
+    "websockets": _serve_websockets,
+    "websockets-deflate": _serve_websockets_deflate,
+    "tcp": _serve_tcp,
+}
 
 
 async def _main(kind: str) -> None:
