@@ -47,7 +47,7 @@ def _check_05(outputs: list[str]) -> None:
     assert outputs[-2:] == ["True", "(15, np.True_)"]  # HAR round trip equal; replayed pings answered
 
 
-def _check_06(outputs: list[str]) -> None:
+def _check_09(outputs: list[str]) -> None:
     text = "\n".join(outputs)
     assert "[1800 bytes, rsv1=True] compressed: True" in text and "[1800 bytes] compressed: False" in text
     assert "rsv1: False compressed: True" in text  # a continuation of a compressed message
@@ -60,7 +60,7 @@ def _check_06(outputs: list[str]) -> None:
 CONTENT_CHECKS = {
     "04-binary-protocol": _check_04,
     "05-timeline-analysis": _check_05,
-    "06-compression": _check_06,
+    "09-compression": _check_09,
 }
 
 
