@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import dpkt
+import numpy as np
 
 from .connection import Connection, State
 from .deflate import EXTENSION_NAME, DeflateParams, Deflater, NegotiationFailed, PerMessageDeflate, parse_extensions
