@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -56,7 +57,8 @@ __all__ = [
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer head accepted
-MAX_PROXY_BODY = 4096  # bytes of a refusal body kept (only what already arrived)
+MAX_PROXY_BODY = 4096  # bytes of a refusal body kept
+REFUSAL_GRACE = 0.25  # seconds a refusal's body may take to arrive before the refusal is reported
 _SOCKS = {
     "socks4": (ProxyType.SOCKS4, False),
     "socks4a": (ProxyType.SOCKS4, True),
@@ -220,7 +222,7 @@ async def _tcp(host: str, port: int, info: HandshakeInfo, what: str, proxy: Prox
     info.timings.dns = time.perf_counter() - t0
     info.step = "connect"
     t0 = time.perf_counter()
-    failures: list[str] = []
+    failures: list[tuple[str, str]] = []
     last: OSError | None = None
     for family, kind, proto, _name, address in addresses:
         shown = f"{format_host(str(address[0]))}:{address[1]!s}"
@@ -230,7 +232,7 @@ async def _tcp(host: str, port: int, info: HandshakeInfo, what: str, proxy: Prox
             await loop.sock_connect(sock, address)
         except OSError as exc:
             sock.close()
-            failures.append(f"{shown}: {exc.strerror or exc}")
+            failures.append((shown, os.strerror(exc.errno) if exc.errno else str(exc)))
             last = exc
             continue
         except BaseException:
@@ -239,7 +241,9 @@ async def _tcp(host: str, port: int, info: HandshakeInfo, what: str, proxy: Prox
         info.timings.connect = time.perf_counter() - t0
         info.remote_address = shown
         return sock
-    message = f"cannot connect to the {what} {format_host(host)}:{port} ({'; '.join(failures)})"
+    asked = f"{format_host(host)}:{port}"
+    why = "; ".join(reason if shown == asked else f"{shown}: {reason}" for shown, reason in failures)
+    message = f"cannot connect to the {what} {asked}: {why or 'no address'}"
     if proxy is not None:
         raise ProxyError(message, proxy=proxy.url) from last
     raise OSError(last.errno if last else None, message) from last
@@ -334,20 +338,29 @@ class _Buffering(asyncio.Protocol):
 
 
 class _TunnelProtocol(_Buffering):
-    """Sends CONNECT and reads the proxy's answer (h11 parses it)."""
+    """Sends CONNECT and reads the proxy's answer (h11 parses it).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, proxy: ProxyURL, request: bytes, target: str) -> None:
+    A 2xx opens the tunnel. Any other answer is a refusal, reported when its body has
+    ended or after `REFUSAL_GRACE` seconds at most, with whatever of the body came: a
+    refused CONNECT never waits on a proxy that keeps the connection open.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, proxy: ProxyURL, target: str, headers: list[tuple[str, str]]
+    ) -> None:
         super().__init__()
+        self.loop = loop
         self.proxy = proxy
-        self.request = request
         self.target = target
         self.answer: asyncio.Future[_Answer] = loop.create_future()
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_PROXY_HEAD)
+        self.request = self.conn.send(h11.Request(method="CONNECT", target=target, headers=headers)) or b""
         self.raw = bytearray()
         self.status_line: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.response: h11.Response | None = None
         self.body = bytearray()
+        self.grace: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
@@ -357,44 +370,57 @@ class _TunnelProtocol(_Buffering):
         if self.answer.done():
             super().data_received(data)  # after the answer: the tunnel's first bytes
             return
-        if len(self.raw) < MAX_PROXY_HEAD:
+        if self.status_line is None and len(self.raw) < MAX_PROXY_HEAD:
             self.raw += data
-        head = parse_head(bytes(self.raw))
-        if head is not None:
-            self.status_line, self.headers = head
-        self.conn.receive_data(data)
+            head = parse_head(bytes(self.raw))
+            if head is not None:
+                self.status_line, self.headers = head
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         try:
+            self.conn.receive_data(data)
             self._next()
         except h11.RemoteProtocolError as exc:
-            self._fail(f"proxy {self.proxy.url} answered CONNECT with something that is not HTTP ({exc})")
+            if self.response is not None:
+                self._refused()
+            else:
+                self._fail(f"proxy {self.proxy.url} answered CONNECT with something that is not HTTP ({exc})")
 
     def _next(self) -> None:
         while not self.answer.done():
             event = self.conn.next_event()
             if isinstance(event, h11.Response):
                 self.response = event
+                if not 200 <= event.status_code < 300:
+                    self.grace = self.loop.call_later(REFUSAL_GRACE, self._refused)
             elif isinstance(event, h11.Data):
                 self.body += event.data
+                if len(self.body) >= MAX_PROXY_BODY:
+                    self._refused()
+            elif isinstance(event, h11.InformationalResponse):
+                continue
+            elif event is h11.NEED_DATA:
+                return
             elif event is h11.PAUSED and self.response is not None and 200 <= self.response.status_code < 300:
                 trailing, _closed = self.conn.trailing_data
                 self.answer.set_result(_Answer(bytes(trailing)))
-            elif isinstance(event, h11.InformationalResponse):
-                continue
             elif self.response is not None:
-                # A refusal (NEED_DATA, EndOfMessage, closed): reported with whatever of the
-                # body already arrived; a refused CONNECT never waits for more.
-                self._refused(self.response, bytes(self.body))
-            elif event is h11.NEED_DATA:
-                return
+                self._refused()  # EndOfMessage, ConnectionClosed
             else:
                 self._closed()
 
-    def _refused(self, response: h11.Response, body: bytes) -> None:
-        # Reported at once with whatever of the body already arrived: a refusal never waits.
+    def _refused(self) -> None:
+        if self.grace is not None:
+            self.grace.cancel()
+        response = self.response
+        if self.answer.done() or response is None:
+            return
         status = response.status_code
         reason = response.reason.decode("latin-1")
         headers = self.headers or [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw_items()]
-        if status == 407:
+        if status == 407 or (status == 401 and self.proxy.username is not None):
+            # 407 is the proxy's status for this; tinyproxy 1.11 answers wrong credentials with 401.
             hint = (
                 "the proxy rejected the credentials in the proxy URL"
                 if self.proxy.username is not None
@@ -409,18 +435,24 @@ class _TunnelProtocol(_Buffering):
             status=status,
             reason=reason,
             headers=headers,
-            body=body[:MAX_PROXY_BODY],
+            body=bytes(self.body[:MAX_PROXY_BODY]),
         )
         self.answer.set_exception(error)
 
     def _fail(self, message: str) -> None:
+        if self.grace is not None:
+            self.grace.cancel()
         if not self.answer.done():
             self.answer.set_exception(ProxyError(message, proxy=self.proxy.url))
 
     def _closed(self) -> None:
+        if self.response is not None:
+            self._refused()
         self._fail(f"proxy {self.proxy.url} closed the connection before answering CONNECT {self.target}")
 
     def eof_received(self) -> bool | None:
+        if self.response is not None and not self.answer.done():
+            self._feed(b"")  # the end of a refusal's body read until close
         self._closed()
         return None
 
@@ -446,13 +478,11 @@ async def _http_tunnel(
     if proxy.username is not None:
         assert proxy.password is not None
         headers.append(("Proxy-Authorization", _basic(proxy.username, proxy.password)))
-    conn = h11.Connection(h11.CLIENT)
-    request = conn.send(h11.Request(method="CONNECT", target=target, headers=headers)) or b""
-    head = parse_head(request)
+    tunnel = _TunnelProtocol(loop, proxy, target, headers)
+    head = parse_head(tunnel.request)
     if head is not None:
         info.proxy_request_line, sent = head
         info.proxy_request_headers = redact_headers(sent)
-    tunnel = _TunnelProtocol(loop, proxy, request, target)
     context = None
     if proxy.scheme == "https":
         context = proxy_tls if proxy_tls is not None else ssl.create_default_context()
