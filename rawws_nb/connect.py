@@ -102,6 +102,8 @@ class _HandshakeProtocol(asyncio.Protocol):
 
     def _handshake_ended(self) -> None:
         if not self.done.done():
+            if self.sent_at:
+                self._finish()
             try:
                 self.handshake.eof()
             except HandshakeError as exc:

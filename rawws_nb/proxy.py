@@ -151,7 +151,12 @@ def select_proxy(option: str | bool | None, host: str, port: int, secure: bool) 
         if is_loopback(host):
             return None
         found = environment_proxy(host, port, secure)
-        return parse_proxy(found) if found else None
+        if not found:
+            return None
+        try:
+            return parse_proxy(found)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (from the environment; pass proxy=None to connect directly)") from None
     if isinstance(option, str):
         return parse_proxy(option)
     raise TypeError(f"proxy= takes True (from the environment), a proxy URL or None, not {option!r}")

@@ -526,3 +526,9 @@ def test_bad_proxy_values_are_clear():
     ]:
         with pytest.raises(error, match=text):
             asyncio.run(open_with(value))
+
+
+def test_a_bad_environment_proxy_says_where_it_came_from(no_env_proxy):
+    no_env_proxy.setenv("WSS_PROXY", "ftp://127.0.0.1:21")
+    with pytest.raises(ValueError, match=r"from the environment; pass proxy=None"):
+        asyncio.run(rw.web_socket_raw_session("wss://example.invalid/"))
