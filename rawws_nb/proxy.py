@@ -25,6 +25,7 @@ head arrives, never waited on. Every step is recorded in a `HandshakeInfo`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import os
 import socket
@@ -522,7 +523,5 @@ async def _http_tunnel(
 
 
 def _basic(username: str, password: str) -> str:
-    import base64
-
     token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
