@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
 .PHONY: help venv lab demo serve test test-fast lint node-deps bench bench-codec bench-timeline bench-widgets conformance \
-	browser-deps kernel701 binder-check clean
+	browser-deps proxy-deps kernel701 binder-check clean
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
@@ -41,6 +41,12 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
+# Debian's tinyproxy (HTTP CONNECT) and Dante (SOCKS) for the real-proxy tests (tests/test_proxy.py).
+proxy-deps:
+	@{ command -v tinyproxy >/dev/null 2>&1 && { command -v danted >/dev/null 2>&1 || test -x /usr/sbin/danted; }; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tinyproxy dante-server >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq tinyproxy dante-server >/dev/null; fi; }
+
 # The second kernel environment for the browser test: ipykernel 7.0.1 + ipywidgets 8.1.7
 # (Binder's image) with the project, in .venv-kernel701 (idempotent; ~30 s the first time).
 kernel701:
@@ -51,7 +57,7 @@ kernel701:
 node-deps:
 	@test -d .ci/node-peers/node_modules/ws || npm ci --prefix .ci/node-peers --silent --no-audit --no-fund
 
-test: lint browser-deps kernel701 node-deps
+test: lint browser-deps proxy-deps kernel701 node-deps
 	$(PY) -m pytest
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,

@@ -8,7 +8,7 @@ docs/architecture.md.
 from . import sync
 from .connect import web_socket_raw, web_socket_raw_session, ws_raw, wss_raw
 from .deflate import Deflate
-from .errors import HandshakeError, InvalidSend, MessageTooBig, PeerProtocolError, RawWsError, SessionClosed
+from .errors import HandshakeError, InvalidSend, MessageTooBig, PeerProtocolError, ProxyError, RawWsError, SessionClosed
 from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
 from .loops import SyncOnLoopError
@@ -53,6 +53,7 @@ __all__ = [
     "InvalidSend",
     "MessageTooBig",
     "PeerProtocolError",
+    "ProxyError",
     "RawSession",
     "RawWsError",
     "RequestBuilder",

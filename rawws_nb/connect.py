@@ -11,48 +11,76 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .deflate import EXTENSION_NAME, Deflate, PerMessageDeflate
-from .errors import HandshakeError
+from .errors import HandshakeError, ProxyError
 from .frames import CloseReason
 from .handshake import Accepted, ClientHandshake, RequestBuilder, Target, parse_url
+from .handshake_info import HandshakeInfo, parse_head
+from .proxy import open_transport, select_proxy
 from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUE, RawSession
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
 
 __all__ = ["web_socket_raw", "web_socket_raw_session", "ws_raw", "wss_raw"]
 
 DEFAULT_OPEN_TIMEOUT = 10.0
+MAX_HEAD_KEPT = 16 * 1024  # bytes of the response head kept for `session.handshake`
+_STEP_DOING = {
+    "dns": "resolving the host name",
+    "connect": "connecting (TCP)",
+    "proxy": "waiting for the proxy",
+    "tls": "the TLS handshake",
+    "upgrade": "waiting for the upgrade response",
+}
 
 
 class _HandshakeProtocol(asyncio.Protocol):
-    """Runs the client handshake, then hands the transport to the session."""
+    """Runs the client handshake, then hands the transport to the session. It keeps the
+    request and the response head as they went over the wire for `session.handshake`."""
 
-    def __init__(self, session: RawSession, handshake: ClientHandshake, compression: Deflate | None) -> None:
+    def __init__(
+        self, session: RawSession, handshake: ClientHandshake, info: HandshakeInfo, compression: Deflate | None
+    ) -> None:
         self.session = session
         self.handshake = handshake
+        self.info = info
         self.compression = compression  # this side's compressor settings (level, mem_level)
         self.done: asyncio.Future[Accepted] = session.loop.create_future()
         self.transport: asyncio.Transport | None = None
+        self.raw = bytearray()
+        self.sent_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(self.handshake.request_bytes())
+        request = self.handshake.request_bytes()
+        head = parse_head(request)
+        if head is not None:
+            self.info.request_line, self.info.request_headers = head
+        self.info.step = "upgrade"
+        self.sent_at = time.perf_counter()
+        transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
             return
         assert self.transport is not None
+        if self.info.status_line is None and len(self.raw) < MAX_HEAD_KEPT:
+            self.raw += data
+            self._record_head()
         try:
             accepted = self.handshake.receive(data)
         except HandshakeError as exc:
+            self._finish()
             self.done.set_exception(exc)
             self.transport.close()
             return
         if accepted is None:
             return
+        self._finish()
         session = self.session
         session.subprotocol = accepted.subprotocol
         session.response_headers = accepted.headers
@@ -65,6 +93,16 @@ class _HandshakeProtocol(asyncio.Protocol):
         session.attach(self.transport, accepted.trailing, extensions=accepted.extensions, deflate=deflate)
         self.done.set_result(accepted)
 
+    def _record_head(self) -> None:
+        head = parse_head(bytes(self.raw))
+        if head is not None:
+            self.info.status_line, self.info.response_headers = head
+            self.raw.clear()
+
+    def _finish(self) -> None:
+        if self.info.timings.upgrade is None:
+            self.info.timings.upgrade = time.perf_counter() - self.sent_at
+
     def eof_received(self) -> bool | None:
         self._handshake_ended()
         return None
@@ -74,6 +112,8 @@ class _HandshakeProtocol(asyncio.Protocol):
 
     def _handshake_ended(self) -> None:
         if not self.done.done():
+            if self.sent_at:
+                self._finish()
             try:
                 self.handshake.eof()
             except HandshakeError as exc:
@@ -136,6 +176,8 @@ async def _open(
     timeline_capacity: int = DEFAULT_CAPACITY,
     payload_cap: int = DEFAULT_PAYLOAD_CAP,
     protocol: Any = None,
+    proxy: str | bool | None = True,
+    proxy_tls: ssl.SSLContext | None = None,
 ) -> RawSession:
     if secure is None and tls not in (None, False):
         secure = True
@@ -170,36 +212,51 @@ async def _open(
         protocol=protocol,
     )
     handshake = ClientHandshake(builder, target)
-    proto = _HandshakeProtocol(session, handshake, offer)
-    loop = asyncio.get_running_loop()
+    chosen = select_proxy(proxy, target.host, target.port, target.secure)
+    info = HandshakeInfo(url=target.url, proxy=chosen.url if chosen is not None else None)
+    proto = _HandshakeProtocol(session, handshake, info, offer)
     try:
         async with asyncio.timeout(open_timeout):
-            await loop.create_connection(
-                lambda: proto,
-                target.host,
-                target.port,
-                ssl=ssl_ctx,
-                server_hostname=target.host if ssl_ctx is not None else None,
+            await open_transport(
+                proto, target.host, target.port, tls=ssl_ctx, proxy=chosen, proxy_tls=proxy_tls, info=info
             )
             await proto.done
     except TimeoutError:
         if proto.transport is not None:
             proto.transport.abort()
-        raise TimeoutError(f"opening {target.url} took longer than open_timeout={open_timeout}s") from None
+        where = f" through the proxy {info.proxy}" if info.proxy else ""
+        raise TimeoutError(
+            f"opening {target.url}{where} took longer than open_timeout={open_timeout}s: "
+            f"stopped in the {info.step} step ({_STEP_DOING.get(info.step, info.step)})"
+        ) from None
     except ssl.SSLCertVerificationError as exc:
+        if proto.transport is not None:
+            proto.transport.abort()
         hint = (
             "; pass tls=ssl_context that trusts the server's CA (verification stays on)"
             if exc.verify_code in (18, 19, 20, 21)
             else ""
         )
+        where = f" (inside the tunnel of the proxy {info.proxy})" if info.proxy else ""
         raise ssl.SSLCertVerificationError(
-            exc.errno, f"TLS certificate of {target.host}:{target.port} rejected: {exc.verify_message}{hint}"
+            exc.errno, f"TLS certificate of {target.host}:{target.port}{where} rejected: {exc.verify_message}{hint}"
         ) from exc
+    except (HandshakeError, ProxyError) as exc:
+        if proto.transport is not None:
+            proto.transport.abort()
+        # The record up to the failure, on the exception instance (DESIGN: "HandshakeError
+        # carrying the status, headers and the start of the body"; now also the exchange).
+        vars(exc)["handshake"] = info
+        raise
     except BaseException:
         if proto.transport is not None:
             proto.transport.abort()
         raise
+    info.step = "open"
     session.request_headers = list(builder.headers.items())
+    # A public attribute of the session (RawSession will declare it; set here, where the
+    # handshake is observed).
+    session.handshake = info
     return session
 
 
@@ -209,7 +266,10 @@ async def web_socket_raw_session(url: str | None = None, **options: Any) -> RawS
     Options: `method`, `host`, `port`, `path`, `request`, `tls`, `compression` (None:
     nothing offered; "deflate" or `rawws_nb.Deflate(...)`: offer permessage-deflate), `subprotocols`,
     `headers`, `open_timeout`, `close_timeout`, `max_message_size`, `max_frame_size`,
-    `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`.
+    `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`, `proxy`
+    (True: from the environment, loopback direct; a proxy URL; None: direct),
+    `proxy_tls` (the context that verifies an https:// proxy).
+    `session.handshake` then shows the exchange and its timings (`HandshakeInfo`).
     """
     return await _open(url, **options)
 

@@ -10,6 +10,7 @@ __all__ = [
     "InvalidSend",
     "MessageTooBig",
     "PeerProtocolError",
+    "ProxyError",
     "RawWsError",
     "SessionClosed",
 ]
@@ -75,3 +76,37 @@ class MessageTooBig(PeerProtocolError):
 class InvalidSend(RawWsError, ValueError):
     """`send` refused a frame (a local mistake, e.g. a 200-byte Ping); use `send_raw`
     to put deliberately invalid frames on the wire."""
+
+
+class ProxyError(RawWsError):
+    """The proxy step failed: the proxy could not be reached, refused the tunnel, or
+    answered something that is not a proxy reply.
+
+    `proxy` is the proxy's URL (password hidden), `status` the HTTP status when an HTTP
+    proxy answered (407: authentication needed or wrong; None for SOCKS proxies and
+    unreachable ones), `reason` the proxy's own words (the HTTP reason phrase or the
+    SOCKS reply), `headers` the proxy's response headers as (name, value) pairs, `body`
+    the start of its response body. The connect functions also set `handshake` on the
+    exception: the handshake record up to the failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        proxy: str,
+        status: int | None = None,
+        reason: str = "",
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        self.proxy = proxy
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+        self.body = body
+        super().__init__(message)
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
 from .deflate import DeflateParams, PerMessageDeflate
 from .errors import SessionClosed
+from .handshake_info import HandshakeInfo
 from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
 from .loops import run_sync
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder, codec_decoder
@@ -214,6 +215,9 @@ class RawSession:
         self.request_headers: list[tuple[str, str]] = []
         self.response_headers: list[tuple[str, str]] = []
         self.extensions: list[str] = []  # what the handshake agreed, e.g. ["permessage-deflate"]
+        # The opening handshake as it went (heads as sent and received, step timings);
+        # set by the client connect path, None for server-side sessions.
+        self.handshake: HandshakeInfo | None = None
         self.max_queue = max(1, int(max_queue))
         self.close_timeout = close_timeout
         self._conn = Connection(client=client, max_message_size=max_message_size, max_frame_size=max_frame_size)
@@ -521,7 +525,10 @@ class RawSession:
             bits.append(html.escape(f"close {self.close_reason.code} {self.close_reason.message!r}"))
         if self._feed.paused:
             bits.append("<b>reading paused (incoming full)</b>")
-        return "<div class='rawws-session'>RawSession: " + " · ".join(bits) + "</div>"
+        out = "<div class='rawws-session'>RawSession: " + " · ".join(bits) + "</div>"
+        if self.handshake is not None:
+            out += f"<details><summary>opening handshake</summary>{self.handshake._repr_html_()}</details>"
+        return out
 
     # -- the transport --------------------------------------------------------------------
 

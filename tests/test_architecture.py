@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("rawws_nb", "protocols")
-# Underscore names that are public API of the standard library (namedtuple's methods).
-ALLOWED_ATTRIBUTES = {"_replace", "_fields", "_asdict", "_make"}
+# Underscore names that are public protocols: namedtuple's methods, IPython's display hooks.
+ALLOWED_ATTRIBUTES = {"_replace", "_fields", "_asdict", "_make", "_repr_html_", "_repr_mimebundle_"}
 
 
 def _modules() -> list[Path]:

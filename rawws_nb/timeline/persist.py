@@ -126,6 +126,12 @@ def timeline_metadata(source: Any) -> dict[str, Any]:
         state = getattr(source, "state", None)
         if state is not None:
             meta["state"] = getattr(state, "value", str(state))
+        extensions = getattr(source, "extensions", None)
+        if extensions:
+            meta["extensions"] = list(extensions)
+        handshake = getattr(source, "handshake", None)
+        if handshake is not None and hasattr(handshake, "as_dict"):
+            meta["handshake"] = handshake.as_dict()  # request and response heads, step timings
     if rec is not None:
         meta["capacity"] = rec.capacity
         meta["payload_cap"] = rec.payload_cap
