@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
 .PHONY: help venv lab demo serve test test-fast lint node-deps bench bench-codec bench-timeline bench-widgets conformance \
-	browser-deps proxy-deps kernel701 binder-check clean
+	browser-deps proxy-deps capture-deps kernel701 binder-check clean
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
@@ -57,7 +57,13 @@ kernel701:
 node-deps:
 	@test -d .ci/node-peers/node_modules/ws || npm ci --prefix .ci/node-peers --silent --no-audit --no-fund
 
-test: lint browser-deps proxy-deps kernel701 node-deps
+# Debian's tshark and tcpdump for the capture tests (tshark's debconf question answered).
+capture-deps:
+	@command -v tshark >/dev/null 2>&1 && command -v tcpdump >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null; fi; }
+
+test: lint browser-deps proxy-deps capture-deps kernel701 node-deps
 	$(PY) -m pytest
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,

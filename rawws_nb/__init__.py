@@ -12,6 +12,7 @@ from .errors import HandshakeError, InvalidSend, MessageTooBig, PeerProtocolErro
 from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
 from .loops import SyncOnLoopError
+from .pcap import CaptureError, read_pcap, to_pcapng
 from .replay import replay
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
@@ -35,6 +36,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "__version__",
+    "CaptureError",
+    "read_pcap",
+    "to_pcapng",
     "Deflate",
     "CloseReason",
     "Dashboard",

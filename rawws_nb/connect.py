@@ -10,6 +10,7 @@ CA); redirects are reported as `HandshakeError`, never followed.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -178,6 +179,7 @@ async def _open(
     protocol: Any = None,
     proxy: str | bool | None = True,
     proxy_tls: ssl.SSLContext | None = None,
+    keylog: str | os.PathLike[str] | None = None,
 ) -> RawSession:
     if secure is None and tls not in (None, False):
         secure = True
@@ -199,6 +201,12 @@ async def _open(
     ssl_ctx: ssl.SSLContext | None = None
     if target.secure:
         ssl_ctx = tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context()
+        if keylog is not None:
+            # NSS key log format (SSLKEYLOGFILE): Wireshark decrypts a capture of this
+            # session with it. Set on the context, so it applies to its other users too.
+            ssl_ctx.keylog_filename = os.fspath(keylog)
+    elif keylog is not None:
+        raise ValueError(f"keylog= applies to wss:// sessions; {target.url} is not one")
     session = RawSession(
         client=True,
         url=target.url,

@@ -231,6 +231,11 @@ def _write_connection(
     rsv = rsv_codes(rows)
     length = rows["length"].to_numpy()
     errors = rows["error"].tolist() if "error" in rows.columns else [None] * len(rows)
+    inflated = (
+        rows["inflated_length"].to_numpy(dtype=object, na_value=None)
+        if "inflated_length" in rows.columns
+        else [None] * len(rows)
+    )
     msg_open: dict[bool, bool] = {True: False, False: False}
     for i, (label, payload) in enumerate(zip(rows.index.tolist(), rows["payload"].tolist(), strict=True)):
         from_client = (direction[i] == 0) == as_client
@@ -238,6 +243,10 @@ def _write_connection(
         notes = [f"rawws_nb timeline row {label}"]
         op = int(opcode[i]) if opcode[i] >= 0 else 0
         if compressed[i]:
+            full = inflated[i]
+            if full is not None and len(data) < int(full):
+                notes.append(f"payload capped in the timeline: {len(data)} of {int(full)} bytes, zero-filled")
+                data += bytes(int(full) - len(data))
             data = deflaters[from_client].compress(data, bool(fin[i]))
             notes.append("recompressed (the timeline keeps the inflated payload)")
         elif len(data) < int(length[i]):
@@ -449,6 +458,13 @@ class _Reader:
     def data(self, cap: _Capture, from_client: bool, t: int, data: bytes) -> None:
         side = cap.sides[from_client]
         if side.head is None:
+            if not side.buffer and from_client and data[:1] == b"\x16" and data[1:2] == b"\x03":
+                cap.websocket = False
+                self.problems.append(
+                    f"connection {cap.client} <-> {cap.server}: TLS, not read (read_pcap does not decrypt; "
+                    "Wireshark does, with the session's keylog= file)"
+                )
+                return
             side.buffer += data
             split = _split_head(side.buffer)
             if split is None:

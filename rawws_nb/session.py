@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
 from .deflate import DeflateParams, PerMessageDeflate
 from .errors import SessionClosed
-from .handshake_info import HandshakeInfo
 from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
+from .handshake_info import HandshakeInfo
 from .loops import run_sync
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder, codec_decoder
 from .wire import Violation, split_frames
