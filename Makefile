@@ -83,6 +83,7 @@ lint: venv
 bench: venv
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.compressed
+	$(PY) -m benchmarks.bench_pcap
 
 bench-codec: venv
 	$(PY) -m benchmarks.bench_codec

@@ -51,6 +51,7 @@ _MAX_PENDING = 64 << 20  # out-of-order bytes buffered per stream before reporti
 _SEGMENT = 32 * 1024  # TCP payload per synthetic segment (well under 64 KiB)
 _CLIENT_IP, _SERVER_IP = bytes((10, 0, 0, 1)), bytes((10, 0, 0, 2))
 _CLIENT_MAC, _SERVER_MAC = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
+_SYN, _ACK = 0x02, 0x10
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key, and its accept token below
 _ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
@@ -300,25 +301,65 @@ def _packets(fileobj: io.BufferedIOBase, problems: list[str]) -> Iterator[tuple[
         yield (int(ts) if nano else round(float(ts) * 1e9)), link, buf
 
 
-def _ip_of(link: int, buf: bytes) -> Any:
+# Offset of the network-layer header per link type, and where its protocol field is.
+_ETHERTYPE_IPV4, _ETHERTYPE_IPV6, _ETHERTYPE_VLAN = 0x0800, 0x86DD, (0x8100, 0x88A8)
+_H = struct.Struct("!H").unpack_from
+_TCP = struct.Struct("!HHIIBB").unpack_from  # ports, seq, ack, data offset, flags
+
+
+def _network(link: int, buf: bytes) -> tuple[int, int]:
+    """(offset of the IP header, IP version or 0 when not IP) for a captured frame."""
     if link == dpkt.pcap.DLT_EN10MB:
-        frame: Any = dpkt.ethernet.Ethernet(buf)
-        return frame.data
-    if link in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
-        return dpkt.loopback.Loopback(buf).data
-    if link == dpkt.pcap.DLT_LINUX_SLL:
-        return dpkt.sll.SLL(buf).data
-    if link == 276:  # LINKTYPE_LINUX_SLL2
-        return dpkt.sll2.SLL2(buf).data
-    if link in (12, 14, 101):  # raw IP
-        return dpkt.ip.IP(buf) if buf[:1] and buf[0] >> 4 == 4 else dpkt.ip6.IP6(buf)
-    raise CaptureError(f"link type {link} is not supported (Ethernet, loopback, Linux cooked, raw IP are)")
+        offset, ethertype = 14, _H(buf, 12)[0]
+        while ethertype in _ETHERTYPE_VLAN:
+            ethertype = _H(buf, offset + 2)[0]
+            offset += 4
+    elif link in (dpkt.pcap.DLT_NULL, dpkt.pcap.DLT_LOOP):
+        offset, ethertype = 4, 0
+    elif link == dpkt.pcap.DLT_LINUX_SLL:
+        offset, ethertype = 16, _H(buf, 14)[0]
+    elif link == 276:  # LINKTYPE_LINUX_SLL2
+        offset, ethertype = 20, _H(buf, 0)[0]
+    elif link in (12, 14, 101):  # raw IP
+        offset, ethertype = 0, 0
+    else:
+        raise CaptureError(f"link type {link} is not supported (Ethernet, loopback, Linux cooked, raw IP are)")
+    if ethertype == _ETHERTYPE_IPV4:
+        return offset, 4
+    if ethertype == _ETHERTYPE_IPV6:
+        return offset, 6
+    if ethertype == 0 and len(buf) > offset:
+        version = buf[offset] >> 4
+        return offset, version if version in (4, 6) else 0
+    return offset, 0
 
 
-def _endpoints(ip: Any, tcp: Any) -> tuple[str, str]:
-    src, dst = ipaddress.ip_address(bytes(ip.src)), ipaddress.ip_address(bytes(ip.dst))
-    fmt = "[{}]:{}" if src.version == 6 else "{}:{}"
-    return fmt.format(src, tcp.sport), fmt.format(dst, tcp.dport)
+def _tcp_segment(link: int, buf: bytes) -> tuple[tuple[bytes, int, bytes, int], int, int, bytes] | None:
+    """((src, sport, dst, dport), seq, flags, payload) of a TCP segment, or None."""
+    offset, version = _network(link, buf)
+    if version == 4:
+        if buf[offset + 9] != 6:
+            return None
+        ihl = (buf[offset] & 0x0F) * 4
+        total = _H(buf, offset + 2)[0]
+        src, dst = buf[offset + 12 : offset + 16], buf[offset + 16 : offset + 20]
+        end = offset + total if total else len(buf)  # trailing padding is not TCP data
+        tcp = offset + ihl
+    elif version == 6:
+        if buf[offset + 6] != 6:  # extension headers: not a plain TCP segment
+            return None
+        src, dst = buf[offset + 8 : offset + 24], buf[offset + 24 : offset + 40]
+        end = offset + 40 + _H(buf, offset + 4)[0]
+        tcp = offset + 40
+    else:
+        return None
+    sport, dport, seq, _ack, data_offset, flags = _TCP(buf, tcp)
+    return (src, sport, dst, dport), seq, flags, buf[tcp + (data_offset >> 4) * 4 : end]
+
+
+def _endpoint_text(address: bytes, port: int) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
 class _Stream:
@@ -418,37 +459,43 @@ def _header(head: bytes, name: bytes) -> list[str]:
 class _Reader:
     def __init__(self, max_message_size: int | None, payload_cap: int) -> None:
         self.captures: dict[tuple[str, str], _Capture] = {}
+        self.by_key: dict[tuple[bytes, int, bytes, int], _Capture] = {}  # both directions' 4-tuples
+        self.client_key: dict[int, tuple[bytes, int, bytes, int]] = {}  # id(capture) -> client's 4-tuple
         self.problems: list[str] = []
         self.max_message_size = max_message_size
         self.payload_cap = payload_cap
 
-    def packet(self, t: int, ip: Any) -> None:
-        tcp = ip.data
-        if not isinstance(tcp, dpkt.tcp.TCP):
+    def packet(self, t: int, link: int, buf: bytes) -> None:
+        segment = _tcp_segment(link, buf)
+        if segment is None:
             return
-        src, dst = _endpoints(ip, tcp)
-        cap = self.captures.get((src, dst)) or self.captures.get((dst, src))
+        key, seq, flags, payload = segment
+        cap = self.by_key.get(key)
         if cap is None:
-            if not tcp.flags & dpkt.tcp.TH_SYN or tcp.flags & dpkt.tcp.TH_ACK:
+            src, sport, dst, dport = key
+            back = (dst, dport, src, sport)
+            if not flags & _SYN or flags & _ACK:
                 # Not the opening SYN: the connection started before the capture did.
-                key = (src, dst)
-                cap = _Capture(len(self.captures), src, dst, websocket=False)
-                self.captures[key] = cap
-                if tcp.data:
+                cap = _Capture(len(self.captures), _endpoint_text(src, sport), _endpoint_text(dst, dport))
+                cap.websocket = False
+                if payload:
                     self.problems.append(
-                        f"connection {src} <-> {dst}: its start is not in the capture (no SYN); not read"
+                        f"connection {cap.client} <-> {cap.server}: its start is not in the capture (no SYN); not read"
                     )
-                return
-            cap = _Capture(len(self.captures), src, dst)
-            self.captures[(src, dst)] = cap
+            else:
+                cap = _Capture(len(self.captures), _endpoint_text(src, sport), _endpoint_text(dst, dport))
+            self.captures[(cap.client, cap.server)] = cap
+            self.by_key[key] = cap
+            self.by_key[back] = cap
+            self.client_key[id(cap)] = key
         if cap.websocket is False:
             return
-        from_client = src == cap.client
+        from_client = self.client_key[id(cap)] == key
         stream = cap.streams[from_client]
-        if tcp.flags & dpkt.tcp.TH_SYN:
-            stream.syn(tcp.seq)
+        if flags & _SYN:
+            stream.syn(seq)
             return
-        data = stream.add(tcp.seq, bytes(tcp.data))
+        data = stream.add(seq, payload)
         if stream.gap and not cap.reported:
             cap.reported = True
             self.problems.append(f"connection {cap.client} <-> {cap.server}: a gap in the stream; read up to it")
@@ -574,11 +621,9 @@ def read_pcap(path: str | Path, *, max_message_size: int | None = 64 << 20, payl
         try:
             for t, link, buf in _packets(fileobj, reader.problems):
                 try:
-                    ip = _ip_of(link, buf)
-                except (dpkt.UnpackError, dpkt.NeedData, IndexError):
-                    continue
-                if isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6):
-                    reader.packet(t, ip)
+                    reader.packet(t, link, buf)
+                except (IndexError, struct.error):
+                    continue  # a packet too short to hold its headers (snap length): not TCP data
         except (dpkt.UnpackError, dpkt.NeedData, ValueError, struct.error) as exc:
             if isinstance(exc, CaptureError):
                 raise
