@@ -243,3 +243,11 @@ async def test_keylog_lets_tshark_decrypt_a_real_wss_capture(tmp_path, ca):
     assert len(back) == 0 and any("TLS, not read" in p for p in back.attrs["problems"])
     with pytest.raises(ValueError, match="applies to wss"):
         await rw.web_socket_raw_session(server.url.replace("wss", "ws") + "/echo", keylog=keys)
+
+
+def test_the_capture_shipped_for_binder_reads_clean():
+    df = read_pcap(Path(__file__).resolve().parent.parent / "notebooks" / "data" / "websockets-echo.pcap")
+    assert df.attrs["problems"] == [] and len(df.attrs["connections"]) == 1
+    assert df.attrs["connections"][0]["extensions"][0].startswith("permessage-deflate")
+    assert df.error.isna().all() and df.compressed.any()
+    assert len(df.rawws.latency()) == 1  # the client's ping and the server's pong

@@ -56,10 +56,18 @@ def _check_09(outputs: list[str]) -> None:
     assert "1002 (PROTOCOL_ERROR)" in text and "rsv1 set on a control frame" in text
 
 
+def _check_07(outputs: list[str]) -> None:
+    text = "\n".join(outputs)
+    assert "'problems'" not in text or "[])" in text  # the capture read with no problems
+    assert "True" in outputs  # a session to pcapng and back: the same frames
+    assert "compression" in text and "rtt" in text  # summary() and latency() on a capture
+
+
 # What some notebooks must show, beyond running without an error.
 CONTENT_CHECKS = {
     "04-binary-protocol": _check_04,
     "05-timeline-analysis": _check_05,
+    "07-analyse-a-capture": _check_07,
     "09-compression": _check_09,
 }
 
