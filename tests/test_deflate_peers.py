@@ -162,3 +162,22 @@ async def test_node_ws_client_against_the_embedded_server(server):
     assert results == {"text": "hello from node " * 100, "binary": 4096, "fragmented": "part1 part2"}, err.decode()
 
 
+
+
+async def test_compressed_timelines_round_trip_through_parquet_and_har(server, tmp_path):
+    session = await rw.web_socket_raw_session(server.url + "/echo", compression="deflate")
+    await session.send("compress me " * 100)
+    await session.send("as is", compress=False)
+    for _ in range(2):
+        await session.incoming.receive()
+    await session.close()
+    df = session.timeline
+    assert list(df.compressed) == [True, False, True, False, False, False]
+    session.save_timeline(tmp_path / "t.parquet")
+    back = rw.read_timeline(tmp_path / "t.parquet")
+    columns = ["dir", "opcode", "rsv1", "length", "compressed", "inflated_length", "payload"]
+    assert back[columns].equals(df[columns])
+    assert back.attrs["extensions"] == ["permessage-deflate"]
+    rw.to_har(session, tmp_path / "t.har")
+    har = rw.read_har(tmp_path / "t.har")
+    assert har[columns].equals(df[columns])
