@@ -180,6 +180,8 @@ async def _open(
     proxy: str | bool | None = True,
     proxy_tls: ssl.SSLContext | None = None,
     keylog: str | os.PathLike[str] | None = None,
+    auto_pong: bool = False,
+    ping_interval: float | None = None,
 ) -> RawSession:
     if secure is None and tls not in (None, False):
         secure = True
@@ -218,6 +220,8 @@ async def _open(
         timeline_capacity=timeline_capacity,
         payload_cap=payload_cap,
         protocol=protocol,
+        auto_pong=auto_pong,
+        ping_interval=ping_interval,
     )
     handshake = ClientHandshake(builder, target)
     chosen = select_proxy(proxy, target.host, target.port, target.secure)

@@ -18,6 +18,7 @@ import struct
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
+    "AUTOMATIC",
     "COMPRESSED",
     "FRAME_CLASSES",
     "RX",
@@ -34,12 +35,14 @@ __all__ = [
 
 # -- the header code: one frame's header in one int ---------------------------------------
 # bits 0-3 wire opcode, 4-6 rsv3/rsv2/rsv1 (rsv1 = 0x40), 7 fin, 8 direction (RX), 9
-# compressed (the frame belongs to a compressed message), 16 and up the payload length
-# on the wire. The reader reports it per frame, the recorder stores it. The low
-# byte is the frame's first wire byte, so `length << 16 | direction | b0` is the same code.
+# compressed (the frame belongs to a compressed message), 10 automatic (sent by the
+# session on its own, opted in), 16 and up the payload length on the wire. The reader
+# reports it per frame, the recorder stores it. The low byte is the frame's first wire
+# byte, so `length << 16 | direction | b0` is the same code.
 TX = 0
 RX = 1 << 8
 COMPRESSED = 1 << 9  # bit 9: a frame of a permessage-deflate compressed message
+AUTOMATIC = 1 << 10  # bit 10: sent by the session itself (auto_pong, ping_interval), not by a call
 
 
 

@@ -28,8 +28,22 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
 from .deflate import DeflateParams, PerMessageDeflate
-from .errors import SessionClosed
-from .frames import RX, TX, Binary, Close, CloseReason, Frame, Ping, Text, header_code, is_valid_close_code, make_frame
+from .errors import InvalidSend, SessionClosed
+from .frames import (
+    AUTOMATIC,
+    RX,
+    TX,
+    Binary,
+    Close,
+    CloseReason,
+    Frame,
+    Ping,
+    Pong,
+    Text,
+    header_code,
+    is_valid_close_code,
+    make_frame,
+)
 from .handshake_info import HandshakeInfo
 from .loops import run_sync
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP, Recorder, codec_decoder
@@ -207,8 +221,16 @@ class RawSession:
         payload_cap: int = DEFAULT_PAYLOAD_CAP,
         protocol: Any = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        auto_pong: bool = False,
+        ping_interval: float | None = None,
     ) -> None:
         self._loop = loop or asyncio.get_running_loop()
+        # Opt-in keep-alive (off by default: raw). Frames sent this way are recorded with
+        # the timeline's `automatic` column set; every received frame still reaches `incoming`.
+        self.auto_pong = auto_pong  # answer each Ping with a Pong carrying its payload
+        if ping_interval is not None and ping_interval <= 0:
+            raise ValueError("ping_interval must be a positive number of seconds (or None)")
+        self.ping_interval = ping_interval  # send a Ping every this many seconds
         self.client = client
         self.url = url
         self.subprotocol: str | None = None
@@ -555,6 +577,32 @@ class RawSession:
         )
         if data:
             self._on_data(data)
+        if self.ping_interval is not None:
+            self.launch(self._keepalive(self.ping_interval))
+
+    async def _keepalive(self, interval: float) -> None:
+        """`ping_interval`: a Ping every `interval` seconds while the session is open."""
+        count = 0
+        while True:
+            await asyncio.sleep(interval)
+            if self.state is not State.OPEN:
+                return
+            count += 1
+            try:
+                self._send_automatic(Ping(b"keepalive-%d" % count))
+            except SessionClosed:
+                return
+
+    def _send_automatic(self, frame: Frame) -> None:
+        """Send a frame on the session's own account (opted in): recorded as automatic."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise self._end_exception()
+        stamp = not self._corked
+        code = self._conn.send(frame) | AUTOMATIC
+        self._written(code)
+        if self._recorder is not None:
+            self._recorder.stage_tx(_time_ns() if stamp else None, code, frame.data)
 
     def _end_exception(self) -> SessionClosed:
         return self._feed.end or self._conn.end_exception()
@@ -651,7 +699,12 @@ class RawSession:
 
     def _on_controls(self, frames: list[Frame], codes: list[int]) -> None:
         for code, frame in zip(codes, frames, strict=True):
-            if code & 0x0F == 10:
+            if code & 0x0F == 9 and self.auto_pong and self._conn.close_sent is None:
+                try:
+                    self._send_automatic(Pong(frame.data))
+                except (SessionClosed, InvalidSend):
+                    pass  # closing: the Ping stays unanswered, as without auto_pong
+            elif code & 0x0F == 10:
                 waiters = self._ping_waiters.get(frame.data)
                 if waiters:
                     now = _perf()

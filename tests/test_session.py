@@ -66,3 +66,50 @@ async def test_a_private_module_of_protocols_is_not_a_route(server):
     with pytest.raises(HandshakeError) as info:
         await rw.web_socket_raw_session(server.url + "/proto/_serving")
     assert info.value.status == 404
+
+
+async def test_auto_pong_answers_pings_and_says_so_in_the_timeline(server):
+    session = await rw.web_socket_raw_session(server.url + "/ping?n=2&interval=0.05&timeout=1", auto_pong=True)
+    reports = []
+    async for frame in session.incoming:
+        if isinstance(frame, Frame.Text):
+            reports.append(frame.data.decode())
+            if frame.data == b"ping done":
+                break
+    await session.close()
+    assert [r.split(" received")[0] for r in reports[:2]] == ["pong server-ping-1", "pong server-ping-2"]
+    df = session.timeline
+    pongs = df[(df.dir == "tx") & (df.opcode == "pong")]
+    assert len(pongs) == 2 and pongs.automatic.all()
+    assert not df[df.opcode != "pong"].automatic.any()
+    assert len(df[(df.dir == "rx") & (df.opcode == "ping")]) == 2  # the pings still reached incoming
+
+
+async def test_ping_interval_sends_keepalive_pings_until_the_session_ends(server):
+    session = await rw.web_socket_raw_session(server.url + "/echo", ping_interval=0.1)
+    await asyncio.sleep(0.45)
+    await session.close()
+    sent = session.timeline.query("dir == 'tx' and opcode == 'ping'")
+    assert 3 <= len(sent) <= 5 and sent.automatic.all()
+    assert sent.payload.iloc[0] == b"keepalive-1"
+    count = len(sent)
+    await asyncio.sleep(0.25)
+    assert len(session.timeline.query("dir == 'tx' and opcode == 'ping'")) == count  # stopped with the session
+    with pytest.raises(ValueError, match="positive"):
+        await rw.web_socket_raw_session(server.url + "/echo", ping_interval=0)
+
+
+async def test_a_keepalive_server_closes_a_raw_session_with_1011_unless_it_answers():
+    from websockets.asyncio.server import serve as ws_serve
+
+    async def idle(websocket):
+        await asyncio.sleep(5)
+
+    async with ws_serve(idle, "127.0.0.1", 0, ping_interval=0.2, ping_timeout=0.3) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        raw = await rw.web_socket_raw_session(url)
+        answering = await rw.web_socket_raw_session(url, auto_pong=True)
+        await asyncio.wait_for(raw.wait_closed(), 5)
+        assert raw.close_reason.code == 1011  # the server's keep-alive policy, not a bug
+        assert answering.state is rw.SessionState.OPEN
+        await answering.close()

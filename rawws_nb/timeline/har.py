@@ -15,6 +15,7 @@ viewers ignore:
 | `_rsv` | when set | rsv bits as an int (rsv1 = 4) |
 | `_length` | when capped or compressed | full payload length on the wire (`data` holds the kept bytes) |
 | `_compressed`, `_inflated_length` | compressed frames | permessage-deflate: `data` is inflated |
+| `_automatic` | when set | sent by the session on its own (`auto_pong`, `ping_interval`) |
 | `_encoding` | `"base64"` for a text frame that is not valid UTF-8 on its own | |
 | `_t_ns` | always | exact timestamp (ns since the epoch); `time` is rounded to ~0.2 µs |
 | `_message`, `_frame` | always | message index and frame number |
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..frames import RX, TX, header_code
+from ..frames import AUTOMATIC, RX, TX, header_code
 from ..version import __version__
 from ._columns import sparse_strings
 from .persist import decode_fields, encode_fields, timeline_metadata, timeline_of
@@ -84,6 +85,7 @@ def to_har(
     msg_types = df["msg_type"].to_numpy(dtype=object, na_value=None) if "msg_type" in df.columns else None
     fields = df["fields"].to_numpy(dtype=object) if "fields" in df.columns else None
     compressed = df["compressed"].to_numpy(dtype=bool) if "compressed" in df.columns else np.zeros(len(df), bool)
+    automatic = df["automatic"].to_numpy(dtype=bool) if "automatic" in df.columns else np.zeros(len(df), bool)
     inflated = (
         df["inflated_length"].to_numpy(dtype=object, na_value=None)
         if "inflated_length" in df.columns
@@ -108,6 +110,8 @@ def to_har(
             item["_rsv"] = int(rsv[i])
         if length[i] != len(data):
             item["_length"] = int(length[i])
+        if automatic[i]:
+            item["_automatic"] = True
         if compressed[i]:
             item["_compressed"] = True
             inflated_length = inflated[i]
@@ -240,6 +244,8 @@ def read_har(source: str | Path | dict[str, Any], *, url: str | None = None, ent
                 open_msg[d] = msg
         compressed = bool(m.get("_compressed", False))
         code = header_code(op, fin, int(m.get("_rsv", 0)), direction=d, compressed=compressed)
+        if m.get("_automatic"):
+            code |= AUTOMATIC
         length = int(m.get("_length", len(data)))
         if compressed:
             inflated = int(m.get("_inflated_length", len(data)))

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 
-from ..frames import COMPRESSED, RX, TX, Frame
+from ..frames import AUTOMATIC, COMPRESSED, RX, TX, Frame
 from ._plain import DIRECTIONS, OPCODE_NAMES, TEXT_PREVIEW, last_value_lookup
 
 if TYPE_CHECKING:
@@ -651,6 +651,7 @@ class Recorder:
             "rsv3": (code & 0x10).astype(bool),
             "length": length,
             "compressed": (code & COMPRESSED).astype(bool),
+            "automatic": (code & AUTOMATIC).astype(bool),
             "inflated_length": self._inflated_column(base, n),
             "payload": payload,
             "text": text,

@@ -15,6 +15,7 @@ recorder, so `timeline.loc[n]` names the same frame in every view and in saved f
 | `length` | `int64` | full payload length on the wire (even when `payload` is capped) |
 | `compressed` | `bool` | the frame belongs to a permessage-deflate compressed message |
 | `inflated_length` | `Int64` | payload length after inflating (compressed frames), else NA |
+| `automatic` | `bool` | sent by the session on its own, opted in (`auto_pong`, `ping_interval`) |
 | `payload` | `object` (bytes) | payload (inflated when compressed), at most `payload_cap` bytes; control frames whole |
 | `text` | `string` | text preview of each frame of a text message (continuations too), else NA |
 | `close_code` | `Int64` | code of a Close frame, else NA |
@@ -83,6 +84,7 @@ COLUMNS: dict[str, Any] = {
     "length": np.dtype("int64"),
     "compressed": np.dtype("bool"),
     "inflated_length": pd.Int64Dtype(),
+    "automatic": np.dtype("bool"),
     "payload": np.dtype("object"),
     "text": STRING,
     "close_code": pd.Int64Dtype(),
