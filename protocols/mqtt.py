@@ -8,7 +8,7 @@ The framing declares the flags nibble as `0000`; PUBLISH redeclares it as `dup`,
 
 | code | packet      | fields                                                                 |
 |------|-------------|------------------------------------------------------------------------|
-| 1    | connect     | protocol_name ("MQTT"), protocol_level (4), connect_flags {username, password, will_retain, will_qos, will, clean_session}, keep_alive, client_id, will_topic, will_message, username, password (the last four when their flag is set) |
+| 1    | connect     | protocol_name, protocol_level, connect_flags, keep_alive, client_id, (below) |
 | 2    | connack     | session_present, return_code                                           |
 | 3    | publish     | dup, qos, retain (header flags), topic, packet_id (when qos > 0), payload |
 | 4-7  | puback, pubrec, pubrel, pubcomp | packet_id                                      |
@@ -17,6 +17,10 @@ The framing declares the flags nibble as `0000`; PUBLISH redeclares it as `dup`,
 | 10   | unsubscribe | packet_id, topics [topic]                                               |
 | 11   | unsuback    | packet_id                                                               |
 | 12-14| pingreq, pingresp, disconnect | no fields                                        |
+
+CONNECT: protocol_name is "MQTT", protocol_level 4; `connect_flags` holds username,
+password, will_retain, will_qos, will, clean_session; will_topic and will_message follow
+client_id when `will` is set, username and password when their flags are.
 
 Builders return `Frame.Binary`: `connect(client_id, keep_alive=60, ...)`, `subscribe(
 packet_id, topic, qos=0)`, `publish(topic, payload, qos=0, packet_id=None, retain=False)`,

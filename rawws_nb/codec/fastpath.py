@@ -105,14 +105,15 @@ class HeaderSpec:
 class CompiledPayload:
     """Compiled codec of one payload `Struct`.
 
-    `decode(data, start, end)` returns the fields of `data[start:end]` as a dict;
-    `encode(fields)` returns the payload bytes; `size` is set for fixed-size payloads;
+    `decode(data, start, end, ctx=None)` returns the fields of `data[start:end]` as a
+    dict; `encode(fields, ctx=None)` returns the payload bytes (`ctx`: the header fields
+    conditions read, see `compile_payload`); `size` is set for fixed-size payloads;
     `source` is the generated Python code. Both functions raise only `DECODE_MISSES` /
     `ENCODE_MISSES` for input they do not take.
     """
 
-    decode: Callable[[bytes, int, int], dict[str, Any]]
-    encode: Callable[[dict[str, Any]], bytes]
+    decode: Callable[..., dict[str, Any]]  # (data, start, end, ctx=None)
+    encode: Callable[..., bytes]  # (fields, ctx=None)
     size: int | None
     source: str
 
@@ -176,6 +177,8 @@ class _Gen:
         self.depth = 1
         # Field name -> variable, per struct level: what `this.<name>` in a condition reads.
         self.scopes: list[dict[str, str]] = [{}]
+        # Set while generating the last field of the payload's top-level Struct.
+        self.at_end = False
 
     @property
     def scope(self) -> dict[str, str]:
@@ -227,6 +230,16 @@ def _atom(c: cs.Construct, gen: _Gen, name: str | None) -> _Atom | None:
         em = gen.const({str(k): int(v) for k, v in inner.encmapping.items()}, "em")
         sub.dec = [f"{{v}} = {dm}.get({{v}}, {{v}})"]
         sub.enc = [f"{{v}} = {em}.get({{v}}, {{v}})"]
+        sub.plain = False
+        return sub
+    if isinstance(inner, cs.Mapping):
+        sub = _atom(inner.subcon, gen, name)
+        if sub is None or sub.code not in _INT_CODES or sub.dec or sub.enc:
+            return None
+        dm = gen.const(dict(inner.decmapping), "dm")
+        em = gen.const(dict(inner.encmapping), "em")
+        sub.dec = [f"if {{v}} not in {dm}: raise Miss", f"{{v}} = {dm}[{{v}}]"]
+        sub.enc = [f"{{v}} = {em}[{{v}}]"]  # KeyError, TypeError: not a mapped value
         sub.plain = False
         return sub
     if isinstance(inner, cs.Default):
@@ -321,12 +334,16 @@ def _dec_run(run: list[_Atom], gen: _Gen, target: str | None) -> list[str]:
 
 
 def _dec_struct(struct_: cs.Struct, gen: _Gen, target: str) -> None:
-    for part in _runs(struct_.subcons, gen):
+    top = len(gen.scopes) == 1
+    parts = _runs(struct_.subcons, gen)
+    for i, part in enumerate(parts):
         if isinstance(part, tuple):
             _dec_run(part[0], gen, target)
         else:
             v = gen.var()
+            gen.at_end = top and i == len(parts) - 1
             _dec_value(part, gen, v)
+            gen.at_end = False
             if part.name:
                 gen.emit(f"{target}[{part.name!r}] = {v}")
 
@@ -412,6 +429,21 @@ def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
         return
     if isinstance(inner, cs.Array) and isinstance(inner.count, int) and not inner.discard:
         _dec_loop(str(inner.count), inner.subcon, gen, var)
+        return
+    if isinstance(inner, cs.GreedyRange) and not inner.discard and gen.at_end:
+        # Items up to the end of the payload (a GreedyRange elsewhere is construct's job:
+        # it stops at the first item that does not parse, which only construct knows).
+        e, start = gen.var("e"), gen.var("s")
+        gen.emit(f"{var} = []")
+        gen.emit("while pos < end:")
+        gen.depth += 1
+        gen.emit(f"{start} = pos")
+        gen.scopes.append({})
+        _dec_value(inner.subcon, gen, e)
+        gen.scopes.pop()
+        gen.emit(f"if pos == {start}: raise Miss")
+        gen.emit(f"{var}.append({e})")
+        gen.depth -= 1
         return
     pa = prefixed_array(inner)
     if pa is not None:
@@ -518,7 +550,9 @@ def _enc_run(run: list[_Atom], gen: _Gen, sources: list[str | None]) -> str:
 
 
 def _enc_struct(struct_: cs.Struct, gen: _Gen, src: str, write: str) -> None:
-    for part in _runs(struct_.subcons, gen):
+    top = len(gen.scopes) == 1
+    parts = _runs(struct_.subcons, gen)
+    for i, part in enumerate(parts):
         if isinstance(part, tuple):
             atoms, subs = part
             sources = [_fetch(src, sc) if sc.name else None for sc in subs]
@@ -526,7 +560,9 @@ def _enc_struct(struct_: cs.Struct, gen: _Gen, src: str, write: str) -> None:
         else:
             v = gen.var()
             gen.emit(f"{v} = {_fetch(src, part)}")
+            gen.at_end = top and i == len(parts) - 1
             _enc_value(part, gen, v, write)
+            gen.at_end = False
 
 
 def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
@@ -570,6 +606,10 @@ def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
         return
     if isinstance(inner, cs.Array) and isinstance(inner.count, int) and not inner.discard:
         gen.emit(f"if len({v}) != {inner.count}: raise Miss")
+        _enc_loop(inner.subcon, gen, v, write)
+        return
+    if isinstance(inner, cs.GreedyRange) and not inner.discard and gen.at_end:
+        gen.emit(f"if {v}.__class__ is not list: raise Miss")
         _enc_loop(inner.subcon, gen, v, write)
         return
     pa = prefixed_array(inner)
@@ -688,9 +728,10 @@ class HeaderLeaf:
     It sits in the header group of `nbytes` bytes at `byte` (an unsigned integer, big
     endian unless `order` is "<"), `width` bits wide, `shift` bits above the group's
     least significant bit. `name` is the message field ("type" for the type code, ""
-    for padding); `flag` marks a construct `Flag` (a bool); `const` is the value a
-    `Const` requires (then it is checked and written, not reported); `default` the
-    value of a `Default` (`has_default`).
+    for padding and unnamed constants; `part` names the header field they are in);
+    `flag` marks a construct `Flag` (a bool); `const` is the value a `Const` requires
+    (then it is checked and written, not reported); `default` the value of a `Default`
+    (`has_default`).
     """
 
     name: str
@@ -703,6 +744,7 @@ class HeaderLeaf:
     const: int | None = None
     default: Any = None
     has_default: bool = False
+    part: str = ""  # the framing's header field this leaf is (part of): where errors point
 
     @property
     def mask(self) -> int:
@@ -865,9 +907,7 @@ def compile_framed(
         head = ", ".join(gvals[b] for b, _, _ in groups)
         head_expr = f"_bytes(({head},))"
     else:
-        head_expr = " + ".join(
-            f"{gvals[b]}.to_bytes({n}, {'little' if o == '<' else 'big'!r})" for b, n, o in groups
-        )
+        head_expr = " + ".join(f"{gvals[b]}.to_bytes({n}, {'little' if o == '<' else 'big'!r})" for b, n, o in groups)
     if layout.varint is not None:
         if one_byte:
             gen.emit(f"if n < 128: return _bytes(({head}, n)) + payload")

@@ -158,6 +158,10 @@ def type_name(c: cs.Construct) -> str:
         if unwrap(c.elsesubcon)[0] is cs.Pass:
             return f"If({cond}, {type_name(c.thensubcon)})"
         return f"IfThenElse({cond}, {type_name(c.thensubcon)}, {type_name(c.elsesubcon)})"
+    if _is_bitstruct(c):
+        return "BitStruct"
+    if isinstance(c, cs.GreedyRange):
+        return f"GreedyRange({type_name(c.subcon)})"
     if isinstance(c, cs.Array):
         return f"Array({c.count if isinstance(c.count, int) else '…'}, {type_name(c.subcon)})"
     pa = prefixed_array(c)
@@ -219,6 +223,17 @@ def field_info(c: cs.Construct, name: str | None = None) -> FieldInfo:
         bits = inner.length
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if inner.signed else (0, (1 << bits) - 1)
         return FieldInfo(**base, kind="int", min=lo, max=hi, bits=bits)
+    if _is_bitstruct(inner):
+        sub = unwrap(inner.subcon)[0]
+        return FieldInfo(**base, kind="struct", children=field_infos(sub), size=int(inner.decodeamount))
+    if isinstance(inner, cs.Mapping):
+        keys = list(inner.encmapping)
+        sub = field_info(inner.subcon, name)
+        if keys and all(isinstance(k, bool) for k in keys):
+            return FieldInfo(**base, kind="bool", size=sub.size)
+        return FieldInfo(**base, kind="enum", choices=tuple(str(k) for k in keys), size=sub.size)
+    if isinstance(inner, cs.GreedyRange) and not inner.discard:
+        return FieldInfo(**base, kind="array", item=field_info(inner.subcon, "item"))
     if isinstance(inner, cs.IfThenElse):
         then = field_info(inner.thensubcon, name)
         cond = inner.condfunc
@@ -268,6 +283,12 @@ def field_info(c: cs.Construct, name: str | None = None) -> FieldInfo:
         count_field, item = pa
         return FieldInfo(**base, kind="array", item=field_info(item, "item"), max_length=_prefix_max(count_field))
     return FieldInfo(**base, kind="other")
+
+
+def _is_bitstruct(c: cs.Construct) -> bool:
+    return (
+        isinstance(c, cs.Transformed) and c.decodefunc is cs.bytes2bits and isinstance(unwrap(c.subcon)[0], cs.Struct)
+    )
 
 
 def _prefix_max(prefix: cs.Construct) -> int | None:

@@ -251,7 +251,9 @@ def make_framing(construct: cs.Construct | None = None, max_payload: int = 1 << 
     if fields is not None:
         return fields
     if "type" not in names or "payload" not in names:
-        raise ValueError("framing needs a `type` field and a `payload` field (the type may be a bit field in a BitStruct)")
+        raise ValueError(
+            "framing needs a `type` field and a `payload` field (the type may be a bit field in a BitStruct)"
+        )
     return ConstructFraming(construct, max_payload)
 
 
@@ -314,7 +316,7 @@ def _byte_leaves(c: cs.Construct, name: str, byte: int) -> list[HeaderLeaf]:
     bits = _bitstruct(inner)
     if bits is not None:
         struct_, nbytes = bits
-        leaves = _bit_leaves(struct_, name, byte, nbytes, 0)
+        leaves = [dataclasses.replace(leaf, part=name) for leaf in _bit_leaves(struct_, name, byte, nbytes, 0)]
         if sum(leaf.width for leaf in leaves) != 8 * nbytes:
             raise _NotALeaf("a BitStruct of whole bytes")
         return leaves
@@ -326,7 +328,7 @@ def _byte_leaves(c: cs.Construct, name: str, byte: int) -> list[HeaderLeaf]:
         if not isinstance(value, int) or not 0 <= int(value) <= leaf.mask:
             raise _NotALeaf(f"Const {value!r}")
         return [dataclasses.replace(leaf, const=int(value))]
-    if isinstance(inner, cs.FormatField) and len(inner.fmtstr) == 2 and inner.fmtstr[1] in "BHIQ":
+    if isinstance(inner, cs.FormatField) and len(inner.fmtstr) == 2 and inner.fmtstr[1] in "BHILQ":
         order = "<" if inner.fmtstr[0] == "<" else ">"
         return [HeaderLeaf(name, byte, inner.length, 0, 8 * inner.length, order=order)]
     raise _NotALeaf(type(inner).__name__)
@@ -350,7 +352,7 @@ def header_leaves(c: cs.Construct, name: str, like: HeaderLeaf) -> list[HeaderLe
     width = sum(leaf.width for leaf in leaves)
     if width != like.width:
         raise ValueError(f"header field {like.name!r} is {like.width} bits; its redeclaration is {width}")
-    return [dataclasses.replace(leaf, order=like.order) for leaf in leaves]
+    return [dataclasses.replace(leaf, order=like.order, part=like.name) for leaf in leaves]
 
 
 def _field_framing(construct: cs.Construct, inner: cs.Struct, max_payload: int) -> FieldFraming | None:
@@ -367,7 +369,7 @@ def _field_framing(construct: cs.Construct, inner: cs.Struct, max_payload: int) 
         varint = length.max_bytes
     elif length is cs.VarInt:
         varint = max(1, -(-max_payload.bit_length() // 7))
-    elif isinstance(length, cs.FormatField) and len(length.fmtstr) == 2 and length.fmtstr[1] in "BHIQ":
+    elif isinstance(length, cs.FormatField) and len(length.fmtstr) == 2 and length.fmtstr[1] in "BHILQ":
         length_fmt = length.fmtstr
     else:
         return None
@@ -490,10 +492,10 @@ class FieldFraming(Framing):
             value = (self._group(leaf, data, pos) >> leaf.shift) & leaf.mask
             if leaf.const is not None and value != leaf.const:
                 raise DecodeError(
-                    f"header field {leaf.name or 'bits'} is {value:#0{leaf.width + 2}b}"
+                    f"header field {leaf.name or leaf.part or 'bits'} is {value:#0{leaf.width + 2}b}"
                     f" ({value}); must be {leaf.const}",
                     offset=leaf.byte,
-                    path=leaf.name or "header",
+                    path=leaf.name or leaf.part or "header",
                     data=bytes(data[pos : pos + self.size + 16]),
                 )
             if leaf.reported:

@@ -53,8 +53,10 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     if isinstance(pv.framing, FieldFraming):
         return _check_with_header(pv, pv.framing, mt, fields)
 
-    # build: plain construct, construct compiled, ours (compiled and reference)
-    plain = struct_.build(fields)
+    # build: plain construct, construct compiled, ours (compiled and reference); construct
+    # itself needs None for conditional fields left out
+    built_fields = {**{k: None for k in mt.codec.conditional if k not in fields}, **fields}
+    plain = struct_.build(built_fields)
     ours = mt.codec.encode(dict(fields))
     reference = mt.codec.encode_reference(dict(fields))
     _check(ours == plain, "compiled encode differs from construct", ours=ours, construct=plain)
@@ -64,7 +66,7 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     except SyntaxError:  # construct writes a lambda's repr into its generated code
         compiled = None
     if compiled is not None:
-        built = compiled.build(fields)
+        built = compiled.build(built_fields)
         _check(built == plain, "construct compiled build differs from plain", compiled=built, plain=plain)
 
     # parse: every path gives the same plain dict
@@ -123,7 +125,9 @@ def _nest(struct_: cs.Construct, flat: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for sc in inner.subcons:
         sub = unwrap(sc)[0]
-        nested = isinstance(sub, cs.Struct) or (isinstance(sub, cs.Transformed) and isinstance(unwrap(sub.subcon)[0], cs.Struct))
+        nested = isinstance(sub, cs.Struct) or (
+            isinstance(sub, cs.Transformed) and isinstance(unwrap(sub.subcon)[0], cs.Struct)
+        )
         if sc.name and nested:
             out[sc.name] = _nest(sub, flat)
         elif sc.name and sc.name in flat:

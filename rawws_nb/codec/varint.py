@@ -83,7 +83,7 @@ class BoundedVarInt(cs.Construct):  # type: ignore[misc]  # construct has no typ
     def _parse(self, stream: Any, context: Any, path: str) -> int:
         value = 0
         for i in range(self.max_bytes):
-            byte = cs.stream_read(stream, 1, path)[0]
+            byte: int = cs.stream_read(stream, 1, path)[0]
             value |= (byte & 0x7F) << (7 * i)
             if byte < 0x80:
                 return value
@@ -93,7 +93,9 @@ class BoundedVarInt(cs.Construct):  # type: ignore[misc]  # construct has no typ
         if not isinstance(obj, int) or isinstance(obj, bool):
             raise cs.IntegerError(f"value {obj!r} is not an integer", path=path)
         if obj < 0 or obj > self.max_value:
-            raise cs.IntegerError(f"value {obj} is outside 0..{self.max_value} ({self.max_bytes}-byte varint)", path=path)
+            raise cs.IntegerError(
+                f"value {obj} is outside 0..{self.max_value} ({self.max_bytes}-byte varint)", path=path
+            )
         data = encode_varint(obj)
         cs.stream_write(stream, data, len(data), path)
         return obj

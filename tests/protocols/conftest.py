@@ -36,7 +36,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"mosquitto exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.05)
