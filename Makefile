@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
 .PHONY: help venv lab demo serve test test-fast lint bench bench-codec bench-timeline bench-widgets conformance \
-	browser-deps kernel701 binder-check clean
+	browser-deps mqtt-deps kernel701 binder-check clean
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
@@ -41,12 +41,18 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
+# Debian's mosquitto for the MQTT tests (the suite starts and stops it itself).
+mqtt-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq mosquitto >/dev/null; fi; }
+
 # The second kernel environment for the browser test: ipykernel 7.0.1 + ipywidgets 8.1.7
 # (Binder's image) with the project, in .venv-kernel701 (idempotent; ~30 s the first time).
 kernel701:
 	bash .ci/kernel-7.0.1/setup.sh >/dev/null
 
-test: lint browser-deps kernel701
+test: lint browser-deps mqtt-deps kernel701
 	$(PY) -m pytest
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,
