@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
 .PHONY: help venv lab demo serve test test-fast lint node-deps bench bench-codec bench-timeline bench-widgets conformance \
-	browser-deps proxy-deps capture-deps kernel701 binder-check clean
+	system-deps browser-deps proxy-deps mqtt-deps capture-deps kernel701 binder-check clean
 
 help:
 	@echo "make lab          JupyterLab on notebooks/01-quickstart.ipynb (embedded server, offline)"
@@ -35,17 +35,19 @@ demo: venv
 serve: venv
 	$(VENV)/bin/rawws-nb serve --port 8765
 
-# Debian's chromium for the real-browser tests (never a downloaded browser).
-browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+# The Debian packages the tests use as real peers (chromium for the browser tests,
+# tinyproxy and Dante for proxies, mosquitto for MQTT, tshark and tcpdump for captures),
+# installed in one apt-get run, only those missing (never a downloaded browser).
+DEB_NEEDS := chromium:chromium tinyproxy:tinyproxy danted:dante-server mosquitto:mosquitto \
+	tshark:tshark tcpdump:tcpdump
+system-deps:
+	@missing=""; for pair in $(DEB_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || test -x /usr/sbin/$$cmd || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-# Debian's tinyproxy (HTTP CONNECT) and Dante (SOCKS) for the real-proxy tests (tests/test_proxy.py).
-proxy-deps:
-	@{ command -v tinyproxy >/dev/null 2>&1 && { command -v danted >/dev/null 2>&1 || test -x /usr/sbin/danted; }; } || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tinyproxy dante-server >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq tinyproxy dante-server >/dev/null; fi; }
+browser-deps proxy-deps mqtt-deps capture-deps: system-deps
 
 # The second kernel environment for the browser test: ipykernel 7.0.1 + ipywidgets 8.1.7
 # (Binder's image) with the project, in .venv-kernel701 (idempotent; ~30 s the first time).
@@ -57,13 +59,7 @@ kernel701:
 node-deps:
 	@test -d .ci/node-peers/node_modules/ws || npm ci --prefix .ci/node-peers --silent --no-audit --no-fund
 
-# Debian's tshark and tcpdump for the capture tests (tshark's debconf question answered).
-capture-deps:
-	@command -v tshark >/dev/null 2>&1 && command -v tcpdump >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump >/dev/null; fi; }
-
-test: lint browser-deps proxy-deps capture-deps kernel701 node-deps
+test: lint system-deps kernel701 node-deps
 	$(PY) -m pytest
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,

@@ -13,6 +13,12 @@ fields, the same work in every variant:
   the ratio), and the floor: one `struct.Struct` for the whole 21 bytes, no checks.
 
 A variable-size message (`tlv` chat with a 16-byte text) is measured too, for context.
+
+MQTT (issue 15): `protocols.mqtt` PUBLISH (QoS 1: flags in the header nibble, a varint
+remaining length, topic, packet id, payload), decode and encode measured apart, against
+the same fields in the default framing (`[type:1][length:4][payload]`), both messages 58
+bytes; and a `[type:1][length: VarInt][payload]` framing for the same chat message as
+`tlv`. Target: MQTT at least 0.5x the default framing's rate, each way.
 `run(quick=False) -> dict`; `python -m benchmarks.bench_codec [--quick] [--json]`.
 """
 
@@ -30,8 +36,8 @@ from typing import Any
 
 import construct as cs
 
-from protocols import tlv, versioned
-from rawws_nb.codec import DEFAULT_FRAMING
+from protocols import mqtt, tlv, versioned
+from rawws_nb.codec import DEFAULT_FRAMING, MessageType, Protocol
 
 __all__ = ["run"]
 
@@ -183,6 +189,61 @@ def _hand_chat() -> Loop:
     return loop
 
 
+# -- MQTT PUBLISH against the same fields in the default framing ----------------------------------
+
+TOPIC = "sensors/kitchen/temp"  # 20 bytes
+MQTT_PAYLOAD = b"x" * 32  # PUBLISH: 2 (header) + 22 (topic) + 2 (packet id) + 32 = 58 bytes
+DEFAULT_PAYLOAD = b"x" * 29  # default framing: 5 + 22 + 2 + 29 = 58 bytes
+SAME_FIELDS = Protocol(
+    "publish-default-framing",
+    [MessageType("publish", 3, cs.Struct("topic" / mqtt.UTF8, "packet_id" / cs.Int16ub, "payload" / cs.GreedyBytes))],
+)
+VARINT_TLV = Protocol(
+    "tlv-varint",
+    {(1, 0): tlv.PROTOCOL.message_types},
+    framing=cs.Struct("type" / cs.Int8ub, "length" / cs.VarInt, "payload" / cs.Bytes(cs.this.length)),
+)
+
+
+def _encode_loop(codec: Any, name: str, **fields: Any) -> Loop:
+    def loop(n: int) -> Any:
+        encode, out = codec.encode, None
+        for i in range(n):
+            out = encode(name, packet_id=i & 0xFFFF, **fields)
+        return out
+
+    return loop
+
+
+def _decode_loop(codec: Any, data: bytes) -> Loop:
+    def loop(n: int) -> Any:
+        decode, out = codec.decode, None
+        for _ in range(n):
+            out = decode(data)
+        return out
+
+    return loop
+
+
+def _chat_decode_loop(codec: Any) -> Loop:
+    return _decode_loop(codec, codec.encode("chat", id=1, text=TEXT))
+
+
+def _mqtt_loops(n: int) -> dict[str, tuple[Loop, int]]:
+    pub, same = mqtt.PROTOCOL.default, SAME_FIELDS.default
+    mqtt_data = pub.encode("publish", qos=1, topic=TOPIC, packet_id=7, payload=MQTT_PAYLOAD)
+    same_data = same.encode("publish", topic=TOPIC, packet_id=7, payload=DEFAULT_PAYLOAD)
+    assert len(mqtt_data) == len(same_data) == 58
+    return {
+        "mqtt_decode": (_decode_loop(pub, mqtt_data), n),
+        "default_decode": (_decode_loop(same, same_data), n),
+        "mqtt_encode": (_encode_loop(pub, "publish", qos=1, topic=TOPIC, payload=MQTT_PAYLOAD), n),
+        "default_encode": (_encode_loop(same, "publish", topic=TOPIC, payload=DEFAULT_PAYLOAD), n),
+        "varint_chat_decode": (_chat_decode_loop(VARINT_TLV.default), n),
+        "default_chat_decode": (_chat_decode_loop(tlv.PROTOCOL.default), n),
+    }
+
+
 # -- measuring -----------------------------------------------------------------------------------
 
 
@@ -234,7 +295,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         },
         repeats,
     )
+    mqtt_rates = _rates(_mqtt_loops(n), repeats)
     return {
+        "mqtt": mqtt_rates,
+        "ratio_mqtt_decode": mqtt_rates["mqtt_decode"] / mqtt_rates["default_decode"],
+        "ratio_mqtt_encode": mqtt_rates["mqtt_encode"] / mqtt_rates["default_encode"],
+        "ratio_varint_decode": mqtt_rates["varint_chat_decode"] / mqtt_rates["default_chat_decode"],
         "python": platform.python_version(),
         "construct": cs.__version__ if hasattr(cs, "__version__") else "?",
         "iterations": n,
@@ -275,6 +341,22 @@ def report(result: dict[str, Any]) -> str:
         f"  via Protocol: {result['ratio_protocol']:.2f}; against the one-Struct floor: {result['ratio_floor']:.2f};"
         f" chat: {result['ratio_chat']:.2f}",
     ]
+    lines.append("MQTT PUBLISH, QoS 1, 58-byte messages (the same fields in the default framing):")
+    labels = {
+        "mqtt_decode": "protocols.mqtt publish, decode",
+        "default_decode": "default framing, same fields, decode",
+        "mqtt_encode": "protocols.mqtt publish, encode",
+        "default_encode": "default framing, same fields, encode",
+        "varint_chat_decode": "tlv chat, [type][VarInt length], decode",
+        "default_chat_decode": "tlv chat, default framing, decode",
+    }
+    for key, rate in result["mqtt"].items():
+        lines.append(f"  {labels[key]:<44} {rate:>12,.0f} msg/s")
+    for key, what in (("decode", "decode"), ("encode", "encode")):
+        ratio = result[f"ratio_mqtt_{key}"]
+        ok = "ok" if ratio >= result["target"] else "BELOW TARGET"
+        lines.append(f"ratio MQTT / default framing, {what}: {ratio:.2f} (target >= {result['target']}: {ok})")
+    lines.append(f"  varint length / default framing, chat decode: {result['ratio_varint_decode']:.2f}")
     return "\n".join(lines)
 
 
@@ -287,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report(result))
     if args.json:
         print(json.dumps(result, indent=2))
-    return 0 if result["ratio"] >= TARGET else 1
+    ratios = (result["ratio"], result["ratio_mqtt_decode"], result["ratio_mqtt_encode"])
+    return 0 if min(ratios) >= TARGET else 1
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 - `protocols.tlv`: type/length/payload messages hello, chat, ack, error (version 1.0).
 - `protocols.versioned`: a protocol with versions 1.0 and 2.0 (2.0 adds fields and types).
+- `protocols.mqtt`: MQTT 3.1.1 (subprotocol `mqtt`), with a small broker as its `serve`.
 
 Each module has a `PROTOCOL` (a `rawws_nb.codec.Protocol`) and `async def serve(session)`,
 the server side the embedded test server runs at `/proto/<name>`. Every `/proto/<name>`
 endpoint starts with version negotiation (docs/architecture.md), also for `tlv`, which has one
-version: clients call `await negotiate(session, protocol)` first.
+version: clients call `await negotiate(session, protocol)` first; except `mqtt`, which
+speaks MQTT from the first frame (CONNECT), as MQTT brokers do.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from types import ModuleType
 
 __all__ = ["NAMES", "load"]
 
-NAMES: tuple[str, ...] = ("tlv", "versioned")
+NAMES: tuple[str, ...] = ("tlv", "versioned", "mqtt")
 
 
 def load(name: str) -> ModuleType:

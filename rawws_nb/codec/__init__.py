@@ -16,7 +16,7 @@ session. See `Protocol`, `StreamDecoder`, `negotiation` and docs/architecture.md
 
 from .errors import CodecError, DecodeError, EncodeError, hex_excerpt
 from .fields import FieldInfo, field_info, field_infos, to_plain, type_name
-from .framing import DEFAULT_FRAMING, Framing, make_framing
+from .framing import DEFAULT_FRAMING, FieldFraming, Framing, make_framing
 from .message import Message, MessageType, Version
 from .negotiation import (
     FrameSource,
@@ -34,12 +34,15 @@ from .negotiation import (
 from .protocol import Protocol, ProtocolVersion, VersionLike, decode_for_timeline, format_version, parse_version
 from .stream import StreamDecoder
 from .testing import check_roundtrip
+from .varint import BoundedVarInt
 
 __all__ = [
     "DEFAULT_FRAMING",
+    "BoundedVarInt",
     "CodecError",
     "DecodeError",
     "EncodeError",
+    "FieldFraming",
     "FieldInfo",
     "FrameSource",
     "Framing",

@@ -24,7 +24,9 @@ that both paths agree on random valid messages, random bytes and broken values.
 
 from __future__ import annotations
 
+import ast
 import codecs
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,16 +35,21 @@ from typing import Any, Generic, TypeVar
 import construct as cs
 
 from .fields import pascal_prefix, prefixed_array, unwrap
+from .varint import VarIntError, encode_varint, read_varint
 
 __all__ = [
     "DECODE_MISSES",
     "ENCODE_MISSES",
     "CompiledPayload",
+    "FramedCodec",
     "FusedCodec",
+    "HeaderLayout",
+    "HeaderLeaf",
     "HeaderSpec",
     "Miss",
     "ResultTemplate",
     "Unsupported",
+    "compile_framed",
     "compile_fused",
     "compile_payload",
 ]
@@ -59,9 +66,9 @@ class Miss(Exception):
 
 #: What a compiled decoder raises for data it does not take: `Miss` (a failed length,
 #: constant or terminator check), `struct.error` (data shorter than the caller said; for
-#: a fused decoder, a message of another length), `UnicodeDecodeError` (a string that
-#: does not decode).
-DECODE_MISSES: tuple[type[Exception], ...] = (Miss, struct.error, UnicodeDecodeError)
+#: a fused decoder, a message of another length), `IndexError` (a framed decoder given
+#: fewer bytes than its header), `UnicodeDecodeError` (a string that does not decode).
+DECODE_MISSES: tuple[type[Exception], ...] = (Miss, struct.error, IndexError, UnicodeDecodeError)
 
 #: What a compiled encoder raises for values it does not take: `Miss` (unknown keys, a
 #: value of another type than the fast path packs, a wrong constant or array length),
@@ -98,14 +105,15 @@ class HeaderSpec:
 class CompiledPayload:
     """Compiled codec of one payload `Struct`.
 
-    `decode(data, start, end)` returns the fields of `data[start:end]` as a dict;
-    `encode(fields)` returns the payload bytes; `size` is set for fixed-size payloads;
+    `decode(data, start, end, ctx=None)` returns the fields of `data[start:end]` as a
+    dict; `encode(fields, ctx=None)` returns the payload bytes (`ctx`: the header fields
+    conditions read, see `compile_payload`); `size` is set for fixed-size payloads;
     `source` is the generated Python code. Both functions raise only `DECODE_MISSES` /
     `ENCODE_MISSES` for input they do not take.
     """
 
-    decode: Callable[[bytes, int, int], dict[str, Any]]
-    encode: Callable[[dict[str, Any]], bytes]
+    decode: Callable[..., dict[str, Any]]  # (data, start, end, ctx=None)
+    encode: Callable[..., bytes]  # (fields, ctx=None)
     size: int | None
     source: str
 
@@ -147,6 +155,7 @@ class _Atom:
     has_value: bool = True
     dec: list[str] = field(default_factory=list)  # statements on `{v}`
     enc: list[str] = field(default_factory=list)  # statements on `{v}`
+    plain: bool = True  # the value in Python is the value construct's context holds (no Enum mapping)
 
 
 _ONE_BYTE = set("bB?")
@@ -166,6 +175,14 @@ class _Gen:
         self.lines: list[str] = []
         self.count = 0
         self.depth = 1
+        # Field name -> variable, per struct level: what `this.<name>` in a condition reads.
+        self.scopes: list[dict[str, str]] = [{}]
+        # Set while generating the last field of the payload's top-level Struct.
+        self.at_end = False
+
+    @property
+    def scope(self) -> dict[str, str]:
+        return self.scopes[-1]
 
     def var(self, prefix: str = "v") -> str:
         self.count += 1
@@ -213,6 +230,17 @@ def _atom(c: cs.Construct, gen: _Gen, name: str | None) -> _Atom | None:
         em = gen.const({str(k): int(v) for k, v in inner.encmapping.items()}, "em")
         sub.dec = [f"{{v}} = {dm}.get({{v}}, {{v}})"]
         sub.enc = [f"{{v}} = {em}.get({{v}}, {{v}})"]
+        sub.plain = False
+        return sub
+    if isinstance(inner, cs.Mapping):
+        sub = _atom(inner.subcon, gen, name)
+        if sub is None or sub.code not in _INT_CODES or sub.dec or sub.enc:
+            return None
+        dm = gen.const(dict(inner.decmapping), "dm")
+        em = gen.const(dict(inner.encmapping), "em")
+        sub.dec = [f"if {{v}} not in {dm}: raise Miss", f"{{v}} = {dm}[{{v}}]"]
+        sub.enc = [f"{{v}} = {em}[{{v}}]"]  # KeyError, TypeError: not a mapped value
+        sub.plain = False
         return sub
     if isinstance(inner, cs.Default):
         if callable(inner.value):
@@ -273,7 +301,7 @@ def _runs(subcons: list[cs.Construct], gen: _Gen) -> list[_Run | cs.Construct]:
 
 def _required_names(struct_: cs.Struct) -> tuple[list[str], list[str]]:
     names = [sc.name for sc in struct_.subcons if sc.name]
-    optional = [sc.name for sc in struct_.subcons if sc.name and sc.flagbuildnone]
+    optional = [sc.name for sc in struct_.subcons if sc.name and _optional(sc)]
     return names, optional
 
 
@@ -299,17 +327,23 @@ def _dec_run(run: list[_Atom], gen: _Gen, target: str | None) -> list[str]:
             gen.emit(stmt.format(v=v))
         if target is not None and atom.name:
             gen.emit(f"{target}[{atom.name!r}] = {v}")
+            if atom.plain and atom.has_value:
+                gen.scope[atom.name] = v
         out.append(v)
     return out
 
 
 def _dec_struct(struct_: cs.Struct, gen: _Gen, target: str) -> None:
-    for part in _runs(struct_.subcons, gen):
+    top = len(gen.scopes) == 1
+    parts = _runs(struct_.subcons, gen)
+    for i, part in enumerate(parts):
         if isinstance(part, tuple):
             _dec_run(part[0], gen, target)
         else:
             v = gen.var()
+            gen.at_end = top and i == len(parts) - 1
             _dec_value(part, gen, v)
+            gen.at_end = False
             if part.name:
                 gen.emit(f"{target}[{part.name!r}] = {v}")
 
@@ -366,7 +400,22 @@ def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
         return
     if isinstance(inner, cs.Struct):
         gen.emit(f"{var} = {{}}")
+        gen.scopes.append({})
         _dec_struct(inner, gen, var)
+        gen.scopes.pop()
+        return
+    if isinstance(inner, cs.IfThenElse):
+        gen.emit(f"if {_condition(inner.condfunc, gen)}:")
+        for branch in (inner.thensubcon, None, inner.elsesubcon):
+            if branch is None:
+                gen.emit("else:")
+                continue
+            gen.depth += 1
+            if unwrap(branch)[0] is cs.Pass:
+                gen.emit(f"{var} = None")
+            else:
+                _dec_value(branch, gen, var)
+            gen.depth -= 1
         return
     if isinstance(inner, cs.StringEncoded):
         kind, prefix = _string_kind(unwrap(inner.subcon)[0])
@@ -380,6 +429,21 @@ def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
         return
     if isinstance(inner, cs.Array) and isinstance(inner.count, int) and not inner.discard:
         _dec_loop(str(inner.count), inner.subcon, gen, var)
+        return
+    if isinstance(inner, cs.GreedyRange) and not inner.discard and gen.at_end:
+        # Items up to the end of the payload (a GreedyRange elsewhere is construct's job:
+        # it stops at the first item that does not parse, which only construct knows).
+        e, start = gen.var("e"), gen.var("s")
+        gen.emit(f"{var} = []")
+        gen.emit("while pos < end:")
+        gen.depth += 1
+        gen.emit(f"{start} = pos")
+        gen.scopes.append({})
+        _dec_value(inner.subcon, gen, e)
+        gen.scopes.pop()
+        gen.emit(f"if pos == {start}: raise Miss")
+        gen.emit(f"{var}.append({e})")
+        gen.depth -= 1
         return
     pa = prefixed_array(inner)
     if pa is not None:
@@ -426,8 +490,43 @@ def _dec_loop(count: str, item: cs.Construct, gen: _Gen, var: str) -> None:
 # -- encoding ----------------------------------------------------------------------------
 
 
+def _optional(sc: cs.Construct) -> bool:
+    """A field that may be left out of the values: it builds from None, or it is under
+    `If`/`IfThenElse` (left out when its condition is false)."""
+    return bool(sc.flagbuildnone) or isinstance(unwrap(sc)[0], cs.IfThenElse)
+
+
 def _fetch(src: str, sc: cs.Construct) -> str:
-    return f"{src}.get({sc.name!r})" if sc.flagbuildnone else f"{src}[{sc.name!r}]"
+    return f"{src}.get({sc.name!r})" if _optional(sc) else f"{src}[{sc.name!r}]"
+
+
+_THIS = re.compile(r"this\[('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\]")
+
+
+def _condition(cond: Any, gen: _Gen) -> str:
+    """Python source for an `If`/`IfThenElse` condition: a constant, or a construct
+    expression (`this.qos > 0`) over fields already in scope. A lambda, or a name not
+    in scope (a later field, `this._`), is `Unsupported`."""
+    if isinstance(cond, bool):
+        return repr(cond)
+    if not isinstance(cond, cs.ExprMixin):
+        raise Unsupported(f"condition {cond!r}")
+    scope = gen.scope
+
+    def variable(match: re.Match[str]) -> str:
+        name = ast.literal_eval(match.group(1))
+        if name not in scope:
+            raise Unsupported(f"condition reads {name!r}, which is not in scope")
+        return scope[name]
+
+    source = _THIS.sub(variable, repr(cond))
+    try:
+        code = compile(source, "<condition>", "eval")
+    except SyntaxError:
+        raise Unsupported(f"condition {cond!r}") from None
+    if not set(code.co_names) <= set(scope.values()):
+        raise Unsupported(f"condition {cond!r} uses {sorted(set(code.co_names) - set(scope.values()))}")
+    return f"({source})"
 
 
 def _enc_run(run: list[_Atom], gen: _Gen, sources: list[str | None]) -> str:
@@ -441,6 +540,8 @@ def _enc_run(run: list[_Atom], gen: _Gen, sources: list[str | None]) -> str:
         gen.emit(f"{v} = {src if src is not None else 'None'}")
         for stmt in atom.enc:
             gen.emit(stmt.format(v=v))
+        if atom.name and atom.plain:
+            gen.scope[atom.name] = v
         args.append(v)
     if not args:
         return gen.const(struct.pack(fmt), "pad")
@@ -449,7 +550,9 @@ def _enc_run(run: list[_Atom], gen: _Gen, sources: list[str | None]) -> str:
 
 
 def _enc_struct(struct_: cs.Struct, gen: _Gen, src: str, write: str) -> None:
-    for part in _runs(struct_.subcons, gen):
+    top = len(gen.scopes) == 1
+    parts = _runs(struct_.subcons, gen)
+    for i, part in enumerate(parts):
         if isinstance(part, tuple):
             atoms, subs = part
             sources = [_fetch(src, sc) if sc.name else None for sc in subs]
@@ -457,7 +560,9 @@ def _enc_struct(struct_: cs.Struct, gen: _Gen, src: str, write: str) -> None:
         else:
             v = gen.var()
             gen.emit(f"{v} = {_fetch(src, part)}")
+            gen.at_end = top and i == len(parts) - 1
             _enc_value(part, gen, v, write)
+            gen.at_end = False
 
 
 def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
@@ -469,7 +574,22 @@ def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
     if isinstance(inner, cs.Struct):
         gen.emit(f"if {v} is None: {v} = {{}}")
         gen.emit(f"if not isinstance({v}, _dict): raise Miss")
+        gen.scopes.append({})
         _enc_struct(inner, gen, v, write)
+        gen.scopes.pop()
+        return
+    if isinstance(inner, cs.IfThenElse):
+        gen.emit(f"if {_condition(inner.condfunc, gen)}:")
+        for branch in (inner.thensubcon, None, inner.elsesubcon):
+            if branch is None:
+                gen.emit("else:")
+                continue
+            gen.depth += 1
+            if unwrap(branch)[0] is cs.Pass:
+                gen.emit("pass")
+            else:
+                _enc_value(branch, gen, v, write)
+            gen.depth -= 1
         return
     if isinstance(inner, cs.StringEncoded):
         kind, prefix = _string_kind(unwrap(inner.subcon)[0])
@@ -486,6 +606,10 @@ def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
         return
     if isinstance(inner, cs.Array) and isinstance(inner.count, int) and not inner.discard:
         gen.emit(f"if len({v}) != {inner.count}: raise Miss")
+        _enc_loop(inner.subcon, gen, v, write)
+        return
+    if isinstance(inner, cs.GreedyRange) and not inner.discard and gen.at_end:
+        gen.emit(f"if {v}.__class__ is not list: raise Miss")
         _enc_loop(inner.subcon, gen, v, write)
         return
     pa = prefixed_array(inner)
@@ -557,19 +681,32 @@ def _struct_of(struct_: cs.Construct) -> cs.Struct:
     return inner
 
 
-def compile_payload(struct_: cs.Construct) -> CompiledPayload:
-    """Compile a payload `Struct`; raise `Unsupported` outside the subset."""
+def compile_payload(struct_: cs.Construct, context: tuple[str, ...] = ()) -> CompiledPayload:
+    """Compile a payload `Struct`; raise `Unsupported` outside the subset.
+
+    `context` names values from outside the payload (a framing's header fields) that
+    conditions may read (`If(this.qos > 0, ...)`): the compiled functions then take them
+    as a mapping, `decode(data, pos, end, ctx)` and `encode(fields, ctx)`."""
     inner = _struct_of(struct_)
     gen = _Gen()
     names, optional = _required_names(inner)
 
-    gen.lines.append("def decode(data, pos, end):")
+    def prologue() -> None:
+        gen.scopes = [{}]
+        for name in context:
+            var = gen.var("c")
+            gen.emit(f"{var} = ctx[{name!r}]")
+            gen.scope[name] = var
+
+    gen.lines.append("def decode(data, pos, end, ctx=None):")
+    prologue()
     gen.emit("out = {}")
     _dec_struct(inner, gen, "out")
     gen.emit("if pos != end: raise Miss")
     gen.emit("return out")
 
-    gen.lines.append("def encode(f):")
+    gen.lines.append("def encode(f, ctx=None):")
+    prologue()
     _top_check(gen, names, optional)
     fixed_run = _fixed_run(inner, gen)
     if fixed_run is not None:
@@ -582,6 +719,206 @@ def compile_payload(struct_: cs.Construct) -> CompiledPayload:
 
     source = gen.run(f"<rawws_nb.codec: {inner}>")
     return CompiledPayload(decode=gen.ns["decode"], encode=gen.ns["encode"], size=size, source=source)
+
+
+@dataclass(frozen=True)
+class HeaderLeaf:
+    """One value in a framing's fixed header, as a field of one message type.
+
+    It sits in the header group of `nbytes` bytes at `byte` (an unsigned integer, big
+    endian unless `order` is "<"), `width` bits wide, `shift` bits above the group's
+    least significant bit. `name` is the message field ("type" for the type code, ""
+    for padding and unnamed constants; `part` names the header field they are in);
+    `flag` marks a construct `Flag` (a bool); `const` is the value a `Const` requires
+    (then it is checked and written, not reported); `default` the value of a `Default`
+    (`has_default`).
+    """
+
+    name: str
+    byte: int
+    nbytes: int
+    shift: int
+    width: int
+    order: str = ">"
+    flag: bool = False
+    const: int | None = None
+    default: Any = None
+    has_default: bool = False
+    part: str = ""  # the framing's header field this leaf is (part of): where errors point
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
+
+    @property
+    def reported(self) -> bool:
+        """A field of the message (not the type code, a constant or padding)."""
+        return bool(self.name) and self.name != "type" and self.const is None
+
+
+@dataclass(frozen=True)
+class HeaderLayout:
+    """A fixed header of `size` bytes made of `leaves`, then the length (`varint`
+    bytes at most, or the unsigned `length_fmt` struct format), then the payload."""
+
+    size: int
+    leaves: tuple[HeaderLeaf, ...]
+    varint: int | None = None
+    length_fmt: str | None = None
+
+    @property
+    def groups(self) -> list[tuple[int, int, str]]:
+        """(byte, nbytes, order) of each header group, in order."""
+        seen: dict[int, tuple[int, int, str]] = {}
+        for leaf in self.leaves:
+            seen.setdefault(leaf.byte, (leaf.byte, leaf.nbytes, leaf.order))
+        return sorted(seen.values())
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(leaf.name for leaf in self.leaves if leaf.reported)
+
+
+@dataclass(frozen=True)
+class FramedCodec(Generic[_R]):
+    """Whole messages for a `HeaderLayout` (bit fields, a varint length) and one message
+    type: `encode(fields)` (header fields and payload fields in one mapping) and
+    `decode(data)` (one whole message, the template's result). They raise only
+    `ENCODE_MISSES` / `DECODE_MISSES` for input they do not take."""
+
+    encode: Callable[[dict[str, Any]], bytes]
+    decode: Callable[[bytes], _R]
+    source: str
+
+
+def _varint_miss(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
+    try:
+        return read_varint(data, pos, max_bytes)
+    except VarIntError:
+        raise Miss from None
+
+
+def compile_framed(
+    struct_: cs.Construct, layout: HeaderLayout, code: int, max_payload: int, template: ResultTemplate[_R]
+) -> FramedCodec[_R]:
+    """Whole-message functions for a message type with payload `struct_` and type code
+    `code` behind the fixed header `layout`; header fields come first in the decoded
+    fields and conditions in the payload may read them. Raise `Unsupported` outside the
+    compiled subset."""
+    inner = _struct_of(struct_)
+    gen = _Gen()
+    gen.ns["_rv"] = _varint_miss
+    gen.ns["_ev"] = encode_varint
+    gen.ns["_from_bytes"] = int.from_bytes
+    header_names = layout.field_names
+    names, optional = _required_names(inner)
+    if set(header_names) & set(names):
+        raise Unsupported("a header field and a payload field share a name")
+    after = layout.size
+    groups = layout.groups
+
+    # -- decode
+    gen.lines.append("def decode(data):")
+    gvars: dict[int, str] = {}
+    for byte, nbytes, order in groups:
+        g = gvars[byte] = gen.var("g")
+        if nbytes == 1:
+            gen.emit(f"{g} = data[{byte}]")
+        else:
+            gen.emit(f"{g} = _from_bytes(data[{byte}:{byte + nbytes}], {'little' if order == '<' else 'big'!r})")
+    header_vars: list[tuple[str, str]] = []
+    for leaf in layout.leaves:
+        if not leaf.name and leaf.const is None:
+            continue
+        g = gvars[leaf.byte]
+        bits = f"({g} >> {leaf.shift}) & {leaf.mask}" if leaf.shift else f"{g} & {leaf.mask}"
+        if leaf.name == "type":
+            gen.emit(f"if {bits} != {code}: raise Miss")
+        elif leaf.const is not None:
+            gen.emit(f"if {bits} != {leaf.const}: raise Miss")
+        else:
+            v = gen.var()
+            gen.emit(f"{v} = ({bits}) != 0" if leaf.flag else f"{v} = {bits}")
+            header_vars.append((leaf.name, v))
+            gen.scope[leaf.name] = v
+    if layout.varint is not None:
+        gen.emit(f"n = data[{after}]")
+        gen.emit(f"if n < 128: pos = {after + 1}")
+        gen.emit(f"else: n, pos = _rv(data, {after}, {layout.varint})")
+    else:
+        fmt = layout.length_fmt or ">I"
+        gen.emit(f"n, = {gen.const(struct.Struct(fmt).unpack_from, 'ul')}(data, {after})")
+        gen.emit(f"pos = {after + struct.calcsize(fmt)}")
+    gen.emit(f"if n > {max_payload}: raise Miss")
+    gen.emit("end = pos + n")
+    gen.emit("if end != len(data): raise Miss")
+    gen.emit("out = {" + ", ".join(f"{name!r}: {v}" for name, v in header_vars) + "}")
+    _dec_struct(inner, gen, "out")
+    gen.emit("if pos != end: raise Miss")
+    new, cls = gen.const(tuple.__new__, "new"), gen.const(template.cls, "cls")
+    parts = [gen.const(v, "m") for v in template.head] + ["out", "data"]
+    parts += [gen.const(v, "m") for v in template.tail]
+    gen.emit(f"return {new}({cls}, ({', '.join(parts)}))")
+
+    # -- encode
+    gen.scopes = [{}]
+    gen.lines.append("def encode(f):")
+    all_names = [*header_names, *names]
+    all_optional = [*optional, *(leaf.name for leaf in layout.leaves if leaf.reported and leaf.has_default)]
+    _top_check(gen, all_names, all_optional)
+    terms: dict[int, list[str]] = {byte: [] for byte, _, _ in groups}
+    fixed: dict[int, int] = dict.fromkeys(terms, 0)
+    for leaf in layout.leaves:
+        if leaf.name == "type":
+            fixed[leaf.byte] |= code << leaf.shift
+        elif leaf.const is not None:
+            fixed[leaf.byte] |= leaf.const << leaf.shift
+        elif leaf.name:
+            v = gen.var()
+            if leaf.has_default:
+                gen.emit(f"{v} = f.get({leaf.name!r})")
+                gen.emit(f"if {v} is None: {v} = {gen.const(leaf.default, 'd')}")
+            else:
+                gen.emit(f"{v} = f[{leaf.name!r}]")
+            gen.scope[leaf.name] = v
+            if leaf.flag:
+                bit = gen.var("b")
+                gen.emit(f"{bit} = 1 if {v} else 0")
+            else:
+                bit = v
+                gen.emit(f"if {v}.__class__ is not int or not 0 <= {v} <= {leaf.mask}: raise Miss")
+            terms[leaf.byte].append(f"({bit} << {leaf.shift})" if leaf.shift else bit)
+    gvals: dict[int, str] = {}
+    for byte, _nbytes, _order in groups:
+        expr = " | ".join([str(fixed[byte]), *terms[byte]]) if terms[byte] else str(fixed[byte])
+        g = gvals[byte] = gen.var("g")
+        gen.emit(f"{g} = {expr}")
+    fixed_run = _fixed_run(inner, gen)
+    if fixed_run is not None:
+        gen.emit(f"payload = {_enc_run(fixed_run, gen, _sources(inner))}" if fixed_run else "payload = b''")
+    else:
+        gen.emit("parts = []")
+        _enc_struct(inner, gen, "f", "parts.append")
+        gen.emit("payload = b''.join(parts)")
+    gen.emit("n = len(payload)")
+    gen.emit(f"if n > {max_payload}: raise Miss")
+    one_byte = all(nbytes == 1 for _, nbytes, _ in groups) and [b for b, _, _ in groups] == list(range(len(groups)))
+    if one_byte:
+        head = ", ".join(gvals[b] for b, _, _ in groups)
+        head_expr = f"_bytes(({head},))"
+    else:
+        head_expr = " + ".join(f"{gvals[b]}.to_bytes({n}, {'little' if o == '<' else 'big'!r})" for b, n, o in groups)
+    if layout.varint is not None:
+        if one_byte:
+            gen.emit(f"if n < 128: return _bytes(({head}, n)) + payload")
+        gen.emit(f"if n > {(1 << (7 * layout.varint)) - 1}: raise Miss")
+        gen.emit(f"return {head_expr} + _ev(n) + payload")
+    else:
+        pack = gen.const(struct.Struct(layout.length_fmt or ">I").pack, "pl")
+        gen.emit(f"return {head_expr} + {pack}(n) + payload")
+
+    source = gen.run(f"<rawws_nb.codec, framed: {inner}>")
+    return FramedCodec(encode=gen.ns["encode"], decode=gen.ns["decode"], source=source)
 
 
 def compile_fused(

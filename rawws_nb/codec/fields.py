@@ -16,6 +16,8 @@ from typing import Any, TypedDict
 
 import construct as cs
 
+from .varint import BoundedVarInt
+
 __all__ = [
     "FieldInfo",
     "field_info",
@@ -43,8 +45,11 @@ class FieldInfo:
     array, const, padding, other. `default` is None when there is none (then `required`
     is True unless the construct builds from nothing). `choices` holds enum or flag
     names; `children` the fields of a nested struct; `item` the element of an array.
-    `size` is the fixed byte size, `max_length` the most bytes a prefixed string or
-    byte field can hold; `min`/`max` bound integers.
+    `size` is the fixed byte size (None for bit fields: `bits` is their width),
+    `max_length` the most bytes a prefixed string or byte field can hold; `min`/`max`
+    bound integers. `condition` is the construct expression of a field under
+    `If`/`IfThenElse` (`(this['qos'] > 0)`): such a field may be left out when it is
+    false, so it is not `required`; the rest describes its "then" branch.
     """
 
     name: str
@@ -62,6 +67,8 @@ class FieldInfo:
     children: tuple[FieldInfo, ...] = ()
     item: FieldInfo | None = None
     doc: str = ""
+    condition: str | None = None
+    bits: int | None = None
 
     @property
     def initial(self) -> Any:
@@ -142,6 +149,19 @@ def type_name(c: cs.Construct) -> str:
         return f"Const({c.value!r})"
     if isinstance(c, cs.Padded) and c.subcon is cs.Pass:
         return f"Padding({c.length})"
+    if isinstance(c, cs.BitsInteger) and isinstance(c.length, int):
+        return f"BitsInteger({c.length}{', signed=True' if c.signed else ''})"
+    if isinstance(c, BoundedVarInt):
+        return repr(c)
+    if isinstance(c, cs.IfThenElse):
+        cond = repr(c.condfunc) if isinstance(c.condfunc, (cs.ExprMixin, bool)) else "…"
+        if unwrap(c.elsesubcon)[0] is cs.Pass:
+            return f"If({cond}, {type_name(c.thensubcon)})"
+        return f"IfThenElse({cond}, {type_name(c.thensubcon)}, {type_name(c.elsesubcon)})"
+    if _is_bitstruct(c):
+        return "BitStruct"
+    if isinstance(c, cs.GreedyRange):
+        return f"GreedyRange({type_name(c.subcon)})"
     if isinstance(c, cs.Array):
         return f"Array({c.count if isinstance(c.count, int) else '…'}, {type_name(c.subcon)})"
     pa = prefixed_array(c)
@@ -197,6 +217,28 @@ def field_info(c: cs.Construct, name: str | None = None) -> FieldInfo:
         return FieldInfo(**base, kind="int", size=inner.length, min=lo, max=hi)
     if inner is cs.VarInt:
         return FieldInfo(**base, kind="int", min=0)
+    if isinstance(inner, BoundedVarInt):
+        return FieldInfo(**base, kind="int", min=0, max=inner.max_value)
+    if isinstance(inner, cs.BitsInteger) and isinstance(inner.length, int):
+        bits = inner.length
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if inner.signed else (0, (1 << bits) - 1)
+        return FieldInfo(**base, kind="int", min=lo, max=hi, bits=bits)
+    if _is_bitstruct(inner):
+        sub = unwrap(inner.subcon)[0]
+        return FieldInfo(**base, kind="struct", children=field_infos(sub), size=int(inner.decodeamount))
+    if isinstance(inner, cs.Mapping):
+        keys = list(inner.encmapping)
+        sub = field_info(inner.subcon, name)
+        if keys and all(isinstance(k, bool) for k in keys):
+            return FieldInfo(**base, kind="bool", size=sub.size)
+        return FieldInfo(**base, kind="enum", choices=tuple(str(k) for k in keys), size=sub.size)
+    if isinstance(inner, cs.GreedyRange) and not inner.discard:
+        return FieldInfo(**base, kind="array", item=field_info(inner.subcon, "item"))
+    if isinstance(inner, cs.IfThenElse):
+        then = field_info(inner.thensubcon, name)
+        cond = inner.condfunc
+        text = repr(cond) if isinstance(cond, (cs.ExprMixin, bool)) else "a function"
+        return dataclasses.replace(then, required=False, condition=text, doc=doc or then.doc)
     if isinstance(inner, cs.Enum):
         sub = field_info(inner.subcon, name)
         choices = tuple(str(k) for k in inner.encmapping)
@@ -241,6 +283,12 @@ def field_info(c: cs.Construct, name: str | None = None) -> FieldInfo:
         count_field, item = pa
         return FieldInfo(**base, kind="array", item=field_info(item, "item"), max_length=_prefix_max(count_field))
     return FieldInfo(**base, kind="other")
+
+
+def _is_bitstruct(c: cs.Construct) -> bool:
+    return (
+        isinstance(c, cs.Transformed) and c.decodefunc is cs.bytes2bits and isinstance(unwrap(c.subcon)[0], cs.Struct)
+    )
 
 
 def _prefix_max(prefix: cs.Construct) -> int | None:

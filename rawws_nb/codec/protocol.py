@@ -24,6 +24,7 @@ misses (say, a `RuntimeError` from a custom adapter) is a bug and propagates as 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -32,8 +33,8 @@ import construct as cs
 
 from ..frames import Frame
 from .errors import DecodeError, EncodeError
-from .fastpath import DECODE_MISSES, ENCODE_MISSES, Miss, ResultTemplate
-from .framing import Framing, HeaderFraming, make_framing
+from .fastpath import DECODE_MISSES, ENCODE_MISSES, HeaderLayout, Miss, ResultTemplate, Unsupported, compile_framed
+from .framing import FieldFraming, Framing, HeaderFraming, make_framing
 from .message import Message, MessageType, Version
 
 if TYPE_CHECKING:
@@ -105,10 +106,13 @@ class ProtocolVersion:
         self.framing: Framing = protocol.framing
         self._by_name: dict[str, MessageType] = {}
         self._by_code: dict[int, MessageType] = {}
+        #: Per message type, its header layout (framings with header fields only).
+        self.layouts: dict[str, HeaderLayout] = {}
         where = f"{protocol.name} v{format_version(version)}"
         for mt in message_types:
             if not isinstance(mt, MessageType):
                 raise TypeError(f"{where}: expected MessageType, got {type(mt).__name__}")
+            mt = self._with_header(mt, where)
             if mt.name in self._by_name:
                 raise ValueError(f"{where}: two message types named {mt.name!r}")
             if mt.code in self._by_code:
@@ -121,13 +125,55 @@ class ProtocolVersion:
         # raises one of fastpath's ENCODE_MISSES/DECODE_MISSES for input it does not take.
         self._encoders: dict[str, _Encoder] = {}
         self._decoders: dict[int, _Decoder] = {}
+        self._fast_decode: set[str] = set()
         for mt in self._by_name.values():
             self._compile(mt)
+
+    def _with_header(self, mt: MessageType, where: str) -> MessageType:
+        """`mt` with its header layout checked (and the framing's own header fields
+        that it does not redeclare added to its `header`, so they are message fields)."""
+        framing = self.framing
+        if not isinstance(framing, FieldFraming):
+            if mt.header:
+                raise ValueError(f"{where}: {mt.name} redeclares header fields, but the framing has none")
+            return mt
+        missing = {n: framing.field_construct(n) for n in framing.header_names if n not in mt.header}
+        if missing:
+            mt = dataclasses.replace(mt, header={**missing, **mt.header})
+        try:
+            layout = framing.layout_for(dict(mt.header))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {mt.name}: {exc}") from None
+        clash = set(layout.field_names) & set(mt.codec.names)
+        if clash:
+            raise ValueError(f"{where}: {mt.name}: header and payload both have field {sorted(clash)[0]!r}")
+        self.layouts[mt.name] = layout
+        return mt
+
+    def _compile_framed(self, mt: MessageType, framing: FieldFraming) -> None:
+        layout = self.layouts[mt.name]
+        if mt.codec.compiled is None:
+            return
+        template = ResultTemplate(Message, (mt.name, mt.code), (self.version,))
+        try:
+            framed = compile_framed(mt.struct, layout, mt.code, framing.max_payload, template)
+        except Unsupported:
+            return
+        self._encoders[mt.name] = framed.encode
+        if framing.type_first_byte:
+            leaf = next(leaf for leaf in layout.leaves if leaf.name == "type")
+            for first in range(256):
+                if (first >> leaf.shift) & leaf.mask == mt.code:
+                    self._decoders[first] = framed.decode
+            self._fast_decode.add(mt.name)
 
     def _compile(self, mt: MessageType) -> None:
         codec = mt.codec
         compiled = codec.compiled
         framing = self.framing
+        if isinstance(framing, FieldFraming):
+            self._compile_framed(mt, framing)
+            return
         if compiled is None or not isinstance(framing, HeaderFraming):
             return
         fused = codec.compile_fused(framing.header, ResultTemplate(Message, (mt.name, mt.code), (self.version,)))
@@ -135,6 +181,7 @@ class ProtocolVersion:
             self._encoders[mt.name] = fused.encode
             if framing.type_first_byte:
                 self._decoders[mt.code] = fused.decode
+                self._fast_decode.add(mt.name)
             return
         payload_encode, payload_decode = compiled.encode, compiled.decode
         pack, code, limit = framing.pack, mt.code, framing.max_payload
@@ -161,12 +208,13 @@ class ProtocolVersion:
             return _new_tuple(Message, (name, code, payload_decode(data, size, end), data, version))
 
         self._decoders[mt.code] = decode
+        self._fast_decode.add(mt.name)
 
     def fast_paths(self, key: str | int) -> tuple[bool, bool]:
         """Whether message type `key` (name or code) encodes, and decodes, through a
         compiled fast path in this version (else plain construct does the work)."""
         mt = self.message_type(key)
-        return mt.name in self._encoders, mt.code in self._decoders
+        return mt.name in self._encoders, mt.name in self._fast_decode
 
     # -- the registry
 
@@ -223,6 +271,9 @@ class ProtocolVersion:
                 f"no message type {name!r} in {self.protocol.name} v{format_version(self.version)} (has: {known})",
                 path=str(name),
             )
+        framing = self.framing
+        if isinstance(framing, FieldFraming):
+            return self._encode_with_header(mt, framing, fields)
         payload = mt.codec.encode(fields)
         if len(payload) > self.framing.max_payload:
             raise EncodeError(
@@ -235,6 +286,22 @@ class ProtocolVersion:
         except EncodeError as exc:
             exc.msg_type = name
             raise
+
+    def _encode_with_header(self, mt: MessageType, framing: FieldFraming, fields: dict[str, Any]) -> bytes:
+        layout = self.layouts[mt.name]
+        names = {leaf.name for leaf in layout.leaves if leaf.name and leaf.name != "type"}
+        header = {k: v for k, v in fields.items() if k in names}
+        rest = {k: v for k, v in fields.items() if k not in names}
+        try:
+            head, ctx = framing.encode_header(layout, mt.code, header)
+        except EncodeError as exc:
+            raise EncodeError(exc.reason, path=f"{mt.name}.{exc.path}", msg_type=mt.name) from None
+        payload = mt.codec.encode(rest, ctx)
+        try:
+            length = framing.encode_length(len(payload))
+        except EncodeError as exc:
+            raise EncodeError(exc.reason, path=mt.name, msg_type=mt.name) from None
+        return head + length + payload
 
     # -- decoding
 
@@ -276,13 +343,26 @@ class ProtocolVersion:
                 path="type",
                 data=data,
             )
-        fields = mt.codec.decode(data, start, end)
+        framing = self.framing
+        if isinstance(framing, FieldFraming):
+            try:
+                header = framing.decode_header(self.layouts[mt.name], data)
+            except DecodeError as exc:
+                raise DecodeError(
+                    exc.reason, offset=exc.offset, path=f"{mt.name}.{exc.path}", msg_type=mt.name, data=data
+                ) from None
+            fields = {**header, **mt.codec.decode(data, start, end, header)}
+        else:
+            fields = mt.codec.decode(data, start, end)
         return _new_tuple(Message, (mt.name, code, fields, data, self.version))
 
     def decode_payload(self, key: str | int, payload: bytes) -> dict[str, Any]:
         """Just the fields of a payload of message type `key` (no framing)."""
         data = _as_bytes(payload)
-        return self.message_type(key).codec.decode(data, 0, len(data))
+        mt = self.message_type(key)
+        if mt.codec.context:
+            raise ValueError(f"{mt.name}: its payload depends on header fields; decode the whole message")
+        return mt.codec.decode(data, 0, len(data))
 
     def decoder(self, *, errors: Literal["raise", "skip"] = "raise") -> StreamDecoder:
         """A `StreamDecoder` for this version: feed it frame payloads, get whole messages."""

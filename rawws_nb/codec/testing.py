@@ -12,8 +12,9 @@ from typing import Any
 
 import construct as cs
 
-from .fields import to_plain
-from .message import Message
+from .fields import to_plain, unwrap
+from .framing import FieldFraming
+from .message import Message, MessageType
 from .protocol import Protocol, ProtocolVersion
 
 __all__ = ["check_roundtrip", "same_value"]
@@ -49,9 +50,13 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     mt = pv.message_type(name)
     struct_ = mt.struct
     fields = dict(fields)
+    if isinstance(pv.framing, FieldFraming):
+        return _check_with_header(pv, pv.framing, mt, fields)
 
-    # build: plain construct, construct compiled, ours (compiled and reference)
-    plain = struct_.build(fields)
+    # build: plain construct, construct compiled, ours (compiled and reference); construct
+    # itself needs None for conditional fields left out
+    built_fields = {**{k: None for k in mt.codec.conditional if k not in fields}, **fields}
+    plain = struct_.build(built_fields)
     ours = mt.codec.encode(dict(fields))
     reference = mt.codec.encode_reference(dict(fields))
     _check(ours == plain, "compiled encode differs from construct", ours=ours, construct=plain)
@@ -61,7 +66,7 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     except SyntaxError:  # construct writes a lambda's repr into its generated code
         compiled = None
     if compiled is not None:
-        built = compiled.build(fields)
+        built = compiled.build(built_fields)
         _check(built == plain, "construct compiled build differs from plain", compiled=built, plain=plain)
 
     # parse: every path gives the same plain dict
@@ -84,6 +89,11 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     # whole messages: framing, fused paths, re-encoding, streaming
     data = pv.encode_fields(name, fields)
     _check(data == pv.framing.pack(mt.code, plain), "message bytes differ from framing + payload", message=data)
+    return _check_message(pv, mt, fields, data, parsed)
+
+
+def _check_message(pv: ProtocolVersion, mt: MessageType, fields: dict[str, Any], data: bytes, parsed: Any) -> Message:
+    name = mt.name
     msg = pv.decode(data)
     _check(msg.name == name and msg.code == mt.code and msg.raw == data, "decoded header differs", message=msg)
     _check(same_value(msg.fields, parsed), "decoded fields differ from parse", got=msg.fields, construct=parsed)
@@ -96,3 +106,72 @@ def check_roundtrip(codec: Protocol | ProtocolVersion, name: str, fields: Mappin
     _check(len(streamed) == 1 and decoder.pending == 0, "stream decoder byte by byte", messages=streamed)
     _check(same_value(streamed[0].fields, parsed), "streamed fields differ", got=streamed[0].fields)
     return msg
+
+
+def _flatten(value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    for key, item in value.items():
+        if isinstance(item, dict):
+            _flatten(item, out)
+        else:
+            out[key] = item
+    return out
+
+
+def _nest(struct_: cs.Construct, flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Values for a header `Struct` (BitStructs and Structs nested) from flat field values."""
+    inner = unwrap(struct_)[0]
+    if isinstance(inner, cs.Transformed):
+        inner = unwrap(inner.subcon)[0]
+    out: dict[str, Any] = {}
+    for sc in inner.subcons:
+        sub = unwrap(sc)[0]
+        nested = isinstance(sub, cs.Struct) or (
+            isinstance(sub, cs.Transformed) and isinstance(unwrap(sub.subcon)[0], cs.Struct)
+        )
+        if sc.name and nested:
+            out[sc.name] = _nest(sub, flat)
+        elif sc.name and sc.name in flat:
+            out[sc.name] = flat[sc.name]
+    return out
+
+
+def _check_with_header(pv: ProtocolVersion, framing: FieldFraming, mt: MessageType, fields: dict[str, Any]) -> Message:
+    """`check_roundtrip` for framings with header fields: the header layout against
+    construct's own header `Struct`, the payload against construct with the header
+    fields as its context, the length against the framing's length construct."""
+    layout = pv.layouts[mt.name]
+    names = {leaf.name for leaf in layout.leaves if leaf.name and leaf.name != "type"}
+    header = {k: v for k, v in fields.items() if k in names}
+    rest = {k: v for k, v in fields.items() if k not in names}
+
+    head, ctx = framing.encode_header(layout, mt.code, header)
+    header_struct = framing.header_construct(dict(mt.header))
+    built_head = header_struct.build(_nest(header_struct, {**ctx, "type": mt.code}))
+    _check(built_head == head, "header bytes differ from construct's", ours=head, construct=built_head)
+    parsed_head = _flatten(to_plain(header_struct.parse(head)), {})
+    _check(parsed_head.get("type") == mt.code, "construct reads another type code from the header", got=parsed_head)
+    for key, value in ctx.items():
+        _check(same_value(parsed_head.get(key), value), f"header field {key} differs from construct's", got=value)
+    ours_head = framing.decode_header(layout, head + b"\0" * 8)
+    _check(same_value(ours_head, ctx), "decoded header fields differ from the encoded ones", got=ours_head, sent=ctx)
+
+    codec = mt.codec
+    plain = codec.encode_reference(dict(rest), ctx)
+    ours = codec.encode(dict(rest), ctx)
+    _check(ours == plain, "compiled encode differs from construct", ours=ours, construct=plain)
+    parsed = to_plain(codec.struct.parse(plain, **ctx))
+    for key in codec.context:
+        parsed.pop(key, None)
+    for label, value in (
+        ("compiled decode", codec.decode(plain, 0, len(plain), ctx)),
+        ("reference decode", codec.decode_reference(plain, 0, len(plain), ctx=ctx)),
+    ):
+        _check(same_value(value, parsed), f"{label} differs from construct parse", got=value, construct=parsed)
+
+    length = framing.encode_length(len(plain))
+    built_length = framing.length_construct.build(len(plain))
+    _check(length == built_length, "length bytes differ from construct's", ours=length, construct=built_length)
+
+    data = pv.encode_fields(mt.name, fields)
+    _check(data == head + length + plain, "message bytes differ from header + length + payload", message=data)
+    return _check_message(pv, mt, fields, data, {**ctx, **parsed})

@@ -83,8 +83,14 @@ def value_strategy(info: FieldInfo) -> st.SearchStrategy[Any]:
 
 def fields_strategy(infos: tuple[FieldInfo, ...]) -> st.SearchStrategy[dict[str, Any]]:
     """Valid field dicts: required fields always, defaulted fields sometimes."""
-    required = {f.name: value_strategy(f) for f in infos if f.required}
-    optional = {f.name: value_strategy(f) for f in infos if not f.required and f.kind not in ("const", "padding")}
+    # Conditional fields always get a value: left out, they are valid only when their
+    # condition is false, which the strategies cannot know (tests leave them out on purpose).
+    required = {f.name: value_strategy(f) for f in infos if f.required or f.condition is not None}
+    optional = {
+        f.name: value_strategy(f)
+        for f in infos
+        if not f.required and f.condition is None and f.kind not in ("const", "padding")
+    }
     return st.fixed_dictionaries(required, optional=optional)
 
 
@@ -235,3 +241,14 @@ def rich_value(info: FieldInfo) -> Any:
 
 def rich_fields(infos: tuple[FieldInfo, ...]) -> dict[str, Any]:
     return {f.name: rich_value(f) for f in infos if f.kind not in ("const", "padding")}
+
+
+def header_context(mt: MessageType) -> st.SearchStrategy[dict[str, Any]]:
+    """Values of the header fields a message type's payload conditions may read."""
+    return st.fixed_dictionaries({f.name: value_strategy(f) for f in mt.header_fields})
+
+
+def split_header(mt: MessageType, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(payload fields, header context) of a message's fields (header defaults applied)."""
+    header = {f.name: fields.get(f.name, f.default) for f in mt.header_fields}
+    return {k: v for k, v in fields.items() if k not in header}, header

@@ -63,11 +63,21 @@ def _check_07(outputs: list[str]) -> None:
     assert "compression" in text and "rtt" in text  # summary() and latency() on a capture
 
 
+def _check_08(outputs: list[str]) -> None:
+    text = "\n".join(outputs)
+    assert "suback(packet_id=1, return_codes=[1])" in text and "puback(packet_id=7)" in text
+    assert "publish(dup=False, qos=1, retain=False, topic='lab/oven/temp'" in text  # delivered to the subscriber
+    assert "00110011 {'dup': False, 'qos': 1, 'retain': True" in text  # the header bits
+    assert "varint longer than 4 bytes" in text and "subscribe.flags" in text  # malformed input
+    assert "topic='lab/panel/temp'" in text and "pingresp()" in text  # the send panel's publish; keep-alive
+
+
 # What some notebooks must show, beyond running without an error.
 CONTENT_CHECKS = {
     "04-binary-protocol": _check_04,
     "05-timeline-analysis": _check_05,
     "07-analyse-a-capture": _check_07,
+    "08-mqtt-over-websocket": _check_08,
     "09-compression": _check_09,
 }
 
