@@ -53,7 +53,10 @@ def test_autobahn_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with capsys.disabled():
         print("\n\n" + text)
 
-    assert len(result.cases) == 247, f"expected 247 cases in sections 1-7 and 10, got {len(result.cases)}"
+    expected = 247 + len(run.QUICK_COMPRESSION)
+    assert len(result.cases) == expected, f"expected {expected} cases (1-7, 10, compression), got {len(result.cases)}"
+    compressed = [c for c in result.cases if c.id.startswith(("12.", "13."))]
+    assert len(compressed) == len(run.QUICK_COMPRESSION) and all(c.behavior == "OK" for c in compressed)
     assert not result.failed, "Autobahn cases FAILED or without result:\n" + "\n".join(
         run.describe_case(c) for c in result.failed
     )
