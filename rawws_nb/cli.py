@@ -243,12 +243,12 @@ class FramePrinter:
 
 
 def _missing(value: Any) -> bool:
+    """None, NaN or pandas NA."""
     if value is None:
         return True
-    try:
-        return bool(value != value)  # NaN, NA
-    except (TypeError, ValueError):
-        return False
+    import pandas as pd
+
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 def _jsonable(value: Any) -> Any:
