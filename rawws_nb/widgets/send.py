@@ -90,7 +90,7 @@ class SendPanel(Panel):
         self.encoding = widgets.ToggleButtons(
             options=[("text", "text"), ("hex", "hex"), ("base64", "base64")],
             value="text",
-            style={"button_width": "56px"},
+            style={"button_width": "auto"},
             tooltips=["UTF-8 text", "hex digits (spaces allowed)", "base64"],
         )
         self.encoding.add_class("rawws-send-encoding")
@@ -127,7 +127,11 @@ class SendPanel(Panel):
         ]
         if self.form is not None:
             parts.append(self.form)
-        parts += [widgets.HBox([self.flags_row, self.send_button]), self.status]
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.flags_row.layout = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.close_row.layout = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.close_reason.layout = widgets.Layout(flex="1 1 14em", min_width="10em")
+        parts += [widgets.HBox([self.flags_row, self.send_button], layout=wrap), self.status]
         self.children = parts
         self.kind.observe(self._on_kind, "value")
         self.encoding.observe(self._on_encoding, "value")

@@ -233,7 +233,7 @@ class TimelinePanel(Panel):
 
         small = {"description_width": "initial"}
         self.direction = widgets.ToggleButtons(
-            options=[("all", "all"), ("→ tx", "tx"), ("← rx", "rx")], value="all", style={"button_width": "48px"}
+            options=[("all", "all"), ("→ tx", "tx"), ("← rx", "rx")], value="all", style={"button_width": "auto"}
         )
         self.direction.add_class("rawws-timeline-dir")
         self.opcode = widgets.Dropdown(
@@ -258,13 +258,13 @@ class TimelinePanel(Panel):
         )
         self.msg_type.add_class("rawws-timeline-msg-type")
         self.view = widgets.ToggleButtons(
-            options=[("frames", "frames"), ("messages", "messages")], value="frames", style={"button_width": "72px"}
+            options=[("frames", "frames"), ("messages", "messages")], value="frames", style={"button_width": "auto"}
         )
         self.view.add_class("rawws-timeline-view")
         self.order = widgets.ToggleButtons(
             options=[("newest first", "newest"), ("oldest first", "oldest")],
             value="newest",
-            style={"button_width": "92px"},
+            style={"button_width": "auto"},
         )
         self.order.add_class("rawws-timeline-order")
         self.follow = widgets.ToggleButton(
@@ -275,10 +275,10 @@ class TimelinePanel(Panel):
             layout=_w("auto"),
         )
         self.follow.add_class("rawws-timeline-follow")
-        self.first_button = _nav("⏮", "first page", self.first_page)
-        self.prev_button = _nav("◀", "previous page", self.prev_page)
-        self.next_button = _nav("▶", "next page", self.next_page)
-        self.last_button = _nav("⏭", "last page", self.last_page)
+        self.first_button = _nav("fast-backward", "first page", self.first_page)
+        self.prev_button = _nav("chevron-left", "previous page", self.prev_page)
+        self.next_button = _nav("chevron-right", "next page", self.next_page)
+        self.last_button = _nav("fast-forward", "last page", self.last_page)
         self.page_label = widgets.HTML()
         self.page_label.add_class("rawws-timeline-page")
         self.counters = widgets.HTML()
@@ -996,8 +996,8 @@ def _w(width: str) -> widgets.Layout:
     return widgets.Layout(width=width)
 
 
-def _nav(label: str, tip: str, action: Any) -> widgets.Button:
-    b = widgets.Button(description=label, tooltip=tip, layout=_w("34px"))
+def _nav(icon: str, tip: str, action: Any) -> widgets.Button:
+    b = widgets.Button(description="", icon=icon, tooltip=tip, layout=_w("34px"))
     b.add_class("rawws-timeline-nav")
     b.on_click(lambda _: action())
     return b
