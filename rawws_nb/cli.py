@@ -1,33 +1,574 @@
-"""`rawws-nb`: the embedded server, a terminal frame debugger, and the demo.
+"""`rawws-nb`: the embedded server, a terminal frame debugger, an interactive client, the demo.
 
+rawws-nb --version
 rawws-nb serve [--host 127.0.0.1] [--port 8765]
-rawws-nb probe URL [--send TEXT] [--hex HEX] [--ping] [--count N] [--timeout S]
+rawws-nb probe URL [--send TEXT] [--hex HEX] [--ping [DATA]] [-H 'Name: value'] [--subprotocol P]
+               [--close CODE[:REASON]] [--answer-pings] [--wait S] [--count N] [--hexdump] [--json]
+rawws-nb connect URL [-H ...] [--subprotocol P] [--answer-pings] [--hexdump] [--json]
 rawws-nb demo
+
+Every frame, both directions, is printed from the session's timeline as it is recorded:
+the wire opcode (a continuation frame prints as CONTINUATION), fin and rsv bits, the
+length, a preview (the close code and reason of a Close), µs times since the opening
+handshake. `--json` prints one JSON object per frame with the timeline's column names
+(payload as hex) and nothing else on stdout. Bad input gives one line on stderr and
+exit status 2; a session that ends without a clean closing handshake exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import math
+import os
+import ssl
 import sys
-import time
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar, NoReturn
 
-from .errors import HandshakeError, SessionClosed
-from .frames import Binary, Close, CloseReason, Frame, Ping, Pong, Text
+from .errors import HandshakeError, RawWsError, SessionClosed
+from .frames import Binary, Close, CloseReason, Frame, Ping, Pong, Text, is_valid_close_code
+from .version import __version__
+
+__all__ = ["FramePrinter", "main", "parse_close", "parse_header", "parse_hex", "parse_ws_url"]
+
+EXIT_OK, EXIT_UNCLEAN, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_PAYLOAD_CAP = 1 << 20  # the CLI keeps whole payloads (up to 1 MiB) for printing
+_PREVIEW = 120
+
+_COLOURS = {"tx": "\033[34m", "rx": "\033[32m", "close": "\033[33m", "error": "\033[31m", "dim": "\033[2m"}
+_RESET = "\033[0m"
 
 
-def _stamp() -> str:
-    t = time.time()
-    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
 
 
-def describe(direction: str, frame: Frame) -> str:
-    """One log line per frame (time, direction, the frame), with a hex line under a
-    binary frame, ping or pong that has a payload."""
-    head = f"{_stamp()} {direction} {frame!r}"
-    if isinstance(frame, (Binary, Ping, Pong)) and frame.data:
-        head += "\n" + " " * 13 + frame.data[:64].hex(" ") + (" …" if len(frame.data) > 64 else "")
-    return head
+# -- parsing user input (each raises UsageError with one clear line) ----------------------
+
+
+def parse_ws_url(text: str) -> str:
+    """`text` if it is a ws:// or wss:// URL with a host; UsageError otherwise (an
+    http:// URL is refused, not silently taken as ws://)."""
+    from urllib.parse import urlsplit
+
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise UsageError(f"not a WebSocket URL: {text!r} has no scheme; did you mean ws://{text} ?")
+    scheme = scheme.lower()
+    if scheme in ("http", "https"):
+        ws = "ws" if scheme == "http" else "wss"
+        raise UsageError(f"{scheme}:// is not a WebSocket URL: use {ws}://{rest}")
+    if scheme not in ("ws", "wss"):
+        raise UsageError(f"not a WebSocket URL (ws:// or wss://): {text!r}")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise UsageError(f"bad URL {text!r}: {exc}") from None
+    if not parts.hostname:
+        raise UsageError(f"no host in {text!r}")
+    return text
+
+
+def parse_hex(text: str) -> bytes:
+    """Hex digits (spaces, colons and a leading 0x allowed) as bytes."""
+    digits = "".join(text.split()).replace(":", "")
+    if digits[:2].lower() == "0x":
+        digits = digits[2:]
+    for i, ch in enumerate(digits):
+        if ch not in "0123456789abcdefABCDEF":
+            raise UsageError(f"not hex: {text!r} ({ch!r} at position {i} is not a hex digit)")
+    if len(digits) % 2:
+        raise UsageError(f"not hex: {text!r} (odd number of hex digits)")
+    return bytes.fromhex(digits)
+
+
+def parse_close(text: str) -> CloseReason:
+    """CODE or CODE:REASON (a code that may be sent: 1000-1014 as registered, 3000-4999)."""
+    code_text, _, reason = text.partition(":")
+    try:
+        code = int(code_text)
+    except ValueError:
+        raise UsageError(f"not a close code: {code_text!r} (CODE or CODE:REASON, e.g. 1000:bye)") from None
+    if not is_valid_close_code(code):
+        raise UsageError(f"close code {code} may not be sent (use 1000-1003, 1007-1014 or 3000-4999)")
+    if len(reason.encode("utf-8")) > 123:
+        raise UsageError(f"close reason too long: {len(reason.encode('utf-8'))} bytes (at most 123)")
+    return CloseReason(code, reason)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """'Name: value' as (name, value)."""
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    token = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    if not sep or not name or any(ch not in token for ch in name):
+        raise UsageError(f"not a header: {text!r} (expected 'Name: value')")
+    value = value.strip()
+    if any(ch in value for ch in "\r\n\0"):
+        raise UsageError(f"header {name!r}: the value has a line break or NUL")
+    return name, value
+
+
+def _arg(fn: Any) -> Any:
+    """Wrap a parse_* function as an argparse type (one error line)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return fn(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = fn.__name__
+    return convert
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"not a number of seconds (>= 0): {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive count: {text!r}")
+    return value
+
+
+# -- printing frames ------------------------------------------------------------------------
+
+
+class FramePrinter:
+    """Prints the rows a session's recorder holds that were not printed yet, in order.
+
+    Text lines: `+0.001234 → TX TEXT  fin --- 5 B  'Hello'` (µs since the opening
+    handshake; the wire opcode; rsv bits as 1/2/3; the close code and reason of a Close;
+    `--hexdump` adds hex + ASCII lines). JSON: one object per frame, the timeline's
+    column names (`t` as ISO 8601, `payload` as hex). Notes (connected, round trips,
+    closed) go to stdout in text mode and to stderr in JSON mode."""
+
+    def __init__(self, session: Any, *, json_mode: bool = False, hexdump: bool = False, colour: bool = False) -> None:
+        self.session = session
+        self.json_mode = json_mode
+        self.hexdump = hexdump
+        self.colour = colour
+        self.printed = session.recorder.first if session.recorder is not None else 0
+        self.out = sys.stdout
+
+    def _c(self, kind: str, text: str) -> str:
+        return f"{_COLOURS[kind]}{text}{_RESET}" if self.colour else text
+
+    def note(self, text: str) -> None:
+        stream = sys.stderr if self.json_mode else self.out
+        print(self._c("dim", text) if stream is self.out else text, file=stream, flush=True)
+
+    def flush(self) -> int:
+        """Print the new rows; returns how many."""
+        rec = self.session.recorder
+        if rec is None or rec.total <= self.printed:
+            return 0
+        df = rec.to_dataframe(since=self.printed)
+        self.printed = rec.total
+        lines = [self._json(row) if self.json_mode else self._text(row) for row in df.to_dict("records")]
+        if lines:
+            print("\n".join(lines), file=self.out, flush=True)
+        return len(lines)
+
+    def _json(self, row: dict[str, Any]) -> str:
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            out[key] = _jsonable(value)
+        return json.dumps(out, ensure_ascii=False)
+
+    def _text(self, row: dict[str, Any]) -> str:
+        d = str(row["dir"])
+        op = str(row["opcode"])
+        rsv = "".join(str(i) if row[f"rsv{i}"] else "-" for i in (1, 2, 3))
+        fin = "fin" if row["fin"] else "...".ljust(3)
+        arrow = "→ TX" if d == "tx" else "← RX"
+        stamp = "+" + format(float(row["t_rel"]), ".6f")
+        head = f"{stamp:>12} {arrow} {op.upper():<12} {fin} {rsv} {int(row['length']):>6} B"
+        payload: bytes = row["payload"] if isinstance(row["payload"], bytes) else b""
+        if op == "close":
+            code = row["close_code"]
+            if _missing(code):
+                preview = "(no status code)"
+            else:
+                reason = row["close_reason"]
+                name = _close_name(int(code))
+                preview = f"{int(code)}" + (f" {name}" if name else "")
+                if not _missing(reason) and reason:
+                    preview += f" {reason!r}"
+        elif not _missing(row["text"]):
+            text = str(row["text"])
+            preview = repr(text if len(text) <= _PREVIEW else text[:_PREVIEW] + "…")
+        elif payload and op in ("ping", "pong") and all(32 <= b < 127 for b in payload):
+            preview = repr(payload.decode("ascii"))
+        elif payload:
+            preview = payload[:32].hex(" ") + (" …" if len(payload) > 32 else "")
+        else:
+            preview = ""
+        extra = ""
+        if not _missing(row.get("msg_type")):
+            extra += f"  [{row['msg_type']}]"
+        if not _missing(row.get("error")):
+            extra += "  " + self._c("error", f"error: {row['error']}")
+        kind = "close" if op == "close" else d
+        line = self._c(kind, head) + "  " + preview + extra
+        if self.hexdump and payload:
+            line += "\n" + _hexdump(payload, indent=13)
+        return line
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas NA."""
+    if value is None:
+        return True
+    import pandas as pd
+
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def _jsonable(value: Any) -> Any:
+    if _missing(value):
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def _show(data: bytes) -> str:
+    """A payload for a note: its text if printable ASCII, else hex."""
+    if all(32 <= b < 127 for b in data):
+        return repr(data.decode("ascii"))
+    return data.hex(" ")
+
+
+def _close_name(code: int) -> str:
+    try:
+        return CloseReason.Codes(code).name
+    except ValueError:
+        return {1005: "NO_STATUS", 1006: "ABNORMAL"}.get(code, "")
+
+
+def _hexdump(data: bytes, indent: int = 0, width: int = 16) -> str:
+    pad = " " * indent
+    lines = []
+    for off in range(0, len(data), width):
+        chunk = data[off : off + width]
+        hexes = " ".join(f"{b:02x}" for b in chunk).ljust(width * 3 - 1)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{pad}{off:08x}  {hexes}  |{text}|")
+    return "\n".join(lines)
+
+
+def _colour_wanted(choice: str) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return sys.stdout.isatty()
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+async def _open(args: argparse.Namespace) -> Any:
+    from .connect import web_socket_raw_session
+
+    url = parse_ws_url(args.url)
+    headers: dict[str, str] = {}
+    for name, value in args.header or ():
+        key = next((k for k in headers if k.lower() == name.lower()), name)
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    options: dict[str, Any] = {
+        "open_timeout": args.timeout,
+        "max_message_size": args.max_message_size,
+        "payload_cap": _PAYLOAD_CAP,
+        "close_timeout": args.close_timeout,
+    }
+    if headers:
+        options["headers"] = headers
+    if args.subprotocol:
+        options["subprotocols"] = list(args.subprotocol)
+    if args.insecure and url.lower().startswith("wss:"):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        options["tls"] = ctx
+    return await web_socket_raw_session(url, **options)
+
+
+def _connected_note(session: Any) -> str:
+    bits = [f"connected to {session.url}"]
+    if session.subprotocol:
+        bits.append(f"subprotocol {session.subprotocol}")
+    return " · ".join(bits)
+
+
+def _describe_reason(reason: CloseReason | None) -> str:
+    if reason is None:
+        return "no close reason"
+    name = _close_name(reason.code)
+    return f"{reason.code}{' ' + name if name else ''}" + (f" {reason.message!r}" if reason.message else "")
+
+
+class _Reader:
+    """Consumes `incoming`: prints, answers pings when asked, notices the peer's Close."""
+
+    def __init__(self, session: Any, printer: FramePrinter, answer_pings: bool) -> None:
+        self.session = session
+        self.printer = printer
+        self.answer_pings = answer_pings
+        self.received = 0
+        self.peer_close: Close | None = None
+        self.ended: SessionClosed | None = None
+        self.activity = asyncio.Event()
+        self.closed_by_peer = asyncio.Event()
+
+    async def run(self) -> None:
+        session = self.session
+        try:
+            while True:
+                frame = await session.incoming.receive()
+                self.received += 1
+                self.printer.flush()
+                self.activity.set()
+                if isinstance(frame, Ping) and self.answer_pings:
+                    await session.send(Pong(frame.data))
+                    self.printer.flush()
+                elif isinstance(frame, Close):
+                    self.peer_close = frame
+                    self.closed_by_peer.set()
+                    return
+        except SessionClosed as exc:
+            self.ended = exc
+            self.closed_by_peer.set()
+        except RawWsError as exc:  # e.g. a Pong after the peer's Close
+            self.printer.note(f"reader: {exc}")
+
+
+async def _finish(session: Any, printer: FramePrinter, reader: _Reader, reason: CloseReason | None) -> int:
+    """Close (without `reason`: 1000, or the peer's own code when it closed first), wait
+    for the end, print the rest; returns the exit status."""
+    try:
+        await session.close(reason)
+    except RawWsError as exc:
+        printer.note(f"close: {exc}")
+    printer.flush()
+    ended = reader.ended
+    final = session.close_reason
+    unclean = (ended is not None and not ended.clean) or (final is not None and final.code == 1006)
+    if unclean:
+        detail = ended.detail if ended is not None and ended.detail else "no clean closing handshake"
+        printer.note(f"session ended: {_describe_reason(final)} ({detail})")
+        return EXIT_UNCLEAN
+    printer.note(f"closing handshake done: {_describe_reason(final)}")
+    return EXIT_OK
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    session = await _open(args)
+    printer = FramePrinter(session, json_mode=args.json, hexdump=args.hexdump, colour=_colour_wanted(args.color))
+    printer.note(_connected_note(session))
+    reader = _Reader(session, printer, args.answer_pings)
+    task = asyncio.ensure_future(reader.run())
+    try:
+        for kind, value in args.frames or ():
+            if reader.closed_by_peer.is_set():
+                break
+            if kind == "ping":
+                try:
+                    rtt = await session.ping(value, timeout=args.timeout)
+                except TimeoutError:
+                    printer.flush()
+                    printer.note(f"no pong for ping {_show(value)} within {args.timeout:g} s")
+                    continue
+                except SessionClosed:
+                    break
+                printer.flush()
+                printer.note(f"ping {_show(value)}: round trip {rtt * 1000:.3f} ms")
+                continue
+            frame: Frame = Text(value) if kind == "text" else Binary(value)
+            try:
+                await session.send(frame)
+            except SessionClosed:
+                break
+            printer.flush()
+        if args.count is not None or args.wait is not None:
+            await _wait_idle(reader, args.count, args.wait)
+        printer.flush()
+        return await _finish(session, printer, reader, args.close)
+    finally:
+        await asyncio.wait((task,), timeout=1)
+        task.cancel()
+
+
+async def _wait_idle(reader: _Reader, count: int | None, wait: float | None) -> None:
+    """Until the peer closes, `count` frames were received, or no frame came for `wait` s."""
+    while not reader.closed_by_peer.is_set():
+        if count is not None and reader.received >= count:
+            return
+        reader.activity.clear()
+        waiters = [asyncio.ensure_future(reader.activity.wait()), asyncio.ensure_future(reader.closed_by_peer.wait())]
+        done, pending = await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
+        if not done:  # idle for `wait` seconds
+            return
+
+
+# -- connect: interactive ---------------------------------------------------------------------
+
+_HELP = (
+    "each line is sent as a Text frame; commands: /ping [data] · /pong [data] · /hex HEX (a Binary frame) · "
+    "/close [CODE [REASON]] · /help · //text sends a line that starts with '/'"
+)
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Read stdin in a daemon thread (it never holds up the exit) into `queue`; None at EOF."""
+
+    def read() -> None:
+        try:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        except (OSError, ValueError):
+            pass
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+        except RuntimeError:  # the loop is gone
+            pass
+
+    threading.Thread(target=read, name="rawws-nb-stdin", daemon=True).start()
+
+
+async def _connect(args: argparse.Namespace) -> int:
+    session = await _open(args)
+    printer = FramePrinter(session, json_mode=args.json, hexdump=args.hexdump, colour=_colour_wanted(args.color))
+    printer.note(_connected_note(session) + " · " + _HELP)
+    reader = _Reader(session, printer, args.answer_pings)
+    task = asyncio.ensure_future(reader.run())
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    _stdin_lines(loop, queue)
+    reason: CloseReason | None = None
+    pings: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            peer = asyncio.ensure_future(reader.closed_by_peer.wait())
+            done, _ = await asyncio.wait((getter, peer), return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            peer.cancel()
+            line = getter.result()
+            if line is None:  # EOF: close normally
+                break
+            try:
+                action = _command(line)
+            except UsageError as exc:
+                print(f"rawws-nb: {exc}", file=sys.stderr, flush=True)
+                continue
+            kind, value = action
+            try:
+                if kind == "help":
+                    printer.note(_HELP)
+                elif kind == "close":
+                    reason = value
+                    break
+                elif kind == "ping":
+                    t = asyncio.ensure_future(_timed_ping(session, printer, value, args.timeout))
+                    pings.add(t)
+                    t.add_done_callback(pings.discard)
+                else:
+                    frame = {"text": Text, "binary": Binary, "pong": Pong}[kind](value)
+                    await session.send(frame)
+                    printer.flush()
+            except SessionClosed:
+                break
+            except RawWsError as exc:
+                print(f"rawws-nb: not sent: {exc}", file=sys.stderr, flush=True)
+        return await _finish(session, printer, reader, reason)
+    finally:
+        for t in pings:
+            t.cancel()
+        await asyncio.wait((task,), timeout=1)
+        task.cancel()
+
+
+async def _timed_ping(session: Any, printer: FramePrinter, data: bytes, timeout: float) -> None:
+    try:
+        rtt = await session.ping(data, timeout=timeout)
+    except TimeoutError:
+        printer.note(f"no pong for ping {_show(data)} within {timeout:g} s")
+        return
+    except RawWsError:
+        return
+    printer.flush()
+    printer.note(f"ping {_show(data)}: round trip {rtt * 1000:.3f} ms")
+
+
+def _command(line: str) -> tuple[str, Any]:
+    """A stdin line as (kind, value); UsageError for a bad command."""
+    if line.startswith("//"):
+        return "text", line[1:]
+    if not line.startswith("/"):
+        return "text", line
+    name, _, rest = line[1:].partition(" ")
+    rest = rest.strip()
+    if name == "ping":
+        return "ping", rest.encode("utf-8")
+    if name == "pong":
+        return "pong", rest.encode("utf-8")
+    if name == "hex":
+        if not rest:
+            raise UsageError("/hex needs hex digits, e.g. /hex 01 02 ff")
+        return "binary", parse_hex(rest)
+    if name == "close":
+        if not rest:
+            return "close", CloseReason(CloseReason.Codes.NORMAL, "")
+        code, _, reason = rest.partition(" ")
+        return "close", parse_close(f"{code}:{reason}")
+    if name == "help":
+        return "help", None
+    raise UsageError(f"unknown command /{name} (/ping, /pong, /hex, /close, /help; //text sends '/text')")
+
+
+# -- serve --------------------------------------------------------------------------------------
 
 
 async def _serve(host: str, port: int) -> None:
@@ -45,106 +586,158 @@ async def _serve(host: str, port: int) -> None:
         await server.close()
 
 
-async def _probe(args: argparse.Namespace) -> int:
-    from .connect import web_socket_raw_session
+# -- the command line ---------------------------------------------------------------------------
 
-    try:
-        session = await web_socket_raw_session(
-            args.url, open_timeout=args.timeout, max_message_size=args.max_message_size
-        )
-    except HandshakeError as exc:
-        print(f"handshake failed: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, TimeoutError) as exc:
-        print(f"cannot connect: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # not a ws:// or wss:// URL
-        print(f"cannot connect: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"{_stamp()} connected to {session.url}"
-        + (f" (subprotocol {session.subprotocol})" if session.subprotocol else "")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `rawws-nb probe: <what is wrong> (rawws-nb probe --help)`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _Frames(argparse.Action):
+    """--send/--hex/--ping append (kind, value) to one list, in command-line order."""
+
+    KINDS: ClassVar[dict[str, str]] = {"--send": "text", "--hex": "binary", "--ping": "ping"}
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        items = list(getattr(ns, self.dest, None) or [])
+        kind = self.KINDS[option or "--send"]
+        if kind == "ping":
+            values = (values if values is not None else "probe").encode("utf-8")
+            if len(values) > 125:
+                parser.error(f"argument --ping: a Ping payload is at most 125 bytes ({len(values)} given)")
+        items.append((kind, values))
+        setattr(ns, self.dest, items)
+
+
+def _session_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="ws:// or wss:// URL")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        type=_arg(parse_header),
+        metavar="'NAME: VALUE'",
+        help="an extra request header (repeatable)",
     )
-    outgoing: list[Frame] = []
-    if args.send is not None:
-        outgoing.append(Text(args.send))
-    if args.hex is not None:
-        outgoing.append(Binary(args.hex))
-    if args.ping:
-        outgoing.append(Ping(b"probe"))
-    for frame in outgoing:
-        await session.send(frame)
-        print(describe("TX", frame), flush=True)
-    received = 0
-    code = 0
-    try:
-        while args.count is None or received < args.count:
-            try:
-                frame = await asyncio.wait_for(session.incoming.receive(), args.timeout)
-            except TimeoutError:
-                print(f"{_stamp()} no frame for {args.timeout:g} s", flush=True)
-                break
-            received += 1
-            print(describe("RX", frame), flush=True)
-            if isinstance(frame, Close):
-                break
-    except SessionClosed as exc:
-        print(f"{_stamp()} session ended: {exc}", flush=True)
-        code = 0 if exc.clean else 1
-    await session.close(CloseReason(CloseReason.Codes.NORMAL, "probe done"))
-    print(f"{_stamp()} closed: {session.close_reason}", flush=True)
-    return code
+    p.add_argument("--subprotocol", action="append", metavar="NAME", help="offer a subprotocol (repeatable)")
+    p.add_argument("--answer-pings", action="store_true", help="answer each Ping with a Pong (off: raw)")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame (timeline column names)")
+    p.add_argument("--hexdump", action="store_true", help="hex + ASCII of every payload")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour (default: on a TTY)")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="opening handshake and ping time-out (s)")
+    p.add_argument("--close-timeout", type=_seconds, default=5.0, help="wait at most S s for the peer's Close")
+    p.add_argument("--max-message-size", type=_count, default=16 << 20, metavar="BYTES")
+    p.add_argument("-k", "--insecure", action="store_true", help="wss: do not verify the server's certificate")
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
-    return port
-
-
-def _hex(text: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rawws-nb", description="raw WebSocket toolkit")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rawws-nb", description="raw WebSocket toolkit: every frame visible and sendable")
+    parser.add_argument("--version", action="version", version=f"rawws-nb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_serve = sub.add_parser("serve", help="run the embedded test server")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=_port, default=8765)
-    p_probe = sub.add_parser("probe", help="connect and print every frame")
-    p_probe.add_argument("url")
-    p_probe.add_argument("--send", help="send a Text frame")
-    p_probe.add_argument("--hex", type=_hex, help="send a Binary frame given in hex")
-    p_probe.add_argument("--ping", action="store_true", help="send a Ping")
-    p_probe.add_argument("--count", type=int, help="stop after N received frames")
-    p_probe.add_argument("--timeout", type=float, default=5.0, help="stop when no frame comes for S seconds")
-    p_probe.add_argument("--max-message-size", type=int, default=16 << 20)
-    demo_text = "run the Ktor raw-API scenarios (ping-pong, fragments, heartbeat, errors) on the embedded server"
+
+    p_probe = sub.add_parser(
+        "probe",
+        help="connect, send what the flags say, print every frame both ways, close",
+        description="Connect, send the frames the flags give (in order), print every frame in both directions "
+        "(wire opcode, fin/rsv, length, preview), close, and exit as soon as the closing handshake ends.",
+    )
+    _session_options(p_probe)
+    p_probe.add_argument("--send", dest="frames", action=_Frames, metavar="TEXT", help="send a Text frame")
+    p_probe.add_argument(
+        "--hex",
+        dest="frames",
+        action=_Frames,
+        type=_arg(parse_hex),
+        metavar="HEX",
+        help="send a Binary frame given in hex",
+    )
+    p_probe.add_argument(
+        "--ping",
+        dest="frames",
+        action=_Frames,
+        nargs="?",
+        metavar="DATA",
+        help="send a Ping (payload DATA, default 'probe') and print its round trip",
+    )
+    p_probe.add_argument(
+        "--close", type=_arg(parse_close), metavar="CODE[:REASON]", help="the Close to send (default 1000)"
+    )
+    p_probe.add_argument(
+        "--wait", type=_seconds, metavar="S", help="before closing, wait until no frame came for S seconds"
+    )
+    p_probe.add_argument("--count", type=_count, metavar="N", help="before closing, wait for N received frames")
+
+    p_connect = sub.add_parser(
+        "connect",
+        help="interactive: each stdin line is a Text frame; /ping /hex /close commands",
+        description="Interactive session. " + _HELP + ". End of input sends Close 1000.",
+    )
+    _session_options(p_connect)
+
+    demo_text = (
+        "run the Ktor raw-API scenarios (manual ping-pong, direct frame control, 1000 messages, "
+        "a custom heartbeat, a binary protocol, low-level debugging, error handling) on the embedded server"
+    )
     sub.add_parser("demo", help=demo_text, description=demo_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    prog = f"rawws-nb {args.command}"
     try:
         if args.command == "serve":
             try:
                 asyncio.run(_serve(args.host, args.port))
             except OSError as exc:
-                print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-                return 2
-            return 0
-        if args.command == "probe":
-            return asyncio.run(_probe(args))
+                reason = exc.strerror or str(exc)
+                print(f"{prog}: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+                return EXIT_USAGE
+            return EXIT_OK
+        if args.command in ("probe", "connect"):
+            runner = _probe if args.command == "probe" else _connect
+            return asyncio.run(runner(args))
         from .demo import main as demo_main
 
         return asyncio.run(demo_main())
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `rawws-nb probe ... | head`: the reader went away
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # no second error at exit
+        return EXIT_OK
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HandshakeError as exc:
+        print(f"{prog}: handshake failed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ssl.SSLError as exc:
+        print(f"{prog}: TLS: {exc.reason or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, TimeoutError) as exc:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        print(f"{prog}: cannot connect to {getattr(args, 'url', '')}: {text}", file=sys.stderr)
+        return EXIT_USAGE
+    except RawWsError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_UNCLEAN
+    except Exception as exc:  # never a traceback for the user; RAWWS_DEBUG=1 shows it
+        if os.environ.get("RAWWS_DEBUG"):
+            raise
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {exc} (RAWWS_DEBUG=1 shows the traceback)", file=sys.stderr
+        )
+        return EXIT_UNCLEAN
 
 
 if __name__ == "__main__":

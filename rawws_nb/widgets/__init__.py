@@ -5,8 +5,8 @@ from rawws_nb.widgets import Dashboard, LatencyPanel, SendPanel, TimelinePanel
 
 Dashboard(session)          # all of it: send, live timeline, latency, state, Close
 SendPanel(session)          # any frame type, payload as text/hex/base64, or a codec message form
-TimelinePanel(session, rows=50)
-LatencyPanel(session)       # "ping now", opt-in periodic ping, p50/p95/p99/max, chart
+TimelinePanel(session, rows=50)   # the inspector: every kept frame, filters, detail pane, export
+LatencyPanel(session)       # "ping now", opt-in periodic ping, p50/p95/p99/max, chart over time
 ```
 
 Threads and loops: every button or toggle hands its work to the session's loop with
@@ -20,14 +20,25 @@ timestamps frames. Errors land in each panel's status line, never in the kernel.
 Stable CSS classes (for browser tests and styling): `rawws-send`, `rawws-send-button`,
 `rawws-send-payload`, `rawws-send-status`, `rawws-timeline`, `rawws-timeline-rows`,
 `rawws-latency`, `rawws-ping-now`, `rawws-ping-periodic`, `rawws-latency-stats`,
-`rawws-latency-chart`, `rawws-dashboard`, `rawws-status`, `rawws-close-button`,
-`rawws-drain`; every panel's status line also has `rawws-panel-status`.
+`rawws-latency-chart`, `rawws-latency-drain`, `rawws-latency-paused`, `rawws-dashboard`,
+`rawws-status`, `rawws-close-button`, `rawws-drain`, `rawws-drain-state`; the inspector's
+`rawws-timeline-search`, `rawws-timeline-regex`, `rawws-timeline-opcode`,
+`rawws-timeline-dir`, `rawws-timeline-errors`, `rawws-timeline-msg-type`,
+`rawws-timeline-min-length`, `rawws-timeline-max-length`, `rawws-timeline-view`,
+`rawws-timeline-order`, `rawws-timeline-follow`, `rawws-timeline-nav`,
+`rawws-timeline-counters`, `rawws-detail-pane`, `rawws-detail`, `rawws-detail-hexdump`,
+`rawws-detail-text`, `rawws-detail-fields`, `rawws-detail-error`, `rawws-detail-resend`,
+`rawws-detail-copy`, `rawws-detail-hex`, `rawws-export-format`, `rawws-export-path`,
+`rawws-export-button`; every panel's status line also has `rawws-panel-status`.
+
+No false results: while reading is paused (`incoming` full), the latency panel reports
+no pong time-out (such a ping raises `ReadingPaused` and counts as `unmeasured`).
 """
 
-from ._base import Panel, StatusLine
+from ._base import Panel, StatusLine, describe_close
 from .dashboard import Dashboard
 from .form import FormError, MessageForm, PayloadError, parse_payload
-from .latency import LatencyPanel, latency_stats
+from .latency import LatencyPanel, ReadingPaused, latency_stats
 from .send import SendPanel
 from .timeline import TimelinePanel
 
@@ -38,9 +49,11 @@ __all__ = [
     "MessageForm",
     "Panel",
     "PayloadError",
+    "ReadingPaused",
     "SendPanel",
     "StatusLine",
     "TimelinePanel",
+    "describe_close",
     "latency_stats",
     "parse_payload",
 ]

@@ -12,24 +12,51 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import InvalidSend, SessionClosed
+from ..frames import CloseReason
 from ..loops import Handle, cancel, submit
 from ..session import RawSession, SessionState
 
-__all__ = ["DEFAULT_REFRESH_INTERVAL", "Panel", "StatusLine", "describe_error"]
+__all__ = ["DEFAULT_REFRESH_INTERVAL", "Panel", "StatusLine", "describe_close", "describe_error"]
 
 DEFAULT_REFRESH_INTERVAL = 0.25  # seconds: at most 4 renders per second
 
 _COLOURS = {"ok": "#2a7a2a", "error": "#c0392b", "info": "#555", "busy": "#8a6d00"}
 
 
+_CLOSE_WORDS = {
+    1005: "no status code",
+    1006: "connection dropped without a Close",
+    1015: "TLS handshake failed",
+}
+
+
+def describe_close(reason: CloseReason | None) -> str:
+    """A close reason for people: `1000 NORMAL “bye”`, `1006 connection dropped without a
+    Close`, `4001 (application)`; "" for None."""
+    if reason is None:
+        return ""
+    code = reason.code
+    known = reason.known_reason
+    if known is not None:
+        name = known.name
+    elif code in _CLOSE_WORDS:
+        name = _CLOSE_WORDS[code]
+    elif 3000 <= code <= 3999:
+        name = "(registered)"
+    elif 4000 <= code <= 4999:
+        name = "(application)"
+    else:
+        name = "(unknown code)"
+    text = f"{code} {name}"
+    if reason.message:
+        text += f" “{reason.message}”"
+    return text
+
+
 def describe_error(exc: BaseException) -> str:
     """One clear line for the status line."""
     if isinstance(exc, SessionClosed):
-        reason = exc.reason
-        text = f"the session is closed ({reason.code}"
-        if reason.message:
-            text += f" {reason.message!r}"
-        return text + ")"
+        return f"the session is closed ({describe_close(exc.reason)})"
     if isinstance(exc, InvalidSend):
         return f"InvalidSend: {exc}"
     if isinstance(exc, TimeoutError) and not str(exc):

@@ -11,7 +11,8 @@ import ipywidgets as widgets
 from ..errors import SessionClosed
 from ..frames import CloseReason
 from ..loops import Handle, cancel
-from ._base import DEFAULT_REFRESH_INTERVAL, Panel
+from ..session import SessionState
+from ._base import DEFAULT_REFRESH_INTERVAL, Panel, describe_close
 from .latency import LatencyPanel
 from .send import SendPanel
 from .timeline import TimelinePanel
@@ -29,8 +30,13 @@ class Dashboard(Panel):
     URL, counters and a Close button. One refresh task on the session's loop updates
     everything (at most every `refresh_interval` seconds, only what changed).
 
-    "drain incoming" (off by default) consumes `session.incoming` in the background so
-    that reading never pauses while nobody reads (frames still reach the timeline).
+    "drain incoming" (off by default: nothing is consumed behind your back) makes the
+    Dashboard the consumer of `session.incoming`: it reads every frame in the background
+    into its own view (the timeline shows them all, `drained` counts them) so that
+    reading never pauses while no cell reads. The header always says who reads
+    `incoming` ("incoming: N waiting, read by your code" or "drained by this
+    dashboard"); when reading pauses, the header and the latency panel say so and offer
+    to drain (`drain=True` turns it on from the start).
     """
 
     def __init__(
@@ -46,7 +52,7 @@ class Dashboard(Panel):
     ) -> None:
         super().__init__(session, refresh_interval=refresh_interval, status_class="rawws-status-line")
         self.add_class("rawws-dashboard")
-        self.send_panel = SendPanel(session, protocol)
+        self.send_panel = SendPanel(session, protocol, autorefresh=False)
         self.timeline_panel = TimelinePanel(session, rows, refresh_interval=refresh_interval, autorefresh=False)
         self.latency_panel = LatencyPanel(
             session, refresh_interval=refresh_interval, autorefresh=False, **(latency or {})
@@ -57,21 +63,30 @@ class Dashboard(Panel):
         self.close_button.add_class("rawws-close-button")
         self.close_button.on_click(lambda _: self.close_session())
         self.drain = widgets.ToggleButton(
-            value=False, description="drain incoming", tooltip="consume session.incoming in the background"
+            value=False,
+            description="drain incoming",
+            icon="download",
+            tooltip="let this dashboard consume session.incoming in the background (frames stay in the timeline)",
+            layout=widgets.Layout(width="auto", min_width="9.5em"),
         )
         self.drain.add_class("rawws-drain")
         self.drain.observe(self._on_drain, "value")
         self.drained = 0
         self._drain_handle: Handle | None = None
+        self.latency_panel.on_drain = self.start_drain
         for panel in (self.send_panel, self.latency_panel):
-            panel.layout = widgets.Layout(width="50%", padding="0 8px 0 0")
+            panel.layout = widgets.Layout(flex="1 1 22em", min_width="0", padding="0 8px 0 0")
+        self.close_button.layout = widgets.Layout(width="auto", min_width="6em")
         self.children = [
-            widgets.HBox([self.header, self.drain, self.close_button], layout=widgets.Layout(align_items="center")),
+            widgets.HBox(
+                [self.header, self.drain, self.close_button],
+                layout=widgets.Layout(align_items="center", flex_flow="row wrap"),
+            ),
             self.status,
-            widgets.HBox([self.send_panel, self.latency_panel]),
+            widgets.HBox([self.send_panel, self.latency_panel], layout=widgets.Layout(flex_flow="row wrap")),
             self.timeline_panel,
         ]
-        self.header.layout = widgets.Layout(flex="1 1 auto")
+        self.header.layout = widgets.Layout(flex="1 1 20em", min_width="0")
         if drain:
             self.drain.value = True
         if autorefresh:
@@ -90,15 +105,22 @@ class Dashboard(Panel):
         return self.run(
             lambda: session.close(reason),
             what="close",
-            on_ok=lambda _: self.status.ok(f"closed: {session.close_reason!r}"),
+            on_ok=lambda _: self.status.ok(f"closed: {describe_close(session.close_reason)}"),
         )
+
+    def start_drain(self) -> None:
+        """Turn "drain incoming" on (any thread): the dashboard consumes `incoming`."""
+        if not self.drain.value:
+            self.drain.value = True
 
     def _on_drain(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self._drain_handle = self.run(self._drain_loop, what="drain")
+            self.mark_dirty()
         else:
             cancel(self.loop, self._drain_handle)
             self._drain_handle = None
+            self.mark_dirty()
 
     async def _drain_loop(self) -> None:
         receive = self.session.incoming.receive
@@ -137,16 +159,27 @@ class Dashboard(Panel):
             f"<b style='color:{_STATE_COLOURS.get(state, '#333')}'>{state}</b>",
             f"<code>{html.escape(s.url)}</code>",
             f"{rec.total} frames" if rec is not None else "recording off",
-            f"{len(s.incoming)} waiting in incoming",
         ]
-        if self.drained:
-            bits.append(f"{self.drained} drained")
+        waiting = len(s.incoming)
+        if self.drain.value:
+            bits.append(
+                f"<span class='rawws-drain-state'>incoming drained by this dashboard ({self.drained} frames)</span>"
+            )
+        else:
+            bits.append(
+                f"<span class='rawws-drain-state'>incoming: {waiting} waiting, read by your code"
+                + (f" ({self.drained} drained before)" if self.drained else "")
+                + "</span>"
+            )
         if s.reading_paused:
-            bits.append("<b style='color:#c0392b'>reading paused: incoming is full (read it or drain it)</b>")
+            bits.append(
+                "<b class='rawws-paused' style='color:#c0392b'>reading paused: incoming is full "
+                "(read it, or press “drain incoming”)</b>"
+            )
         if s.close_reason is not None:
-            bits.append(html.escape(f"close {s.close_reason.code} {s.close_reason.message!r}"))
+            bits.append("close " + html.escape(describe_close(s.close_reason)))
         self.header.value = "<span class='rawws-session'>" + " · ".join(bits) + "</span>"
-        closed = state == "CLOSED"
+        closed = s.state is SessionState.CLOSED
         self.close_button.disabled = closed
         if closed:
             self.drain.disabled = True

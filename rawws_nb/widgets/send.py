@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +10,7 @@ import ipywidgets as widgets
 
 from ..frames import FRAME_CLASSES, CloseReason, Frame, FrameType
 from ..loops import Handle
+from ..session import SessionState
 from ._base import Panel, describe_error
 from .form import FormError, MessageForm, PayloadError, parse_payload
 
@@ -67,6 +68,7 @@ class SendPanel(Panel):
         protocol: Any = None,
         *,
         version: Any = None,
+        autorefresh: bool = True,
     ) -> None:
         super().__init__(session, status_class="rawws-send-status")
         self.add_class("rawws-send")
@@ -88,7 +90,7 @@ class SendPanel(Panel):
         self.encoding = widgets.ToggleButtons(
             options=[("text", "text"), ("hex", "hex"), ("base64", "base64")],
             value="text",
-            style={"button_width": "56px"},
+            style={"button_width": "auto"},
             tooltips=["UTF-8 text", "hex digits (spaces allowed)", "base64"],
         )
         self.encoding.add_class("rawws-send-encoding")
@@ -125,12 +127,29 @@ class SendPanel(Panel):
         ]
         if self.form is not None:
             parts.append(self.form)
-        parts += [widgets.HBox([self.flags_row, self.send_button]), self.status]
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.flags_row.layout = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.close_row.layout = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.close_reason.layout = widgets.Layout(flex="1 1 14em", min_width="10em")
+        parts += [widgets.HBox([self.flags_row, self.send_button], layout=wrap), self.status]
         self.children = parts
         self.kind.observe(self._on_kind, "value")
         self.encoding.observe(self._on_encoding, "value")
         self.close_code.observe(self._on_kind, "value")
         self._on_kind()
+        if autorefresh:
+            self.start()
+
+    # -- state ------------------------------------------------------------------------
+
+    def _change_key(self) -> Hashable:
+        return self.session.state
+
+    def _render(self) -> None:
+        closed = self.session.state is SessionState.CLOSED
+        self.send_button.disabled = closed
+        if closed:
+            self.send_button.tooltip = "the session is closed"
 
     # -- layout ---------------------------------------------------------------------
 

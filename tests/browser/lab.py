@@ -98,6 +98,9 @@ class JupyterLab:
         env.update({k: str(v) for k, v in self.dirs.items()})
         env.pop("JUPYTER_PATH", None)
         env.pop("JUPYTER_PREFER_ENV_PATH", None)
+        # Kernels import the code under test (this checkout), not whatever checkout the
+        # environment's editable install points at (a worktree shares the main .venv).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         return env
 
     def add_kernelspec(self, name: str, python: str, display_name: str) -> Path:
@@ -380,18 +383,33 @@ def run_all_and_wait(
 
 
 def scroll_to_end(page: Any, selector: str, timeout: float = 30.0) -> Any:
-    """Scroll the current notebook down until `selector` is in the DOM (windowed
-    notebooks render only what is near the view), and return its locator."""
+    """Scroll the current notebook until `selector` is visible, and return its locator.
+
+    JupyterLab's notebook windowing renders (or makes visible) only the cells near the
+    view: an element can be in the DOM and still hidden when its cell is off-screen
+    (after Run All the notebook sits at its last cell, and a widget in an earlier cell
+    is then hidden). `scroll_into_view_if_needed` cannot scroll to a hidden element, so
+    this walks the notebook's scroller from the top, most of a view at a time, until the
+    element is visible (the flakiness `make binder-check` saw: "element is not visible")."""
     nb = notebook(page)
     target = nb.locator(selector).first
+    outer = nb.locator(".jp-WindowedPanel-outer").first
     deadline = time.monotonic() + timeout
-    while not target.count():
+    outer.evaluate("el => { el.scrollTop = 0; }")
+    while True:
+        if target.count() and target.is_visible():
+            target.scroll_into_view_if_needed(timeout=5_000)
+            return target
         if time.monotonic() > deadline:
-            raise AssertionError(f"{selector} did not appear in the notebook within {timeout} s")
-        nb.locator(".jp-WindowedPanel-outer").first.evaluate("el => { el.scrollTop = el.scrollHeight; }")
-        time.sleep(0.2)
-    target.scroll_into_view_if_needed()
-    return target
+            raise AssertionError(f"{selector} did not become visible in the notebook within {timeout} s")
+        at_end = outer.evaluate(
+            "el => { const before = el.scrollTop; el.scrollTop = before + el.clientHeight * 0.6; "
+            "return el.scrollTop === before; }"
+        )
+        time.sleep(0.15)
+        if at_end:  # the whole notebook walked: the widget may still be rendering; again from the top
+            time.sleep(0.3)
+            outer.evaluate("el => { el.scrollTop = 0; }")
 
 
 class KernelAborted(AssertionError):

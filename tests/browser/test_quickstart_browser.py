@@ -103,9 +103,9 @@ def test_quickstart_dashboard_in_jupyterlab(chromium, lab, page, artifacts: Path
         send.locator(".rawws-send-payload textarea").fill(message)
         send.locator(".rawws-send-button").click()
         rows = dashboard.locator(".rawws-timeline-rows")
-        for arrow in ("→", "←"):
-            rows.locator("tr", has_text=message).filter(has=page.locator("td", has_text=arrow)).first.wait_for(
-                timeout=15_000
+        for arrow in ("→ tx", "← rx"):
+            rows.locator("option", has_text=message).filter(has_text=arrow).first.wait_for(
+                state="attached", timeout=15_000
             )
         mark("tx and rx echo shown")
         summary["send_status"] = send.locator(".rawws-send-status").inner_text().strip()

@@ -23,9 +23,12 @@ async def test_dashboard_end_to_end(session, received, panels):
 
     dash.send_panel.payload.value = "via the dashboard"
     dash.send_panel.send_button.click()
-    await wait_for(lambda: "via the dashboard" in dash.timeline_panel.table.value, what="the tx row")
-    await wait_for(lambda: dash.timeline_panel.table.value.count("via the dashboard") == 2, what="the echo row")
-    await wait_for(lambda: "1 waiting in incoming" in dash.header.value)
+    def table() -> str:
+        return "\n".join(label for label, _ in dash.timeline_panel.table.options)
+
+    await wait_for(lambda: "→ tx text" in table() and "via the dashboard" in table(), what="the tx row")
+    await wait_for(lambda: table().count("via the dashboard") == 2, what="the echo row")
+    await wait_for(lambda: "incoming: 1 waiting, read by your code" in dash.header.value)
 
     dash.latency_panel.ping_button.click()
     await wait_for(lambda: "last" in dash.latency_panel.stats.value, what="a round trip")
@@ -36,7 +39,7 @@ async def test_dashboard_end_to_end(session, received, panels):
     assert isinstance(received[-1], Frame.Close)
     assert dash.status.kind == "ok" and "closed" in dash.status.text
     await wait_for(lambda: not dash.refreshing, what="the refresh task to end with the session")
-    assert "<td>close</td>" in dash.timeline_panel.table.value
+    assert " close " in table()
 
 
 async def test_drain_is_opt_in(session, panels):
@@ -49,7 +52,7 @@ async def test_drain_is_opt_in(session, panels):
     assert len(session.incoming) == 3 and dash.drained == 0, "nothing consumes incoming by default"
     dash.drain.value = True
     await wait_for(lambda: dash.drained == 3 and len(session.incoming) == 0)
-    await wait_for(lambda: "3 drained" in dash.header.value)
+    await wait_for(lambda: "drained by this dashboard (3 frames)" in dash.header.value)
     dash.drain.value = False
     await session.send("kept")
     await wait_for(lambda: len(session.incoming) == 1)
@@ -65,3 +68,28 @@ async def test_dashboard_with_a_protocol(session, received, panels):
     dash.send_panel.form.set("hello", name="dash")
     dash.send_panel.send_button.click()
     await wait_for(lambda: received and received[0] == PROTOCOL.frame("hello", name="dash"))
+
+
+async def test_dashboard_drains_into_its_own_view_when_asked(xserver, panels):
+    import rawws_nb as rw
+
+    session = await rw.web_socket_raw_session(xserver.url + "/x", max_queue=8, close_timeout=1)
+    dash = Dashboard(session, latency={"interval": 0.05, "timeout": 0.3})
+    panels.append(dash)
+    lat = dash.latency_panel
+    lat.start_periodic()
+    await wait_for(lambda: session.reading_paused)
+    await wait_for(lambda: "reading paused" in dash.header.value, what="the header to say reading paused")
+    assert "read by your code" in dash.header.value
+    await wait_for(lambda: lat.drain_button.layout.display is None, what="the latency panel's drain offer")
+    assert lat.lost == 0
+    lat.drain_button.click()  # in a dashboard: the dashboard becomes the consumer
+    await wait_for(lambda: dash.drain.value and not session.reading_paused)
+    await wait_for(lambda: "drained by this dashboard" in dash.header.value, what="its choice in the header")
+    n = len(lat.rtts)
+    await wait_for(lambda: len(lat.rtts) >= n + 3, what="round trips again")
+    assert lat.lost == 0 and len(session.incoming) <= 1
+    lat.stop_periodic()
+    await session.close()
+    await wait_for(lambda: dash.close_button.disabled and dash.send_panel.send_button.disabled)
+    await wait_for(lambda: "close 1000 NORMAL" in dash.header.value, what="a readable close reason")

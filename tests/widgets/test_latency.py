@@ -102,3 +102,94 @@ def test_latency_stats():
     assert latency_stats([]) == {"n": 0}
     s = latency_stats([0.001, 0.002, 0.003, 0.004])
     assert s["n"] == 4 and s["last"] == 0.004 and s["max"] == 0.004 and 0.002 < s["p50"] < 0.003
+
+
+async def test_no_false_timeout_while_reading_is_paused(xserver, panels):
+    """Periodic ping with nobody reading `incoming` (max_queue=8): the Pongs fill it,
+    reading pauses, and the panel says so instead of reporting a time-out."""
+    session = await rw.web_socket_raw_session(xserver.url + "/x", max_queue=8, close_timeout=1)
+    panel = LatencyPanel(session, interval=0.05, timeout=0.3)
+    panels.append(panel)
+    seen: list[str] = []
+    panel.status.observe(lambda change: seen.append(change["new"]), "value")
+    panel.start_periodic()
+    await wait_for(lambda: session.reading_paused, what="reading to pause (8 unread Pongs)")
+    await asyncio.sleep(1.0)  # several periods, each longer than the 0.3 s time-out
+    assert panel.lost == 0 and not panel.timeouts
+    assert not any("no pong" in text for text in seen), seen
+    assert panel.unmeasured >= 1
+    await wait_for(lambda: "reading is paused" in panel.paused_note.value, what="the paused note")
+    assert panel.drain_button.layout.display is None, "the drain offer is shown"
+    assert "periodic ping waits" in panel.status.text and panel.status.kind == "busy"
+    assert "not measured (reading paused)" in panel.stats.value
+    measured = len(panel.rtts)
+    panel.drain_button.click()  # no dashboard: a one-off read of what waits
+    await wait_for(lambda: panel.drained >= 8, what="the waiting frames to be drained")
+    await wait_for(lambda: len(panel.rtts) > measured, what="a round trip once reading resumed")
+    assert panel.lost == 0
+    panel.stop_periodic()
+    await session.close()
+
+
+async def test_timeout_is_still_reported_when_reading_is_not_paused(server, panels):
+    session = await rw.web_socket_raw_session(server.url + "/sink", max_queue=8, close_timeout=1)
+    panel = LatencyPanel(session, interval=0.05, timeout=0.1)
+    panels.append(panel)
+    panel.start_periodic()
+    await wait_for(lambda: panel.lost >= 2, what="two real time-outs")
+    assert panel.unmeasured == 0 and not session.reading_paused
+    await wait_for(lambda: "rawws-latency-timeout" in panel.chart.value, what="time-outs drawn in the chart")
+    panel.stop_periodic()
+    await session.close()
+
+
+async def close_later(session, request) -> None:
+    """Answer pings for 0.3 s, then close with 4001 "bye"."""
+
+    async def pong() -> None:
+        async for frame in session.incoming:
+            if isinstance(frame, Frame.Ping):
+                await session.send(Frame.Pong(frame.data))
+
+    task = session.launch(pong())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await session.close(rw.CloseReason(4001, "bye"))
+
+
+async def test_periodic_ping_stops_when_the_peer_closes(panels):
+    async with rw.serve(handlers={"/later": close_later}) as srv:
+        session = await rw.web_socket_raw_session(srv.url + "/later", close_timeout=1)
+        await _ping_until_the_peer_closes(session, panels)
+
+
+async def _ping_until_the_peer_closes(session, panels) -> None:
+    panel = LatencyPanel(session, interval=0.05)
+    panels.append(panel)
+    panel.start_periodic()
+    await wait_for(lambda: len(panel.rtts) >= 2, what="round trips before the close")
+    try:
+        async for _ in session.incoming:
+            pass
+    except rw.SessionClosed:
+        pass
+    await session.close()
+    await wait_for(lambda: not panel.periodic.value, what="the toggle to switch off")
+    await wait_for(lambda: panel.ping_button.disabled and panel.periodic.disabled, what="actions disabled")
+    sent = pings_sent(session)
+    await asyncio.sleep(0.3)
+    assert pings_sent(session) == sent
+    assert "periodic ping stopped: the session is" in panel.status.text
+    assert panel.lost == 0 and panel.status.kind == "info"
+
+
+async def test_chart_has_a_time_axis_and_hover_values(session, panels):
+    panel = LatencyPanel(session)
+    panels.append(panel)
+    for _ in range(3):
+        await panel.ping_once()
+        await session.incoming.receive()
+    panel.refresh(force=True)
+    chart = panel.chart.value
+    assert "s since open" in chart and "currentColor" in chart
+    assert chart.count("<title>ping ") == 3 and " ms at " in chart
