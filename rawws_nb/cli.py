@@ -27,6 +27,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from .errors import HandshakeError, RawWsError, SessionClosed
@@ -635,6 +636,58 @@ def _session_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--insecure", action="store_true", help="wss: do not verify the server's certificate")
 
 
+class _Capture:
+    """A capture read back, shaped like what `FramePrinter` prints from (a recorder)."""
+
+    def __init__(self, df: Any) -> None:
+        self.df = df
+        self.recorder = self
+
+    first = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.df)
+
+    def to_dataframe(self, since: int = 0) -> Any:
+        return self.df.iloc[since:]
+
+
+def _pcap(args: argparse.Namespace) -> int:
+    from .pcap import CaptureError, read_pcap
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"no such file: {args.file}")
+    try:
+        df = read_pcap(path)
+    except CaptureError as exc:
+        raise UsageError(str(exc)) from None
+    notes = [
+        f"connection {c['connection']}: {c['client']} -> {c['server']} {c['url']}"
+        + (f" ({', '.join(c['extensions'])})" if c["extensions"] else "")
+        + f", {c['frames']} frames"
+        for c in df.attrs["connections"]
+    ]
+    notes += [f"problem: {p}" for p in df.attrs["problems"]]
+    if args.to:
+        from .timeline.persist import save_timeline
+
+        saved = save_timeline(df, args.to)
+        for note in notes:
+            print(note, file=sys.stderr)
+        print(f"{len(df)} frames saved to {saved}", file=sys.stderr)
+        return EXIT_OK
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    printer = FramePrinter(_Capture(df), json_mode=args.json, hexdump=args.hexdump, colour=colour)
+    for note in notes:
+        printer.note(note)
+    printer.flush()
+    if not df.attrs["connections"]:
+        printer.note("no WebSocket connection in this capture")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rawws-nb", description="raw WebSocket toolkit: every frame visible and sendable")
     parser.add_argument("--version", action="version", version=f"rawws-nb {__version__}")
@@ -682,6 +735,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _session_options(p_connect)
 
+    p_pcap = sub.add_parser(
+        "pcap",
+        help="read a pcap/pcapng capture: print its WebSocket frames, or convert it",
+        description="Read a pcap or pcapng capture (tcpdump, Wireshark): every WebSocket frame of every "
+        "connection found by its HTTP upgrade, both directions (tx: client to server), compression inflated.",
+    )
+    p_pcap.add_argument("file", help="the capture (pcap or pcapng)")
+    p_pcap.add_argument("--json", action="store_true", help="one JSON object per frame (timeline column names)")
+    p_pcap.add_argument("--to", metavar="FILE.parquet", help="save the timeline as Parquet instead of printing")
+    p_pcap.add_argument("--hexdump", action="store_true", help="hex + ASCII of every payload")
+    p_pcap.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour (default: on a TTY)"
+    )
+
     demo_text = (
         "run the Ktor raw-API scenarios (manual ping-pong, direct frame control, 1000 messages, "
         "a custom heartbeat, a binary protocol, low-level debugging, error handling) on the embedded server"
@@ -703,6 +770,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{prog}: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
                 return EXIT_USAGE
             return EXIT_OK
+        if args.command == "pcap":
+            return _pcap(args)
         if args.command in ("probe", "connect"):
             runner = _probe if args.command == "probe" else _connect
             return asyncio.run(runner(args))

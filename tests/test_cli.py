@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -335,3 +336,43 @@ def test_demo_runs_the_ktor_raw_api_scenarios_offline():
         assert title in out
     assert "Raw frame: PONG 'manual-ping' [11 bytes]" in out
     assert "ping timeout - connection may be dead" in out
+
+
+# -- rawws-nb pcap ---------------------------------------------------------------------------
+
+CAPTURE = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "websockets-echo.pcap"
+
+
+def test_pcap_prints_every_frame_of_a_real_capture():
+    result = cli("pcap", str(CAPTURE))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("connection 0: 127.0.0.1:") and "permessage-deflate" in lines[0]
+    frames = [line for line in lines if "→ TX" in line or "← RX" in line]
+    assert len(frames) == 50 and "CONTINUATION" in result.stdout and "PONG" in result.stdout
+
+
+def test_pcap_json_and_parquet(tmp_path):
+    result = cli("pcap", str(CAPTURE), "--json")
+    assert result.returncode == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 50 and {"connection", "src", "dst", "compressed", "inflated_length"} <= set(rows[0])
+    out = tmp_path / "capture.parquet"
+    result = cli("pcap", str(CAPTURE), "--to", str(out))
+    assert result.returncode == 0 and "50 frames saved" in result.stderr
+    import rawws_nb as rw
+
+    assert len(rw.read_timeline(out)) == 50
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [(None, "no such file"), (b"definitely not a capture", "not a pcap or pcapng file")],
+)
+def test_pcap_bad_input_is_one_line_and_exit_2(tmp_path, content, words):
+    path = tmp_path / "input.pcap"
+    if content is not None:
+        path.write_bytes(content)
+    result = cli("pcap", str(path))
+    assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
