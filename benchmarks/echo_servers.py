@@ -20,9 +20,29 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-__all__ = ["ServerProcess", "picows_available", "start_server"]
+__all__ = [
+    "FLOOD_FRAME",
+    "FLOOD_PAYLOAD",
+    "FLOOD_TRIGGER",
+    "ServerProcess",
+    "flood_bytes",
+    "picows_available",
+    "start_server",
+]
 
 MAX_FRAME = 64 * 2**20
+FLOOD_TRIGGER = b"FLOOD "  # a Text message "FLOOD n": the server sends n FLOOD_FRAMEs at once
+FLOOD_PAYLOAD = b"f" * 16
+FLOOD_FRAME = bytes((0x81, len(FLOOD_PAYLOAD))) + FLOOD_PAYLOAD  # an unmasked 16-byte Text frame
+_flood_cache: dict[int, bytes] = {}
+
+
+def flood_bytes(n: int) -> bytes:
+    """n flood frames, built once per n."""
+    data = _flood_cache.get(n)
+    if data is None:
+        data = _flood_cache[n] = FLOOD_FRAME * n
+    return data
 
 
 def picows_available() -> bool:
@@ -43,6 +63,13 @@ async def _serve_picows() -> int:
     class Echo(picows.WSListener):
         def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
             kind = frame.msg_type
+            if kind == WSMsgType.TEXT and frame.fin:
+                data = frame.get_payload_as_bytes()
+                if data.startswith(FLOOD_TRIGGER):
+                    # The flood test: n pre-built frames in one write, so the server is
+                    # never what limits a client's receive path.
+                    transport.underlying_transport.write(flood_bytes(int(data[len(FLOOD_TRIGGER) :])))
+                    return
             if kind == WSMsgType.PING:
                 transport.send_pong(frame.get_payload_as_bytes())
             elif kind == WSMsgType.CLOSE:
@@ -87,6 +114,9 @@ class _TcpEcho(asyncio.Protocol):
         self.write = transport.write  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        if data.startswith(FLOOD_TRIGGER):  # the flood test's floor: the same bytes, unframed
+            self.write(flood_bytes(int(data[len(FLOOD_TRIGGER) :])))
+            return
         self.write(data)
 
 

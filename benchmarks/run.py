@@ -1,7 +1,7 @@
 """The benchmark run: `python -m benchmarks.run [--quick] [--repeat N] [--out DIR]`.
 
 One run starts the echo servers (picows WebSocket echo, plain asyncio TCP echo) in
-their own processes, then runs the four tests (seq, pipe, bulk1m, bulk16m) for every
+their own processes, then runs the five tests (seq, pipe, flood, bulk1m, bulk16m) for every
 client, interleaved (a fresh warmed-up connection per client and repetition; each test
 cut into slices that run round-robin over the clients), repeated; prints medians, ratios
 and the targets; then the scaling
@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .clients import CLIENTS, Client, EchoMismatch, client_versions
-from .echo_servers import ServerProcess, picows_available, start_server
+from .echo_servers import FLOOD_FRAME, FLOOD_PAYLOAD, FLOOD_TRIGGER, ServerProcess, picows_available, start_server
 
-TESTS = ("seq", "pipe", "bulk1m", "bulk16m")
-UNITS = {"seq": "msg/s", "pipe": "msg/s", "bulk1m": "MB/s", "bulk16m": "MB/s"}
+TESTS = ("seq", "pipe", "flood", "bulk1m", "bulk16m")
+UNITS = {"seq": "msg/s", "pipe": "msg/s", "flood": "msg/s", "bulk1m": "MB/s", "bulk16m": "MB/s"}
 REFERENCES = ("websockets", "picows", "tcp")
 MIB = 2**20
 MSG_LEN = 16
@@ -46,7 +46,10 @@ class Config:
     pipe_n: int = 20000
     bulk1m_k: int = 100
     bulk16m_k: int = 10
-    slices: dict[str, int] = field(default_factory=lambda: {"seq": 10, "pipe": 5, "bulk1m": 10, "bulk16m": 5})
+    flood_n: int = 200_000
+    slices: dict[str, int] = field(
+        default_factory=lambda: {"seq": 10, "pipe": 5, "flood": 5, "bulk1m": 10, "bulk16m": 5}
+    )
     warmup_seq: int = 200
     warmup_pipe: int = 1000
     scaling_sessions: tuple[int, ...] = (1, 10, 100)
@@ -61,7 +64,8 @@ class Config:
         cfg = cls(quick=quick)
         if quick:
             cfg.repeat, cfg.pipe_n, cfg.bulk1m_k, cfg.bulk16m_k = 3, 5000, 30, 3
-            cfg.slices = {"seq": 10, "pipe": 5, "bulk1m": 5, "bulk16m": 3}
+            cfg.slices = {"seq": 10, "pipe": 5, "flood": 3, "bulk1m": 5, "bulk16m": 3}
+            cfg.flood_n = 60_000
             cfg.warmup_pipe, cfg.scaling_total, cfg.scaling_repeat, cfg.idle_sessions = 500, 10000, 1, 100
         if repeat is not None:
             cfg.repeat = max(1, repeat)
@@ -128,6 +132,28 @@ async def test_pipe(client: Client, msgs: list[Any], expected: list[Any]) -> flo
     return perf() - t0
 
 
+async def test_flood(client: Client, n: int) -> float:
+    """The server pushes n 16-byte text frames at once (pre-built); the client receives
+    them one by one through its normal API. The TCP floor reads the same bytes."""
+    trigger, _ = client.prepare_text(FLOOD_TRIGGER.decode() + str(n))
+    _, expected = client.prepare_text(FLOOD_PAYLOAD.decode())
+    recv = client.recv
+    t0 = perf()
+    await client.send_text(trigger)
+    if client.uses_tcp:
+        got = await recv(n * len(FLOOD_FRAME))
+        if len(got) != n * len(FLOOD_FRAME):
+            raise EchoMismatch(f"{client.name}: flood returned {len(got)} bytes")
+        return perf() - t0
+    for _ in range(n - 1):
+        await recv(len(FLOOD_PAYLOAD))
+    got = await recv(len(FLOOD_PAYLOAD))
+    elapsed = perf() - t0
+    if got != expected:
+        raise EchoMismatch(f"{client.name}: flood frame is {got!r}")
+    return elapsed
+
+
 async def test_bulk(client: Client, payload: bytes, k: int) -> float:
     """Send one binary message, await its echo, k times."""
     send, recv, n = client.send_binary, client.recv, len(payload)
@@ -162,6 +188,9 @@ def _slices(client: Client, work: Workload, cfg: Config, test: str) -> list[Slic
             (size, lambda j=j: fn(client, msgs[j * size : (j + 1) * size], expected[j * size : (j + 1) * size]))
             for j in range(n)
         ]
+    if test == "flood":
+        per = cfg.flood_n // n
+        return [(per, lambda: test_flood(client, per)) for _ in range(n)]
     payload, k = (work.bulk1m, cfg.bulk1m_k) if test == "bulk1m" else (work.bulk16m, cfg.bulk16m_k)
     per = max(k // n, 1)
     return [(len(payload) * per / 1e6, lambda: test_bulk(client, payload, per)) for _ in range(n)]
@@ -385,12 +414,18 @@ def ratios(res: Results) -> dict[str, dict[str, dict[str, float | None]]]:
 
 def targets(res: Results, timeline: dict[str, Any] | None) -> list[dict[str, Any]]:
     rec = paired_ratio(res, "rawws", "rawws-norec", "pipe")
+    rec_flood = paired_ratio(res, "rawws", "rawws-norec", "flood")
     rows = [
-        ("seq(rawws) vs tcp floor", paired_ratio(res, "rawws", "tcp", "seq"), ">=", 0.95, "x"),
+        ("seq(rawws) vs picows", paired_ratio(res, "rawws", "picows", "seq"), ">=", 1.0, "x"),
+        ("seq(rawws) vs tcp floor", paired_ratio(res, "rawws", "tcp", "seq"), ">=", 0.90, "x"),
+        ("pipe(rawws) vs picows", paired_ratio(res, "rawws", "picows", "pipe"), ">=", 1.0, "x"),
         ("pipe(rawws, recording on) vs websockets", paired_ratio(res, "rawws", "websockets", "pipe"), ">=", 2.0, "x"),
+        ("flood(rawws) vs aiohttp", paired_ratio(res, "rawws", "aiohttp", "flood"), ">=", 1.0, "x"),
+        ("flood(rawws) vs picows (how far)", paired_ratio(res, "rawws", "picows", "flood"), ">=", 1.0, "x"),
         ("bulk1m(rawws) vs picows", paired_ratio(res, "rawws", "picows", "bulk1m"), ">=", 1.0, "x"),
         ("bulk16m(rawws) vs picows", paired_ratio(res, "rawws", "picows", "bulk16m"), ">=", 1.0, "x"),
         ("recording overhead (pipe, 1 - rawws/rawws-norec)", None if rec is None else 1 - rec, "<=", 0.05, "%"),
+        ("recording overhead (flood)", None if rec_flood is None else 1 - rec_flood, "<=", 0.05, "%"),
     ]
     if timeline and "error" not in timeline:
         rows.append(("timeline bytes per frame (without payload)", timeline.get("bytes_per_frame"), "<=", 120, "B"))

@@ -374,8 +374,9 @@ class Connection:
         else:
             _check_control(opcode, payload, fin)
         b0 = (0x80 if fin else 0) | wire
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:
-            b0 |= frame.rsv1 << 6 | frame.rsv2 << 5 | frame.rsv3 << 4
+        rsv = frame.rsv
+        if rsv:
+            b0 |= rsv << 4
         if opcode == 8:
             self._write_close(payload, _close_reason(payload), b0)
         elif compressed:

@@ -148,16 +148,16 @@ class Frame:
     extension they are a protocol violation).
     """
 
-    __slots__ = ("_compressed", "data", "fin", "rsv1", "rsv2", "rsv3")
+    # rsv bits live in one slot, set only when non-zero: a received frame costs two slot
+    # writes (data, fin), the reader's hot path.
+    __slots__ = ("_compressed", "_rsv", "data", "fin")
     __match_args__ = ("data", "fin")
 
     type: ClassVar[FrameType]
     _compressed: bool
     data: bytes
     fin: bool
-    rsv1: bool
-    rsv2: bool
-    rsv3: bool
+    _rsv: int
 
     # Filled in below, after the subclasses exist.
     Text: ClassVar[builtins.type[Text]]
@@ -174,9 +174,8 @@ class Frame:
     def _set(self, data: bytes, fin: bool, rsv1: bool, rsv2: bool, rsv3: bool) -> None:
         _set_data(self, data)
         _set_fin(self, fin)
-        _set_rsv1(self, rsv1)
-        _set_rsv2(self, rsv2)
-        _set_rsv3(self, rsv3)
+        if rsv1 or rsv2 or rsv3:
+            _set_rsv(self, rsv1 << 2 | rsv2 << 1 | rsv3)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} frames are immutable")
@@ -201,7 +200,22 @@ class Frame:
     @property
     def rsv(self) -> int:
         """The three rsv bits as an int (rsv1 = 4, rsv2 = 2, rsv3 = 1)."""
-        return (self.rsv1 << 2) | (self.rsv2 << 1) | self.rsv3
+        try:
+            return self._rsv
+        except AttributeError:
+            return 0
+
+    @property
+    def rsv1(self) -> bool:
+        return bool(self.rsv & 4)
+
+    @property
+    def rsv2(self) -> bool:
+        return bool(self.rsv & 2)
+
+    @property
+    def rsv3(self) -> bool:
+        return bool(self.rsv & 1)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Frame):
@@ -209,9 +223,7 @@ class Frame:
                 type(self) is type(other)
                 and self.data == other.data
                 and self.fin == other.fin
-                and self.rsv1 == other.rsv1
-                and self.rsv2 == other.rsv2
-                and self.rsv3 == other.rsv3
+                and self.rsv == other.rsv
             )
         return NotImplemented
 
@@ -265,9 +277,7 @@ def _rebuild(
 
 _set_data = Frame.__dict__["data"].__set__
 _set_fin = Frame.__dict__["fin"].__set__
-_set_rsv1 = Frame.__dict__["rsv1"].__set__
-_set_rsv2 = Frame.__dict__["rsv2"].__set__
-_set_rsv3 = Frame.__dict__["rsv3"].__set__
+_set_rsv = Frame.__dict__["_rsv"].__set__
 _set_compressed = Frame.__dict__["_compressed"].__set__
 
 
@@ -279,9 +289,8 @@ def make_frame(
     frame = object.__new__(cls)
     _set_data(frame, data)
     _set_fin(frame, fin)
-    _set_rsv1(frame, rsv1)
-    _set_rsv2(frame, rsv2)
-    _set_rsv3(frame, rsv3)
+    if rsv1 or rsv2 or rsv3:
+        _set_rsv(frame, rsv1 << 2 | rsv2 << 1 | rsv3)
     return frame
 
 

@@ -550,10 +550,18 @@ class FrameReader:
                     if self._validated:
                         v = self._check_text(payload[self._validated :], opcode, bool(fin))
                         self._validated = 0
+                        if v is not None:
+                            return v
+                    elif fin and self._utf8 is None:
+                        # A whole text message in one frame (the common case): decode inline.
+                        try:
+                            payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            return self._check_text(payload, opcode, True)
                     else:
                         v = self._check_text(payload, opcode, bool(fin))
-                    if v is not None:
-                        return v
+                        if v is not None:
+                            return v
                 if fin:
                     self._msg_cls = None
                 else:
