@@ -135,6 +135,14 @@ async def _serve_websockets_deflate() -> int:
     return server.sockets[0].getsockname()[1]
 
 
+async def _serve_rawws() -> int:
+    """rawws_nb's own embedded server ("/" echoes): the scaling test's peer."""
+    import rawws_nb as rw
+
+    server = await rw.serve("127.0.0.1", 0)
+    return server.port
+
+
 async def _serve_tcp() -> int:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_TcpEcho, "127.0.0.1", 0)
@@ -145,6 +153,7 @@ SERVERS = {
     "picows": _serve_picows,
     "websockets": _serve_websockets,
     "websockets-deflate": _serve_websockets_deflate,
+    "rawws": _serve_rawws,
     "tcp": _serve_tcp,
 }
 

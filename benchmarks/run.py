@@ -52,7 +52,7 @@ class Config:
     )
     warmup_seq: int = 200
     warmup_pipe: int = 1000
-    scaling_sessions: tuple[int, ...] = (1, 10, 100)
+    scaling_sessions: tuple[int, ...] = (1, 10, 100, 1000)
     scaling_total: int = 40000
     scaling_repeat: int = 3
     idle_sessions: int = 200
@@ -276,6 +276,10 @@ async def run_matrix(cfg: Config, ws: ServerProcess, tcp: ServerProcess) -> Resu
 
 
 async def run_scaling(cfg: Config, ws: ServerProcess) -> dict[str, Any]:
+    """Concurrent rawws sessions to the embedded server (its own process): aggregate
+    pipelined echo rate, and the client process's RSS growth per open session."""
+    import rawws_nb  # noqa: F401  (imported before measuring: its modules are not per-session memory)
+
     from .clients import RawwsClient
 
     out: dict[str, Any] = {}
@@ -283,9 +287,16 @@ async def run_scaling(cfg: Config, ws: ServerProcess) -> dict[str, Any]:
         per = max(cfg.scaling_total // n, 10)
         texts = _texts("s", per)
         rates = []
+        rss_per: list[float] = []
         for _ in range(cfg.scaling_repeat):
+            gc.collect()
+            before = _rss_kib()
             clients = [RawwsClient() for _ in range(n)]
-            await asyncio.gather(*(c.open(ws.url, 0) for c in clients))
+            for start in range(0, n, 100):  # open in waves: the server's accept backlog is finite
+                await asyncio.gather(*(c.open(ws.url, 0) for c in clients[start : start + 100]))
+            after = _rss_kib()
+            if before is not None and after is not None:
+                rss_per.append((after - before) * 1024 / n)
             works = [_prepare(c, texts) for c in clients]
             warm = per // 4
             await asyncio.gather(*(test_pipe(c, w[0][:warm], w[1][:warm]) for c, w in zip(clients, works, strict=True)))
@@ -294,8 +305,16 @@ async def run_scaling(cfg: Config, ws: ServerProcess) -> dict[str, Any]:
             await asyncio.gather(*(test_pipe(c, *w) for c, w in zip(clients, works, strict=True)))
             rates.append(per * n / (perf() - t0))
             await asyncio.gather(*(c.close() for c in clients))
-        out[str(n)] = {"sessions": n, "msgs_per_session": per, "samples": rates, "median": statistics.median(rates)}
-        print(f"  {n:>3} sessions: {statistics.median(rates):>10,.0f} msg/s aggregate", flush=True)
+        rss = statistics.median(rss_per) if rss_per else None
+        out[str(n)] = {
+            "sessions": n,
+            "msgs_per_session": per,
+            "samples": rates,
+            "median": statistics.median(rates),
+            "rss_bytes_per_session": rss,
+        }
+        rss_text = f", {rss / 1024:,.1f} KiB RSS per session" if rss is not None else ""
+        print(f"  {n:>4} sessions: {statistics.median(rates):>10,.0f} msg/s aggregate{rss_text}", flush=True)
     return out
 
 
@@ -486,10 +505,12 @@ def markdown(data: dict[str, Any]) -> str:
             f"| **{t['verdict']}** |"
         )
     if data.get("scaling"):
-        lines += ["", "## Scaling: concurrent rawws sessions (pipe, recording on)", ""]
-        lines += ["| sessions | msgs per session | aggregate msg/s |", "|---:|---:|---:|"]
+        lines += ["", "## Scaling: concurrent rawws sessions to the embedded server (pipe, recording on)", ""]
+        lines += ["| sessions | msgs per session | aggregate msg/s | client RSS / session |", "|---:|---:|---:|---:|"]
         for s in data["scaling"].values():
-            lines.append(f"| {s['sessions']} | {s['msgs_per_session']:,} | {s['median']:,.0f} |")
+            rss = s.get("rss_bytes_per_session")
+            rss_text = f"{rss / 1024:,.1f} KiB" if rss is not None else "n/a"
+            lines.append(f"| {s['sessions']} | {s['msgs_per_session']:,} | {s['median']:,.0f} | {rss_text} |")
     if data.get("idle_memory"):
         lines += ["", "## Memory per idle session (client side)", ""]
         lines += ["| client | RSS delta / session | tracemalloc / session |", "|---|---:|---:|"]
@@ -564,8 +585,12 @@ async def amain(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         scaling: dict[str, Any] = {}
         memory: dict[str, Any] = {}
         if "rawws" in cfg.clients and "rawws" not in res.failures and not args.no_scaling:
-            print("scaling:", flush=True)
-            scaling = await run_scaling(cfg, ws)
+            print("scaling (the embedded server in its own process):", flush=True)
+            embedded = start_server("rawws")
+            try:
+                scaling = await run_scaling(cfg, embedded)
+            finally:
+                embedded.stop()
             print("memory per idle session:", flush=True)
             memory = await run_idle_memory(cfg, ws)
     finally:
