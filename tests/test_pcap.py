@@ -251,3 +251,22 @@ def test_the_capture_shipped_for_binder_reads_clean():
     assert df.attrs["connections"][0]["extensions"][0].startswith("permessage-deflate")
     assert df.error.isna().all() and df.compressed.any()
     assert len(df.rawws.latency()) == 1  # the client's ping and the server's pong
+
+
+async def test_a_linux_cooked_capture_over_ipv6(tmp_path):
+    """`tcpdump -i any` writes Linux cooked headers; the peers talk over ::1."""
+    async with ws_serve(_echo, "::1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        dump = Tcpdump(port, tmp_path / "any.pcap")
+        dump.args[dump.args.index("lo")] = "any"
+        async with dump:
+            async with ws_connect(f"ws://[::1]:{port}/v6") as ws:
+                await ws.send("over IPv6")
+                assert await ws.recv() == "over IPv6"
+    with (tmp_path / "any.pcap").open("rb") as f:
+        assert dpkt.pcap.Reader(f).datalink() in (dpkt.pcap.DLT_LINUX_SLL, 276)
+    df = read_pcap(tmp_path / "any.pcap")
+    assert df.attrs["problems"] == []
+    (conn,) = df.attrs["connections"]
+    assert conn["client"].startswith("[::1]:") and conn["url"] == f"ws://[::1]:{port}/v6"
+    assert list(df[df.opcode == "text"].payload) == [b"over IPv6", b"over IPv6"]
