@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["EXPORT_FORMATS", "OPCODE_FILTERS", "TimelinePanel"]
 
 OPCODE_FILTERS = ["all", "text", "binary", "continuation", "ping", "pong", "close", "control", "data"]
-EXPORT_FORMATS = ("parquet", "har", "csv")
+EXPORT_FORMATS = ("parquet", "har", "csv", "pcapng")
 _OPCODE_SETS = {
     "control": {"ping", "pong", "close"},
     "data": {"text", "binary", "continuation"},
@@ -312,7 +312,9 @@ class TimelinePanel(Panel):
         )
         self.copy_box.add_class("rawws-detail-hex")
         self.export_format = widgets.Dropdown(
-            options=[("Parquet", "parquet"), ("HAR", "har"), ("CSV", "csv")], value="parquet", layout=_w("100px")
+            options=[("Parquet", "parquet"), ("HAR", "har"), ("CSV", "csv"), ("pcapng", "pcapng")],
+            value="parquet",
+            layout=_w("100px")
         )
         self.export_format.add_class("rawws-export-format")
         self.export_path = widgets.Text(
@@ -933,8 +935,8 @@ class TimelinePanel(Panel):
         )
 
     def export(self, fmt: str = "parquet", path: str | Path | None = None, *, filtered: bool = False) -> Path:
-        """Write the recording (every kept frame, or the filtered rows) as Parquet, HAR
-        or CSV (payload as hex) and return the path. Call on the session's loop (the
+        """Write the recording (every kept frame, or the filtered rows) as Parquet, HAR,
+        CSV (payload as hex) or pcapng (for Wireshark) and return the path. Call on the session's loop (the
         export button does it for you from any thread)."""
         import time as _time
 
@@ -943,7 +945,7 @@ class TimelinePanel(Panel):
 
         fmt = fmt.lower()
         if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"unknown export format {fmt!r} (parquet, har or csv)")
+            raise ValueError(f"unknown export format {fmt!r} (parquet, har, csv or pcapng)")
         rec = self.session.recorder
         if rec is None:
             raise ValueError("recording is off: nothing to export")
@@ -960,6 +962,15 @@ class TimelinePanel(Panel):
             save_timeline(df, target, metadata=meta)
         elif fmt == "har":
             to_har(df, target, url=self.session.url, metadata=meta)
+        elif fmt == "pcapng":
+            from ..pcap import to_pcapng
+
+            if filtered:
+                df = df.copy()
+                df.attrs = meta
+                to_pcapng(df, target)
+            else:
+                to_pcapng(self.session, target)
         else:
             out = df.copy()
             out["payload"] = [bytes(p or b"").hex() for p in out["payload"]]

@@ -221,8 +221,11 @@ async def test_export_parquet_har_csv(session, panels, tmp_path):
     assert [m["data"] for m in messages].count("to file") == 2
     csv = pd.read_csv(panel.export("csv", tmp_path / "t.csv"))
     assert len(csv) == 4 and csv["payload"].iloc[0] == b"to file".hex()
+    back = rw.read_pcap(panel.export("pcapng", tmp_path / "t.pcapng"))  # Wireshark's format, read back
+    assert sorted(back["opcode"].astype(str)) == ["ping", "pong", "text", "text"]
     panel.set_filter(opcode="ping")
     assert len(rw.timeline.read_timeline(panel.export("parquet", tmp_path / "f.parquet", filtered=True))) == 1
+    assert len(rw.read_pcap(panel.export("pcapng", tmp_path / "f.pcapng", filtered=True))) == 1
     # the button, with the form's values
     panel.export_format.value = "csv"
     panel.export_path.value = str(tmp_path / "button.csv")
