@@ -22,7 +22,7 @@ from .timeline import read_har, read_timeline, save_timeline, to_har
 from .version import __version__
 from .wire import encode_frame
 
-_WIDGETS = {"Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
+_WIDGETS = {"ConnectPanel", "Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
 
 
 def __getattr__(name: str) -> object:
@@ -41,6 +41,7 @@ __all__ = [
     "to_pcapng",
     "Deflate",
     "CloseReason",
+    "ConnectPanel",
     "Dashboard",
     "LatencyPanel",
     "SendPanel",

@@ -3,6 +3,7 @@
 ```python
 from rawws_nb.widgets import Dashboard, LatencyPanel, SendPanel, TimelinePanel
 
+ConnectPanel("ws://…")      # a form (URL, headers, subprotocols, compression, proxy) that opens a session
 Dashboard(session)          # all of it: send, live timeline, latency, state, Close
 SendPanel(session)          # any frame type, payload as text/hex/base64, or a codec message form
 TimelinePanel(session, rows=50)   # the inspector: every kept frame, filters, detail pane, export
@@ -36,6 +37,7 @@ no pong time-out (such a ping raises `ReadingPaused` and counts as `unmeasured`)
 """
 
 from ._base import Panel, StatusLine, describe_close
+from .connect import ConnectPanel, parse_headers
 from .dashboard import Dashboard
 from .form import FormError, MessageForm, PayloadError, parse_payload
 from .latency import LatencyPanel, ReadingPaused, latency_stats
@@ -43,6 +45,7 @@ from .send import SendPanel
 from .timeline import TimelinePanel
 
 __all__ = [
+    "ConnectPanel",
     "Dashboard",
     "FormError",
     "LatencyPanel",
@@ -55,5 +58,6 @@ __all__ = [
     "TimelinePanel",
     "describe_close",
     "latency_stats",
+    "parse_headers",
     "parse_payload",
 ]
