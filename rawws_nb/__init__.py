@@ -13,6 +13,7 @@ from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
 from .loops import SyncOnLoopError
 from .pcap import CaptureError, read_pcap, to_pcapng
+from .relay import relay
 from .replay import replay
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
@@ -22,7 +23,7 @@ from .timeline import read_har, read_timeline, save_timeline, to_har
 from .version import __version__
 from .wire import encode_frame
 
-_WIDGETS = {"Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
+_WIDGETS = {"Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel", "RelayPanel"}
 
 
 def __getattr__(name: str) -> object:
@@ -67,6 +68,8 @@ __all__ = [
     "hexdump",
     "read_har",
     "read_timeline",
+    "relay",
+    "RelayPanel",
     "replay",
     "save_timeline",
     "to_har",
