@@ -6,8 +6,14 @@ opens real loopback connections through `rw.relay`."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from http import HTTPStatus
 
@@ -569,3 +575,107 @@ async def test_relay_close_with_a_reason_sends_close_to_both_peers(server):
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 5)
     assert ws.close_code == 1001
+
+
+# -- the CLI, as real processes ------------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "rawws_nb.cli", "relay"]
+
+
+async def start_cli(*args):
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"}
+    )
+    return proc
+
+
+async def listening_url(proc, json_mode=False):
+    stream = proc.stderr if json_mode else proc.stdout
+    line = (await asyncio.wait_for(stream.readline(), 20)).decode()
+    match = re.search(r"relay on (ws://\S+) ->", line)
+    assert match, line
+    return match.group(1)
+
+
+async def test_cli_relay_prints_both_legs_and_saves(server, tmp_path):
+    save = tmp_path / "both-legs.parquet"
+    proc = await start_cli(server.url, "--flows", "1", "--save", str(save))
+    url = await listening_url(proc)
+    async with ws_connect(url + "/echo", compression=None) as ws:
+        await ws.send("through the cli")
+        assert await ws.recv() == "through the cli"
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err
+    text = out.decode()
+    assert "flow 1: /echo ->" in text
+    for leg, arrow in [("client  ", "← RX"), ("upstream", "→ TX"), ("upstream", "← RX"), ("client  ", "→ TX")]:
+        assert re.search(rf"\[flow 1 {leg}\] .*{arrow} TEXT .*'through the cli'", text), (leg, arrow)
+    assert "flow 1 ended: client 1000, upstream 1000" in text
+    df = rw.read_timeline(save)
+    assert set(df.leg) == {"client", "upstream"} and (df.flow == 1).all()
+    assert "saved to" in err.decode()
+
+
+async def test_cli_relay_json_lines_carry_flow_and_leg(server):
+    proc = await start_cli(server.url, "--flows", "1", "--json")
+    url = await listening_url(proc, json_mode=True)
+    async with ws_connect(url + "/echo", compression=None) as ws:
+        await ws.send("json")
+        await ws.recv()
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    rows = [json.loads(line) for line in out.decode().splitlines()]
+    assert [(r["leg"], r["dir"], r["opcode"]) for r in rows if r["opcode"] == "text"] == [
+        ("client", "rx", "text"),
+        ("upstream", "tx", "text"),
+        ("upstream", "rx", "text"),
+        ("client", "tx", "text"),
+    ]
+    assert all(r["flow"] == 1 for r in rows)
+
+
+async def test_cli_relay_stops_on_ctrl_c_and_still_saves(server, tmp_path):
+    save = tmp_path / "interrupted.parquet"
+    proc = await start_cli(server.url, "--save", str(save))
+    url = await listening_url(proc)
+    ws = await ws_connect(url + "/echo", compression=None)
+    await ws.send("still open")
+    await ws.recv()
+    await asyncio.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode()
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)
+    assert len(rw.read_timeline(save)) >= 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["http://127.0.0.1:1"], "http:// is not a WebSocket URL"),
+        (["127.0.0.1:1"], "has no scheme"),
+        (["ws://127.0.0.1:1", "--port", "70000"], "not a TCP port"),
+        (["ws://127.0.0.1:1", "--flows", "0"], "not a positive count"),
+        (["ws://127.0.0.1:1", "--save", "/no/such/dir/x.parquet"], "no such directory"),
+        ([], "the following arguments are required: upstream"),
+    ],
+)
+def test_cli_relay_bad_input_is_one_line_and_exit_2(args, message):
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_cli_relay_port_in_use_is_one_line_and_exit_2():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "ws://127.0.0.1:1", "--port", str(port)], capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0], result.stderr
