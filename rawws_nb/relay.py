@@ -63,6 +63,7 @@ from .deflate import Deflate, PerMessageDeflate
 from .errors import HandshakeError, InvalidSend, ProxyError, SessionClosed
 from .frames import RX, TX, CloseReason, Frame, Text, header_code, make_frame
 from .handshake import ServerHandshake, ServerRequest, format_host, parse_url
+from .loops import call_soon
 from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, RawSession, SessionState
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
 
@@ -265,20 +266,12 @@ class HeldFrame:
 
     def _decide(self, frames: list[Frame]) -> None:
         future = self._future
-        loop = future.get_loop()
 
         def settle() -> None:
             if not future.done():
                 future.set_result(frames)
 
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            settle()
-        else:
-            loop.call_soon_threadsafe(settle)
+        call_soon(future.get_loop(), settle)
 
     def __repr__(self) -> str:
         return f"<HeldFrame flow {self.flow.id} {self.direction} {self.frame!r}>"
