@@ -558,6 +558,10 @@ class Relay:
             text = f"relay: cannot open the upstream {url}: {exc}"
             conn.refuse(502, text, [], (text + "\n").encode(), req.target)
             return
+        except Exception as exc:  # anything else still answers the client: never a hang
+            text = f"relay: opening the upstream {url} failed: {type(exc).__name__}: {exc}"
+            conn.refuse(502, text, [], (text + "\n").encode(), req.target)
+            return
         if transport.is_closing():
             upstream.drop_connection(abort=True)  # the client left meanwhile
             return

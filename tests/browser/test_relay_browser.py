@@ -6,6 +6,7 @@ async API drives Debian's chromium (never a downloaded browser)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 
 import pytest
@@ -55,10 +56,10 @@ async def page_server():
     return await asyncio.start_server(answer, "127.0.0.1", 0)
 
 
-async def test_chromium_websocket_through_the_relay(chromium, server):
+async def scenario(chromium):
     pages = await page_server()
     page_url = f"http://127.0.0.1:{pages.sockets[0].getsockname()[1]}/"
-    async with pages, rw.relay(server.url, on_frame=rewrite_text(r"\d+", "<n>", "down")) as relay:
+    async with pages, rw.serve() as server, rw.relay(server.url, on_frame=rewrite_text(r"\d+", "<n>", "down")) as relay:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             try:
@@ -68,6 +69,14 @@ async def test_chromium_websocket_through_the_relay(chromium, server):
             finally:
                 await browser.close()
         await relay.flows[0].wait_closed()
+    return events, relay
+
+
+def test_chromium_websocket_through_the_relay(chromium):
+    # Its own thread and event loop: the package's sync-Playwright fixtures may keep a loop
+    # running on the main thread (see conftest.py).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        events, relay = pool.submit(asyncio.run, scenario(chromium)).result(timeout=80)
     print(json.dumps(events))
     assert events[0]["open"] == "chat.v1"  # the embedded server picks the first offered
     assert "permessage-deflate" in events[0]["extensions"]
