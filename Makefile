@@ -80,6 +80,7 @@ bench: venv
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.compressed
 	$(PY) -m benchmarks.bench_pcap
+	$(PY) -m benchmarks.bench_relay
 
 bench-codec: venv
 	$(PY) -m benchmarks.bench_codec

@@ -5,6 +5,8 @@ replies), every frame recorded into a pandas timeline. The architecture is in
 docs/architecture.md.
 """
 
+import importlib
+
 from . import sync
 from .connect import web_socket_raw, web_socket_raw_session, ws_raw, wss_raw
 from .deflate import Deflate
@@ -13,6 +15,7 @@ from .frames import CloseReason, Frame, FrameType, hexdump
 from .handshake import RequestBuilder
 from .loops import SyncOnLoopError
 from .pcap import CaptureError, read_pcap, to_pcapng
+from .relay import relay
 from .replay import replay
 from .server import EmbeddedServer, serve
 from .session import Incoming, RawSession, SessionState
@@ -22,14 +25,15 @@ from .timeline import read_har, read_timeline, save_timeline, to_har
 from .version import __version__
 from .wire import encode_frame
 
-_WIDGETS = {"ConnectPanel", "Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel"}
+_WIDGETS = {"ConnectPanel", "Dashboard", "SendPanel", "TimelinePanel", "LatencyPanel", "RelayPanel"}
 
 
 def __getattr__(name: str) -> object:
     # Widgets load lazily: `import rawws_nb` does not import ipywidgets.
     if name in _WIDGETS or name == "widgets":
-        from . import widgets
-
+        # import_module, not `from . import widgets`: that would ask this __getattr__
+        # for `widgets` again before the submodule exists (a RecursionError).
+        widgets = importlib.import_module(f"{__name__}.widgets")
         return widgets if name == "widgets" else getattr(widgets, name)
     raise AttributeError(f"module 'rawws_nb' has no attribute {name!r}")
 
@@ -68,6 +72,8 @@ __all__ = [
     "hexdump",
     "read_har",
     "read_timeline",
+    "relay",
+    "RelayPanel",
     "replay",
     "save_timeline",
     "to_har",

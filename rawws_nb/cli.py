@@ -5,6 +5,7 @@ rawws-nb serve [--host 127.0.0.1] [--port 8765]
 rawws-nb probe URL [--send TEXT] [--hex HEX] [--ping [DATA]] [-H 'Name: value'] [--subprotocol P]
                [--close CODE[:REASON]] [--answer-pings] [--wait S] [--count N] [--hexdump] [--json]
 rawws-nb connect URL [-H ...] [--subprotocol P] [--answer-pings] [--hexdump] [--json]
+rawws-nb relay UPSTREAM [--host 127.0.0.1] [--port N] [--save FILE.parquet] [--flows N] [--hexdump] [--json]
 rawws-nb demo
 
 Every frame, both directions, is printed from the session's timeline as it is recorded:
@@ -587,6 +588,99 @@ async def _serve(host: str, port: int) -> None:
         await server.close()
 
 
+# -- relay --------------------------------------------------------------------------------------
+
+
+class _LegPrinter(FramePrinter):
+    """The rows of one leg of a relay flow, labelled `[flow 1 client]`, with times since
+    the relay started (JSON: with `flow` and `leg`)."""
+
+    def __init__(self, session: Any, flow: int, leg: str, t0: int, **options: Any) -> None:
+        super().__init__(session, **options)
+        self.flow = flow
+        self.leg = leg
+        self.t0 = t0
+
+    def take(self) -> list[tuple[int, str]]:
+        """The new rows as (t in ns, printed line), and mark them printed."""
+        rec = self.session.recorder
+        if rec is None or rec.total <= self.printed:
+            return []
+        df = rec.to_dataframe(since=self.printed)
+        self.printed = rec.total
+        out = []
+        for row in df.to_dict("records"):
+            t = int(row["t"].value)
+            row["t_rel"] = (t - self.t0) / 1e9
+            if self.json_mode:
+                out.append((t, self._json({"flow": self.flow, "leg": self.leg, **row})))
+            else:
+                out.append((t, f"[flow {self.flow} {self.leg:<8}] " + self._text(row)))
+        return out
+
+
+async def _relay(args: argparse.Namespace) -> int:
+    from .relay import Relay
+
+    if args.save is not None:
+        parent = Path(args.save).resolve().parent
+        if not parent.is_dir():
+            raise UsageError(f"--save: no such directory: {parent}")
+    relay = Relay(args.upstream, host=args.host, port=args.port, payload_cap=_PAYLOAD_CAP)
+    try:
+        await relay.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    options = {"json_mode": args.json, "hexdump": args.hexdump, "colour": colour}
+
+    def note(text: str) -> None:
+        print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    note(f"rawws-nb relay on {relay.url} -> {relay.upstream} (clients connect to {relay.url}/PATH); Ctrl-C stops it")
+    printers: list[_LegPrinter] = []
+    seen_flows = 0
+    seen_refusals = 0
+    ended: set[int] = set()
+
+    def flush() -> None:
+        nonlocal seen_flows, seen_refusals
+        for flow in relay.flows[seen_flows:]:
+            note(
+                f"flow {flow.id}: {flow.path} -> {flow.upstream_url}"
+                + (f" ({flow.subprotocol})" if flow.subprotocol else "")
+            )
+            printers.append(_LegPrinter(flow.client, flow.id, "client", relay.started_at, **options))
+            printers.append(_LegPrinter(flow.upstream, flow.id, "upstream", relay.started_at, **options))
+        seen_flows = len(relay.flows)
+        for refusal in relay.refused[seen_refusals:]:
+            note(f"refused {refusal.path or '?'}: {refusal.status} {refusal.reason}")
+        seen_refusals = len(relay.refused)
+        rows = sorted((item for printer in printers for item in printer.take()), key=lambda item: item[0])
+        if rows:
+            print("\n".join(line for _, line in rows), flush=True)
+        for flow in relay.flows:
+            if flow.ended and flow.id not in ended:
+                ended.add(flow.id)
+                client, upstream = flow.client.close_reason, flow.upstream.close_reason
+                note(
+                    f"flow {flow.id} ended: client {client.code if client else '?'}, "
+                    f"upstream {upstream.code if upstream else '?'}"
+                )
+
+    try:
+        while args.flows is None or len(ended) < args.flows:
+            await asyncio.sleep(0.05)
+            flush()
+    finally:
+        await relay.close()
+        flush()
+        if args.save is not None:
+            saved = relay.save_timeline(args.save)
+            print(f"{len(relay.timeline)} rows of {len(relay.flows)} flows saved to {saved}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- the command line ---------------------------------------------------------------------------
 
 
@@ -749,6 +843,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--color", choices=("auto", "always", "never"), default="auto", help="colour (default: on a TTY)"
     )
 
+    p_relay = sub.add_parser(
+        "relay",
+        help="intercept: forward clients' WebSocket connections to UPSTREAM, printing frames of both legs",
+        description="Listen for WebSocket clients and open UPSTREAM + the client's path for each, forwarding "
+        "every frame both ways as it came (fragments, Ping, Pong, Close included); print the frames of both "
+        "legs (client: the relay facing the client, upstream: facing the server; tx/rx seen from the relay).",
+    )
+    p_relay.add_argument(
+        "upstream", type=_arg(parse_ws_url), help="ws:// or wss:// URL of the server (the client's path is appended)"
+    )
+    p_relay.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p_relay.add_argument("--port", type=_port, default=0, help="port to listen on (default: a free one, printed)")
+    p_relay.add_argument("--save", metavar="FILE.parquet", help="at the end, save both legs' timeline as Parquet")
+    p_relay.add_argument("--flows", type=_count, metavar="N", help="stop after N flows have ended")
+    p_relay.add_argument("--json", action="store_true", help="one JSON object per frame (with flow and leg)")
+    p_relay.add_argument("--hexdump", action="store_true", help="hex + ASCII of every payload")
+    p_relay.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour (default: on a TTY)"
+    )
+
     demo_text = (
         "run the Ktor raw-API scenarios (manual ping-pong, direct frame control, 1000 messages, "
         "a custom heartbeat, a binary protocol, low-level debugging, error handling) on the embedded server"
@@ -772,6 +886,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "pcap":
             return _pcap(args)
+        if args.command == "relay":
+            return asyncio.run(_relay(args))
         if args.command in ("probe", "connect"):
             runner = _probe if args.command == "probe" else _connect
             return asyncio.run(runner(args))

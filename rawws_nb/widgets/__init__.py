@@ -8,6 +8,7 @@ Dashboard(session)          # all of it: send, live timeline, latency, state, Cl
 SendPanel(session)          # any frame type, payload as text/hex/base64, or a codec message form
 TimelinePanel(session, rows=50)   # the inspector: every kept frame, filters, detail pane, export
 LatencyPanel(session)       # "ping now", opt-in periodic ping, p50/p95/p99/max, chart over time
+RelayPanel(relay)           # a relay's flows, both legs side by side, intercept, inject
 ```
 
 Threads and loops: every button or toggle hands its work to the session's loop with
@@ -41,6 +42,7 @@ from .connect import ConnectPanel, parse_headers
 from .dashboard import Dashboard
 from .form import FormError, MessageForm, PayloadError, parse_payload
 from .latency import LatencyPanel, ReadingPaused, latency_stats
+from .relay import RelayPanel
 from .send import SendPanel
 from .timeline import TimelinePanel
 
@@ -53,6 +55,7 @@ __all__ = [
     "Panel",
     "PayloadError",
     "ReadingPaused",
+    "RelayPanel",
     "SendPanel",
     "StatusLine",
     "TimelinePanel",

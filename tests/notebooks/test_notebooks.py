@@ -56,6 +56,16 @@ def _check_09(outputs: list[str]) -> None:
     assert "1002 (PROTOCOL_ERROR)" in text and "rsv1 set on a control frame" in text
 
 
+def _check_06(outputs: list[str]) -> None:
+    text = "\n".join(outputs)
+    assert "client sent:         ['my cat says hello', 'a secret the relay drops', 'plain message']" in text
+    assert "server received:     ['my cat says hello', 'plain message']" in text  # dropped on the way up
+    assert "client was sent:     ['my dog says hello', 'plain message', 'injected by the relay']" in text
+    assert "dropped by the hook: ['a secret the relay drops']" in text
+    assert "pcapng connections: 2" in text  # one per leg
+    assert "CloseReason(1000 (NORMAL), ''), CloseReason(1000 (NORMAL), '')" in text  # both legs closed cleanly
+
+
 def _check_07(outputs: list[str]) -> None:
     text = "\n".join(outputs)
     assert "'problems'" not in text or "[])" in text  # the capture read with no problems
@@ -76,6 +86,7 @@ def _check_08(outputs: list[str]) -> None:
 CONTENT_CHECKS = {
     "04-binary-protocol": _check_04,
     "05-timeline-analysis": _check_05,
+    "06-intercept-a-browser": _check_06,
     "07-analyse-a-capture": _check_07,
     "08-mqtt-over-websocket": _check_08,
     "09-compression": _check_09,

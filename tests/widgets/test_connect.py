@@ -68,3 +68,12 @@ def test_parse_headers():
     assert parse_headers("A: 1\n B : two words \n\n") == {"A": "1", "B": "two words"}
     with pytest.raises(ValueError, match="line 2"):
         parse_headers("A: 1\nbad")
+
+
+def test_the_lazy_widget_names_of_the_package_root_work_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = "import rawws_nb as rw, sys; assert 'ipywidgets' not in sys.modules; print(rw.SendPanel.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "SendPanel", out.stderr[-500:]

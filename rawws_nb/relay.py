@@ -1,0 +1,1019 @@
+"""The relay: intercept a real client's WebSocket traffic frame by frame.
+
+`relay = await rw.relay("ws://server:8080")` listens on `relay.url`; each client that
+connects to `relay.url + path` gets a `Flow`: the relay opens `upstream + path` (query,
+subprotocols and end-to-end headers forwarded; the Host header, `Sec-WebSocket-Key`,
+`-Accept`, `-Version`, `-Extensions` and the hop-by-hop headers regenerated), then
+answers the client with the upstream's answer: its subprotocol and end-to-end headers
+on a 101, or its refusal (status, headers, start of the body) as is.
+
+A flow is two `RawSession`s on the core: `flow.client` (server side, facing the client)
+and `flow.upstream` (client side, facing the upstream). Raw in both directions:
+
+* every frame is forwarded as a frame: each fragment on its own (a continuation goes
+  out as a continuation), fin and rsv kept, Ping, Pong and Close included;
+* the relay answers nothing by itself: a Ping reaches the other side and its Pong comes
+  back, a Close is forwarded and the peer's Close reply is what completes the other
+  leg's closing handshake, so each leg closes cleanly when the other does;
+* a leg that drops (TCP ends without a Close, or its peer violated the protocol) makes
+  the relay drop the other one; both legs then show a row with close code 1006 and an
+  `error` note saying what happened (the relay's notes are rows with `error` set and
+  no payload).
+
+`on_frame(frame, flow, direction)` (`direction` "up": client to upstream, "down":
+upstream to client; plain or async) sees each received frame before it is forwarded and
+returns the frame to send (the same or another), a list of frames, or None to drop it.
+A hook that raises (or returns something else) is noted as an error row on the leg the
+frame came from and the frame is forwarded unchanged: a hook bug never kills a flow.
+`delay`, `refragment`, `rewrite_text` and `chain` build common hooks. Injecting is
+sending: `await flow.client.send(...)` / `await flow.upstream.send(...)`. With
+`relay.intercept = True` every frame to forward waits in `relay.held` until it is
+forwarded (as is or edited) or dropped, one by one (the `RelayPanel` does this).
+
+Compression (`compression="auto"`, the default): when the client offers
+permessage-deflate, the relay offers it upstream, and accepts the client's offer when
+the upstream accepted: each leg negotiates its own parameters and contexts, so hooks and
+the timeline see inflated data; a frame goes out compressed when it came compressed.
+`compression=None` strips the offer (neither leg compresses).
+
+`relay.timeline` is every flow's rows in time order with `flow` (id) and `leg`
+(`client` or `upstream`); `dir` is seen from the relay (`rx` on the client leg: sent by
+the client). `t_rel` counts from the relay's start. `rw.to_pcapng(relay.timeline, path)`
+writes one connection per flow and leg.
+
+TLS: `tls=` a server `ssl.SSLContext` listens with wss (`LocalCA` makes a local CA and
+a certificate for a host name); a wss upstream is verified by default (`upstream_tls=`
+an `ssl.SSLContext` to trust another CA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import inspect
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .connect import web_socket_raw_session
+from .deflate import Deflate, PerMessageDeflate
+from .errors import HandshakeError, InvalidSend, ProxyError, SessionClosed
+from .frames import RX, TX, CloseReason, Frame, Text, header_code, make_frame
+from .handshake import ServerHandshake, ServerRequest, format_host, parse_url
+from .loops import call_soon
+from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, RawSession, SessionState
+from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Direction",
+    "Flow",
+    "FrameHook",
+    "HeldFrame",
+    "LocalCA",
+    "Refusal",
+    "Relay",
+    "chain",
+    "delay",
+    "refragment",
+    "relay",
+    "rewrite_text",
+]
+
+Direction = Literal["up", "down"]
+HookResult = Frame | Iterable[Frame] | None
+FrameHook = Callable[[Frame, "Flow", Direction], HookResult | Awaitable[HookResult]]
+
+DEFAULT_RELAY_MESSAGE = 64 << 20  # a relay passes large messages on: 64 MiB per message
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to send its upgrade request
+
+# Request headers the relay does not forward: hop-by-hop ones (RFC 9110 7.6.1) and the
+# handshake's own, which the upstream request regenerates.
+_NOT_FORWARDED = frozenset(
+    {
+        "host",
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "content-length",
+        "sec-websocket-key",
+        "sec-websocket-accept",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+    }
+)
+# Response headers of the upstream's 101 the relay's own 101 already has (or must not have).
+_NOT_PASSED_BACK = _NOT_FORWARDED | {"date"}
+
+
+def _end_to_end(headers: Iterable[tuple[str, str]], dropped: frozenset[str]) -> list[tuple[str, str]]:
+    """`headers` without `dropped` ones and without those the Connection header lists."""
+    items = list(headers)
+    listed = {
+        token.strip().lower()
+        for name, value in items
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+    return [(k, v) for k, v in items if k.lower() not in dropped and k.lower() not in listed]
+
+
+def _merge(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Headers as the request builder's dict: repeated fields joined (RFC 9110 5.3;
+    Cookie with "; ", RFC 6265 5.4)."""
+    merged: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in names:
+            sep = "; " if key == "cookie" else ", "
+            merged[names[key]] += sep + value
+        else:
+            names[key] = name
+            merged[name] = value
+    return merged
+
+
+# -- flows ------------------------------------------------------------------------------
+
+
+class Flow:
+    """One client connection through the relay: `client` (the relay's server-side
+    session facing the client) and `upstream` (its client session facing the upstream).
+
+    `id` numbers flows from 1; `path` is the request target (path and query) the client
+    asked for, `request` its upgrade request, `upstream_url` what the relay opened."""
+
+    def __init__(
+        self,
+        relay: Relay,
+        flow_id: int,
+        request: ServerRequest,
+        client: RawSession,
+        upstream: RawSession,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.relay = relay
+        self.id = flow_id
+        self.request = request
+        self.client = client
+        self.upstream = upstream
+        self.started_at = time.time_ns()
+        self.hook_errors = 0  # hook calls that raised or returned something unusable
+        self._done = done  # set by the relay once both legs are closed
+
+    @property
+    def path(self) -> str:
+        return self.request.target
+
+    @property
+    def upstream_url(self) -> str:
+        return self.upstream.url
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.upstream.subprotocol
+
+    @property
+    def ended(self) -> bool:
+        """True once both legs are closed and nothing more is forwarded."""
+        return self._done.done()
+
+    async def wait_closed(self) -> None:
+        """Wait until both legs are closed."""
+        await asyncio.shield(self._done)
+
+    def leg(self, name: str) -> RawSession:
+        """`"client"` or `"upstream"`."""
+        if name == "client":
+            return self.client
+        if name == "upstream":
+            return self.upstream
+        raise ValueError(f'a flow has the legs "client" and "upstream", not {name!r}')
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """Both legs' rows in time order, with `flow` and `leg`."""
+        legs = [(self.id, "client", self.client), (self.id, "upstream", self.upstream)]
+        return _combine(legs, self.relay.started_at)
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "open"
+        return (
+            f"<Flow {self.id} {self.path} {state} client={self.client.state.value} "
+            f"upstream={self.upstream.state.value}>"
+        )
+
+
+class Refusal:
+    """A client connection the relay did not turn into a flow: the upstream refused
+    the upgrade (its status, headers and body went back to the client), could not be
+    reached (502), or the client's request was not a WebSocket upgrade (400)."""
+
+    def __init__(self, path: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.path = path
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.at = time.time_ns()
+
+    def __repr__(self) -> str:
+        return f"<Refusal {self.status} {self.path} {self.reason!r}>"
+
+
+class HeldFrame:
+    """A frame waiting in `relay.held` while `relay.intercept` is on: call `forward()`
+    (optionally with a replacement frame or a list of frames) or `drop()`. Safe to call
+    from any thread (widget callbacks)."""
+
+    def __init__(self, flow: Flow, direction: Direction, frame: Frame, future: asyncio.Future[list[Frame]]):
+        self.flow = flow
+        self.direction = direction
+        self.frame = frame
+        self._future = future
+
+    @property
+    def decided(self) -> bool:
+        return self._future.done()
+
+    def forward(self, frame: Frame | Iterable[Frame] | None = None) -> None:
+        """Forward the frame (or `frame` instead: a frame or a list of frames)."""
+        if frame is None:
+            out = [self.frame]
+        elif isinstance(frame, Frame):
+            out = [frame]
+        else:
+            out = list(frame)
+        self._decide(out)
+
+    def drop(self) -> None:
+        """Forward nothing."""
+        self._decide([])
+
+    def _decide(self, frames: list[Frame]) -> None:
+        future = self._future
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(frames)
+
+        call_soon(future.get_loop(), settle)
+
+    def __repr__(self) -> str:
+        return f"<HeldFrame flow {self.flow.id} {self.direction} {self.frame!r}>"
+
+
+# -- the listening side ------------------------------------------------------------------
+
+
+class _RelayProtocol(asyncio.Protocol):
+    """One client connection until the upstream answered: then the client leg's session
+    takes the transport."""
+
+    def __init__(
+        self,
+        start_flow: Callable[[_RelayProtocol, ServerRequest], asyncio.Task[None]],
+        refused: Callable[[Refusal], None],
+    ) -> None:
+        self.start_flow = start_flow
+        self.refused = refused
+        self.handshake = ServerHandshake()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.task is not None:
+            return  # reading is paused; nothing more arrives before the handshake is done
+        try:
+            req = self.handshake.receive(data)
+        except HandshakeError as exc:
+            self.refuse(400, exc.reason, [], (exc.reason + "\n").encode(), "")
+            return
+        if req is None:
+            return
+        problem = self.handshake.problem()
+        if problem is not None:
+            self.refuse(400, problem, [], (problem + "\n").encode(), req.target)
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport.pause_reading()
+        self.task = self.start_flow(self, req)
+
+    def refuse(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, path: str) -> None:
+        """Answer the client with this status (an upstream's refusal, passed back)."""
+        assert self.transport is not None
+        if self.timer is not None:
+            self.timer.cancel()
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        head = [f"HTTP/1.1 {status} {phrase}".rstrip()]
+        for name, value in _end_to_end(headers, _NOT_FORWARDED | {"date"}):
+            head.append(f"{name}: {value}")
+        head += [f"Content-Length: {len(body)}", "Connection: close"]
+        self.transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1", "replace") + body)
+        self.transport.close()
+        self.refused(Refusal(path, status, reason, headers, body))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # the client left while the upstream was being opened
+
+
+# -- the relay -------------------------------------------------------------------------
+
+
+class Relay:
+    """A running relay (see the module docstring). Create it with `rw.relay(...)`."""
+
+    def __init__(
+        self,
+        upstream: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_frame: FrameHook | None = None,
+        tls: ssl.SSLContext | None = None,
+        *,
+        upstream_tls: ssl.SSLContext | None = None,
+        compression: str | Deflate | None = "auto",
+        proxy: str | bool | None = True,
+        open_timeout: float | None = 10.0,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+        max_message_size: int | None = DEFAULT_RELAY_MESSAGE,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        record: bool = True,
+        timeline_capacity: int = DEFAULT_CAPACITY,
+        payload_cap: int = DEFAULT_PAYLOAD_CAP,
+    ) -> None:
+        target = parse_url(upstream)  # ValueError for anything but a ws:// or wss:// URL
+        if compression == "passthrough":
+            raise ValueError(
+                'compression="passthrough" is not supported yet: use "auto" (each leg negotiates its own) or None'
+            )
+        if compression not in ("auto", None) and not isinstance(compression, Deflate):
+            raise ValueError(f'compression= takes "auto", None or a rawws_nb.Deflate(...), not {compression!r}')
+        self.upstream = target.url
+        self._base = target.url.split("?", 1)[0].rstrip("/")
+        self.host = host
+        self.port = port
+        self.on_frame = on_frame
+        self.tls = tls
+        self.upstream_tls = upstream_tls
+        self.compression: Deflate | None = (
+            Deflate() if compression == "auto" else compression if isinstance(compression, Deflate) else None
+        )
+        self.proxy = proxy
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.max_message_size = max_message_size
+        self.max_queue = max_queue
+        self.record = record
+        self.timeline_capacity = timeline_capacity
+        self.payload_cap = payload_cap
+        self.flows: list[Flow] = []
+        self.refused: list[Refusal] = []
+        self.held: list[HeldFrame] = []
+        self.started_at = time.time_ns()
+        self._intercept = False
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_id = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[Callable[[Flow], None]] = []
+        self._ends: dict[int, asyncio.Future[None]] = {}  # flow id -> set when both legs closed
+        self._dropping: dict[int, set[str]] = {}  # flow id -> legs the relay drops on purpose
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://{format_host(self.host)}:{self.port}"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the relay is not started")
+        return self._loop
+
+    @property
+    def active(self) -> list[Flow]:
+        """The flows whose legs are not both closed yet."""
+        return [flow for flow in self.flows if not flow.ended]
+
+    @property
+    def intercept(self) -> bool:
+        """While True, every frame to forward waits in `held` for `forward()` or `drop()`."""
+        return self._intercept
+
+    @intercept.setter
+    def intercept(self, on: bool) -> None:
+        self._intercept = bool(on)
+        if not on:
+            for held in list(self.held):
+                held.forward()  # switching off releases what waits, unchanged
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """Every flow's rows in time order, with `flow` (id) and `leg` (`client`,
+        `upstream`); `dir` as seen from the relay; `t_rel` from the relay's start."""
+        legs: list[tuple[int, str, RawSession]] = []
+        for flow in self.flows:
+            legs += [(flow.id, "client", flow.client), (flow.id, "upstream", flow.upstream)]
+        df = _combine(legs, self.started_at)
+        df.attrs.update(url=self.url, upstream=self.upstream, relay=True)
+        return df
+
+    def save_timeline(self, path: str | Path, **options: Any) -> Path:
+        """Save `timeline` as Parquet (read it back with `rawws_nb.read_timeline`)."""
+        from .timeline.persist import save_timeline
+
+        return save_timeline(self.timeline, path, metadata={"url": self.url, "upstream": self.upstream}, **options)
+
+    def on_flow(self, callback: Callable[[Flow], None]) -> None:
+        """Call `callback(flow)` (on the relay's loop) for each new flow."""
+        self._listeners.append(callback)
+
+    async def start(self) -> None:
+        """Start listening (what `await rw.relay(...)` does)."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._server = await loop.create_server(
+            lambda: _RelayProtocol(self._start_flow, self.refused.append), self.host, self.port, ssl=self.tls
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self, reason: CloseReason | None = None) -> None:
+        """Stop listening and end every flow. Without `reason` the relay sends nothing
+        of its own: each connection is dropped (its peer sees 1006); with `reason` a
+        Close with it goes to both peers first (at most `close_timeout` for replies)."""
+        if self._server is not None:
+            self._server.close()
+        for held in list(self.held):
+            held.drop()
+        flows = self.active
+        if reason is not None:
+            await asyncio.gather(
+                *(leg.close(reason) for flow in flows for leg in (flow.client, flow.upstream)),
+                return_exceptions=True,
+            )
+        for flow in flows:
+            self._dropping[flow.id].update(("client", "upstream"))
+            for leg in (flow.client, flow.upstream):
+                if leg.state is not SessionState.CLOSED:
+                    leg.drop_connection(abort=True)
+        tasks = list(self._tasks)
+        if tasks:
+            try:
+                async with asyncio.timeout(5.0):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            except TimeoutError:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Relay:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Relay {self.url} -> {self.upstream} flows={len(self.flows)} active={len(self.active)}>"
+
+    # -- opening a flow -------------------------------------------------------------------
+
+    def _start_flow(self, conn: _RelayProtocol, req: ServerRequest) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._open_flow(conn, req))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _offered_deflate(self, req: ServerRequest) -> bool:
+        return any(
+            "permessage-deflate" in value.lower()
+            for name, value in req.headers
+            if name.lower() == "sec-websocket-extensions"
+        )
+
+    async def _open_flow(self, conn: _RelayProtocol, req: ServerRequest) -> None:
+        transport = conn.transport
+        assert transport is not None
+        forwarded = _merge(_end_to_end(req.headers, _NOT_FORWARDED))
+        compress = self.compression if self.compression is not None and self._offered_deflate(req) else None
+        url = self._base + req.target
+        try:
+            upstream = await web_socket_raw_session(
+                url,
+                headers=forwarded,
+                subprotocols=list(req.subprotocols),
+                compression=compress,
+                tls=self.upstream_tls,
+                proxy=self.proxy,
+                open_timeout=self.open_timeout,
+                close_timeout=self.close_timeout,
+                max_message_size=self.max_message_size,
+                max_queue=self.max_queue,
+                record=self.record,
+                timeline_capacity=self.timeline_capacity,
+                payload_cap=self.payload_cap,
+            )
+        except HandshakeError as exc:
+            status = exc.status if exc.status is not None and exc.status != 101 else 502
+            body = (
+                exc.body
+                if exc.status == status
+                else (f"relay: the upstream failed the handshake: {exc.reason}\n").encode()
+            )
+            conn.refuse(status, exc.reason, exc.headers if exc.status == status else [], body, req.target)
+            return
+        except (OSError, TimeoutError, ProxyError) as exc:
+            text = f"relay: cannot open the upstream {url}: {exc}"
+            conn.refuse(502, text, [], (text + "\n").encode(), req.target)
+            return
+        except Exception as exc:  # anything else still answers the client: never a hang
+            text = f"relay: opening the upstream {url} failed: {type(exc).__name__}: {exc}"
+            conn.refuse(502, text, [], (text + "\n").encode(), req.target)
+            return
+        if transport.is_closing():
+            upstream.drop_connection(abort=True)  # the client left meanwhile
+            return
+        client = RawSession(
+            client=False,
+            url=self.url + req.target,
+            max_message_size=self.max_message_size,
+            max_queue=self.max_queue,
+            close_timeout=self.close_timeout,
+            record=self.record,
+            timeline_capacity=self.timeline_capacity,
+            payload_cap=self.payload_cap,
+        )
+        agreed = None
+        if compress is not None and upstream.deflate is not None:
+            agreed = conn.handshake.negotiate_deflate(compress)
+        response = conn.handshake.accept(upstream.subprotocol, agreed[1] if agreed else None)
+        extra = _end_to_end(upstream.response_headers, _NOT_PASSED_BACK)
+        if extra:  # the upstream's own end-to-end headers (Set-Cookie, ...) go back too
+            lines = "".join(f"{k}: {v}\r\n" for k, v in extra).encode("latin-1", "replace")
+            response = response[:-2] + lines + b"\r\n"
+        transport.write(response)
+        client.subprotocol = upstream.subprotocol
+        client.request_headers = list(req.headers)
+        deflate = None
+        if agreed is not None and compress is not None:
+            deflate = PerMessageDeflate(agreed[0], client=False, level=compress.level, mem_level=compress.mem_level)
+        client.attach(transport, conn.handshake.trailing, extensions=[agreed[1]] if agreed else [], deflate=deflate)
+        transport.resume_reading()
+        self._next_id += 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        flow = Flow(self, self._next_id, req, client, upstream, done)
+        self._ends[flow.id] = done
+        self._dropping[flow.id] = set()
+        self.flows.append(flow)
+        for callback in self._listeners:
+            try:
+                callback(flow)
+            except Exception:  # a listener's bug must not stop the flow
+                pass
+        runner = asyncio.get_running_loop().create_task(self._run(flow))
+        self._tasks.add(runner)
+        runner.add_done_callback(self._tasks.discard)
+
+    # -- forwarding -------------------------------------------------------------------------
+
+    async def _run(self, flow: Flow) -> None:
+        try:
+            await asyncio.gather(
+                self._pump(flow, flow.client, flow.upstream, "up"),
+                self._pump(flow, flow.upstream, flow.client, "down"),
+            )
+        finally:
+            for leg in (flow.client, flow.upstream):
+                if leg.state is not SessionState.CLOSED:
+                    leg.drop_connection(abort=True)
+            done = self._ends[flow.id]
+            if not done.done():
+                done.set_result(None)
+
+    async def _pump(self, flow: Flow, src: RawSession, dst: RawSession, direction: Direction) -> None:
+        """Forward what `src` receives to `dst`, frame by frame, until `src` ends."""
+        src_name, dst_name = ("client", "upstream") if direction == "up" else ("upstream", "client")
+        receive = src.incoming.receive
+        take = src.incoming.receive_nowait
+        in_message = False  # a data message is unfinished (the next data frame is a continuation)
+        try:
+            while True:
+                frame: Frame | None = await receive()
+                while frame is not None:
+                    opcode = frame.type
+                    wire: int = opcode
+                    if opcode < 8:
+                        wire = 0 if in_message else opcode
+                        in_message = not frame.fin
+                    out = await self._outcome(flow, src, frame, wire, direction)
+                    if out and not await self._forward(flow, dst, dst_name, out, frame.compressed):
+                        return  # dst has ended: the other pump ends the flow
+                    frame = take()
+        except SessionClosed as end:
+            await self._src_ended(flow, src, src_name, dst, dst_name, end)
+
+    async def _outcome(self, flow: Flow, src: RawSession, frame: Frame, wire: int, direction: Direction) -> list[Frame]:
+        hook = self.on_frame
+        if hook is None:
+            out = [frame]
+        else:
+            try:
+                result = hook(frame, flow, direction)
+                if inspect.isawaitable(result):
+                    result = await result
+                out = _as_frames(result)
+            except Exception as exc:
+                flow.hook_errors += 1
+                self._note(
+                    src,
+                    header_code(wire, frame.fin, direction=RX),
+                    f"on_frame raised {type(exc).__name__}: {exc}; the frame was forwarded unchanged",
+                )
+                out = [frame]
+        if self._intercept and out:
+            decided: list[Frame] = []
+            for item in out:
+                future: asyncio.Future[list[Frame]] = asyncio.get_running_loop().create_future()
+                held = HeldFrame(flow, direction, item, future)
+                self.held.append(held)
+                try:
+                    decided += await future
+                finally:
+                    if held in self.held:
+                        self.held.remove(held)
+            out = decided
+        return out
+
+    async def _forward(self, flow: Flow, dst: RawSession, dst_name: str, out: list[Frame], compressed: bool) -> bool:
+        """Send `out` on `dst`; False once `dst` has ended."""
+        for frame in out:
+            if frame.rsv1 and compressed:  # inflated: this leg compresses it anew
+                frame = make_frame(type(frame), frame.data, frame.fin, False, frame.rsv2, frame.rsv3)
+            try:
+                dst.send_nowait(frame, compressed)
+            except InvalidSend as exc:
+                self._note(dst, header_code(frame.type, frame.fin, direction=TX), f"not forwarded: {exc}")
+                continue
+            except SessionClosed:
+                return False
+            if dst.writing_paused:
+                try:
+                    await dst.drain()
+                except SessionClosed:
+                    return False
+        return True
+
+    async def _src_ended(
+        self, flow: Flow, src: RawSession, src_name: str, dst: RawSession, dst_name: str, end: SessionClosed
+    ) -> None:
+        if src_name in self._dropping[flow.id]:
+            return  # the relay dropped this leg itself (and noted why)
+        if end.clean:
+            # A Close went by on this leg; the other leg's closing handshake completes
+            # with the forwarded Close. Bounded: a leg still open then is dropped.
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await dst.wait_closed()
+            except TimeoutError:
+                self._drop(flow, dst, dst_name, f"the {src_name} leg closed and this leg did not within close_timeout")
+            return
+        code = end.code
+        if code == 1006:
+            self._note(src, header_code(8, direction=RX), "the connection dropped without a Close (1006)", 1006)
+        self._drop(flow, dst, dst_name, f"the {src_name} leg ended with {code} ({end})")
+
+    def _drop(self, flow: Flow, leg: RawSession, name: str, why: str) -> None:
+        if leg.state is SessionState.CLOSED:
+            return
+        self._dropping[flow.id].add(name)
+        self._note(leg, header_code(8, direction=TX), f"relay dropped this leg (1006, no Close sent): {why}", 1006)
+        leg.drop_connection()
+
+    @staticmethod
+    def _note(leg: RawSession, code: int, text: str, close_code: int | None = None) -> None:
+        """An error row of the relay's own (no frame was sent or received for it)."""
+        rec = leg.recorder
+        if rec is None:
+            return
+        payload = close_code.to_bytes(2, "big") if close_code is not None else b""
+        rec.add_error(time.time_ns(), code, payload, len(payload), None, text)
+
+
+def _as_frames(result: Any) -> list[Frame]:
+    if result is None:
+        return []
+    if isinstance(result, Frame):
+        return [result]
+    if isinstance(result, (list, tuple)):
+        if all(isinstance(item, Frame) for item in result):
+            return list(result)
+    raise TypeError(f"on_frame must return a Frame, a list of Frames or None, not {type(result).__name__}")
+
+
+def _combine(legs: list[tuple[int, str, RawSession]], t0: int) -> pd.DataFrame:
+    import pandas as pd
+
+    from .timeline.schema import empty_timeline
+
+    parts = []
+    for flow_id, name, session in legs:
+        df = session.timeline
+        if len(df):
+            df = df.reset_index(drop=True)
+            df.insert(0, "leg", name)
+            df.insert(0, "flow", flow_id)
+            parts.append(df)
+    if not parts:
+        out = empty_timeline().reset_index(drop=True)
+        out.insert(0, "leg", pd.Series([], dtype="category"))
+        out.insert(0, "flow", pd.Series([], dtype="int64"))
+    else:
+        out = pd.concat(parts, ignore_index=True)
+        out = out.sort_values("t", kind="stable").reset_index(drop=True)
+    out["leg"] = pd.Categorical(out["leg"], categories=["client", "upstream"])
+    for column in ("dir", "opcode"):
+        if column in out.columns and not isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].astype("category")
+    if len(out):
+        out["t_rel"] = (out["t"].astype("int64") - t0) / 1e9
+    out.index.name = "frame"
+    return out
+
+
+# -- hook helpers -------------------------------------------------------------------------
+
+
+def _wants(direction: Direction | None, actual: Direction) -> bool:
+    return direction is None or direction == actual
+
+
+def delay(seconds: float, direction: Direction | None = None) -> FrameHook:
+    """A hook that holds each frame `seconds` before forwarding it (order is kept: the
+    frames after it wait too). `direction` "up"/"down" limits it to one direction."""
+
+    async def hook(frame: Frame, flow: Flow, actual: Direction) -> Frame:
+        if _wants(direction, actual):
+            await asyncio.sleep(seconds)
+        return frame
+
+    return hook
+
+
+def refragment(size: int, direction: Direction | None = None) -> FrameHook:
+    """A hook that splits each data frame into frames of at most `size` bytes of payload
+    (the first keeps the frame's type, the others go out as continuations; the last
+    keeps its fin). Control frames and empty frames pass unchanged."""
+    if size < 1:
+        raise ValueError("refragment: size must be at least 1 byte")
+
+    def hook(frame: Frame, flow: Flow, actual: Direction) -> list[Frame]:
+        data = frame.data
+        if frame.type >= 8 or len(data) <= size or not _wants(direction, actual):
+            return [frame]
+        cls = type(frame)
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        return [make_frame(cls, chunk, frame.fin and i == len(chunks) - 1) for i, chunk in enumerate(chunks)]
+
+    return hook
+
+
+def rewrite_text(
+    pattern: str | re.Pattern[str],
+    replacement: str | Callable[[re.Match[str]], str],
+    direction: Direction | None = None,
+) -> FrameHook:
+    """A hook that rewrites Text messages by regex (`re.sub(pattern, replacement, text)`).
+    Only whole messages in one frame are rewritten; fragments pass unchanged (a regex
+    over part of a message would not mean what it says)."""
+    regex = re.compile(pattern)
+    open_messages: set[tuple[int, str]] = set()  # (flow id, direction) with a message unfinished
+
+    def hook(frame: Frame, flow: Flow, actual: Direction) -> Frame:
+        if frame.type >= 8:
+            return frame
+        key = (flow.id, actual)
+        continuing = key in open_messages
+        if frame.fin:
+            open_messages.discard(key)
+        else:
+            open_messages.add(key)
+        if continuing or not frame.fin or type(frame) is not Text or not _wants(direction, actual):
+            return frame
+        text = frame.data.decode("utf-8")
+        new = regex.sub(replacement, text)
+        return frame if new == text else Text(new)
+
+    return hook
+
+
+def chain(*hooks: FrameHook) -> FrameHook:
+    """One hook that runs `hooks` in order, each on every frame the previous returned."""
+
+    async def hook(frame: Frame, flow: Flow, direction: Direction) -> list[Frame]:
+        frames = [frame]
+        for step in hooks:
+            nxt: list[Frame] = []
+            for item in frames:
+                result = step(item, flow, direction)
+                if inspect.isawaitable(result):
+                    result = await result
+                nxt += _as_frames(result)
+            frames = nxt
+        return frames
+
+    return hook
+
+
+# -- TLS: a local CA -------------------------------------------------------------------------
+
+
+class LocalCA:
+    """A throwaway certificate authority for TLS on loopback (needs `cryptography`,
+    which `trustme` also uses): `server_context("localhost", "127.0.0.1")` for
+    `rw.relay(..., tls=...)` or `rw.serve(tls=...)`, `client_context()` for clients that
+    should trust it, `cert_pem` to give to a browser or another client."""
+
+    def __init__(self, name: str = "rawws_nb local CA") -> None:
+        try:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.x509.oid import NameOID
+        except ImportError as exc:  # pragma: no cover - cryptography comes with the test extras
+            raise ImportError("LocalCA needs the cryptography package: pip install cryptography") from exc
+        import datetime
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        self.cert_pem: bytes = self._cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(self, *hostnames: str) -> tuple[bytes, bytes]:
+        """A certificate (PEM, with the CA's appended) and its key (PEM) for `hostnames`
+        (DNS names or IP addresses)."""
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        if not hostnames:
+            raise ValueError("issue() needs at least one host name")
+        names: list[x509.GeneralName] = []
+        for host in hostnames:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return cert_pem, key_pem
+
+    def server_context(self, *hostnames: str) -> ssl.SSLContext:
+        """A server `SSLContext` with a certificate for `hostnames` (default: localhost
+        and 127.0.0.1)."""
+        import os
+        import tempfile
+
+        cert_pem, key_pem = self.issue(*(hostnames or ("localhost", "127.0.0.1")))
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        fd, name = tempfile.mkstemp(suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key_pem + cert_pem)
+            ctx.load_cert_chain(name)
+        finally:
+            os.unlink(name)
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client `SSLContext` that trusts this CA (and verifies host names)."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ctx.load_verify_locations(cadata=self.cert_pem.decode("ascii"))
+        return ctx
+
+    def write_cert(self, path: str | Path) -> Path:
+        """Write the CA certificate (PEM) to `path`, for clients that read a file."""
+        path = Path(path)
+        path.write_bytes(self.cert_pem)
+        return path
+
+
+# -- the entry point ---------------------------------------------------------------------------
+
+
+class _RelayStart:
+    """What `relay()` returns: await it for the running relay, or `async with`."""
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> Relay:
+        await self._relay.start()
+        return self._relay
+
+    async def __aenter__(self) -> Relay:
+        return await self._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._relay.close()
+
+
+def relay(
+    upstream: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_frame: FrameHook | None = None,
+    tls: ssl.SSLContext | None = None,
+    **options: Any,
+) -> _RelayStart:
+    """Start a relay to `upstream` (a ws:// or wss:// URL; the client's path and query
+    are appended) in the running loop: `relay = await rw.relay(...)` or
+    `async with rw.relay(...) as relay:`. Binds 127.0.0.1 unless told otherwise
+    (`port=0`: a free port). See the module docstring for what it forwards and how.
+
+    Options: `upstream_tls` (an `ssl.SSLContext` verifying a wss upstream; default: the
+    system's CAs), `compression` ("auto", None, or a `rawws_nb.Deflate`), `proxy` (for
+    the upstream connections, as the connect functions take it), `open_timeout`,
+    `close_timeout`, `max_message_size`, `max_queue`, `record`, `timeline_capacity`,
+    `payload_cap` (each leg's session options)."""
+    return _RelayStart(Relay(upstream, host, port, on_frame, tls, **options))
