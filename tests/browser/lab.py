@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("RAWWS_BROWSER_ARTIFACTS") or ROOT / "test-artifacts" / "browser")
 CHROMIUM = "/usr/bin/chromium"
@@ -398,8 +400,13 @@ def scroll_to_end(page: Any, selector: str, timeout: float = 30.0) -> Any:
     outer.evaluate("el => { el.scrollTop = 0; }")
     while True:
         if target.count() and target.is_visible():
-            target.scroll_into_view_if_needed(timeout=5_000)
-            return target
+            try:
+                target.scroll_into_view_if_needed(timeout=2_000)
+                return target
+            except PlaywrightTimeout:
+                # Visible a moment ago, hidden again by the time Playwright acted (the
+                # windowing re-laid the cells out while they rendered): keep walking.
+                pass
         if time.monotonic() > deadline:
             raise AssertionError(f"{selector} did not become visible in the notebook within {timeout} s")
         at_end = outer.evaluate(
