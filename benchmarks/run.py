@@ -277,7 +277,7 @@ async def run_matrix(cfg: Config, ws: ServerProcess, tcp: ServerProcess) -> Resu
 
 async def run_scaling(cfg: Config, ws: ServerProcess) -> dict[str, Any]:
     """Concurrent rawws sessions to the embedded server (its own process): aggregate
-    pipelined echo rate, and the client process's RSS growth per open session."""
+    pipelined echo rate, and the memory each open session holds in the client (tracemalloc)."""
     import rawws_nb  # noqa: F401  (imported before measuring: its modules are not per-session memory)
 
     from .clients import RawwsClient
@@ -290,13 +290,15 @@ async def run_scaling(cfg: Config, ws: ServerProcess) -> dict[str, Any]:
         rss_per: list[float] = []
         for _ in range(cfg.scaling_repeat):
             gc.collect()
-            before = _rss_kib()
+            # Python-level memory the open sessions hold (RSS deltas in a process that ran
+            # the whole matrix before are mostly freed memory being reused: near zero).
+            tracemalloc.start()
             clients = [RawwsClient() for _ in range(n)]
             for start in range(0, n, 100):  # open in waves: the server's accept backlog is finite
                 await asyncio.gather(*(c.open(ws.url, 0) for c in clients[start : start + 100]))
-            after = _rss_kib()
-            if before is not None and after is not None:
-                rss_per.append((after - before) * 1024 / n)
+            held, _peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            rss_per.append(held / n)
             works = [_prepare(c, texts) for c in clients]
             warm = per // 4
             await asyncio.gather(*(test_pipe(c, w[0][:warm], w[1][:warm]) for c, w in zip(clients, works, strict=True)))
@@ -313,7 +315,7 @@ async def run_scaling(cfg: Config, ws: ServerProcess) -> dict[str, Any]:
             "median": statistics.median(rates),
             "rss_bytes_per_session": rss,
         }
-        rss_text = f", {rss / 1024:,.1f} KiB RSS per session" if rss is not None else ""
+        rss_text = f", {rss / 1024:,.1f} KiB per open session (tracemalloc)" if rss is not None else ""
         print(f"  {n:>4} sessions: {statistics.median(rates):>10,.0f} msg/s aggregate{rss_text}", flush=True)
     return out
 
@@ -506,7 +508,10 @@ def markdown(data: dict[str, Any]) -> str:
         )
     if data.get("scaling"):
         lines += ["", "## Scaling: concurrent rawws sessions to the embedded server (pipe, recording on)", ""]
-        lines += ["| sessions | msgs per session | aggregate msg/s | client RSS / session |", "|---:|---:|---:|---:|"]
+        lines += [
+            "| sessions | msgs per session | aggregate msg/s | client memory / session |",
+            "|---:|---:|---:|---:|",
+        ]
         for s in data["scaling"].values():
             rss = s.get("rss_bytes_per_session")
             rss_text = f"{rss / 1024:,.1f} KiB" if rss is not None else "n/a"
