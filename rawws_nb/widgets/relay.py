@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -149,6 +150,19 @@ class RelayPanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         self.flows.observe(lambda _: self._changed(), "value")
         self.inject_leg.observe(lambda _: self._changed(), "value")
 
+        self.export_format = widgets.Dropdown(
+            options=[("Parquet", "parquet"), ("pcapng", "pcapng")],
+            value="parquet",
+            layout=widgets.Layout(width="110px"),
+        )
+        self.export_format.add_class("rawws-relay-export-format")
+        self.export_path = widgets.Text(placeholder="relay-….parquet (default)", layout=widgets.Layout(width="240px"))
+        self.export_path.add_class("rawws-relay-export-path")
+        self.export_button = widgets.Button(description="export both legs", icon="download")
+        self.export_button.add_class("rawws-relay-export")
+        self.export_button.on_click(lambda _: self.export_now())
+        self.last_export: Path | None = None
+
         self.children = [
             widgets.HTML("<b>Relay</b>"),
             self.summary,
@@ -157,6 +171,7 @@ class RelayPanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             held_box,
             self.inject_leg,
             self.inject,
+            widgets.HBox([self.export_format, self.export_path, self.export_button]),
             self.status,
         ]
         self.refresh(force=True)
@@ -337,6 +352,46 @@ class RelayPanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             self.send_panel.close()
         self.send_panel = SendPanel(flow.leg(self.inject_leg.value))
         self.inject.children = [self.send_panel]
+
+    def export(self, fmt: str = "parquet", path: str | Path | None = None) -> Path:
+        """Write every flow's rows, both legs (`relay.timeline`), as Parquet or pcapng (one
+        TCP connection per flow and leg, for Wireshark); returns the path. Call on the
+        relay's loop (the button does it from any thread)."""
+        import time as _time
+
+        from ..pcap import to_pcapng
+        from ..timeline.persist import save_timeline
+
+        if fmt not in ("parquet", "pcapng"):
+            raise ValueError(f"unknown export format {fmt!r} (parquet or pcapng)")
+        if path is None or str(path) == "":
+            path = f"relay-{_time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        target = Path(path)
+        timeline = self.relay.timeline
+        if fmt == "parquet":
+            save_timeline(timeline, target)
+        else:
+            to_pcapng(timeline, target)
+        self.last_export = target
+        return target
+
+    def export_now(self) -> Handle | None:
+        """What the export button does (any thread)."""
+        fmt, path = self.export_format.value, self.export_path.value.strip()
+
+        async def go() -> None:
+            try:
+                target = self.export(fmt, path or None)
+            except Exception as exc:
+                self.status.error(f"export: {describe_error(exc)}")
+                return
+            self.status.ok(f"exported to {target}")
+
+        try:
+            return submit(self.relay.loop, go())
+        except RuntimeError as exc:
+            self.status.error(f"export: {exc}")
+            return None
 
     def close(self) -> None:
         """Stop the refresh task and close the widgets."""

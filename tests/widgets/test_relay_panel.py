@@ -109,3 +109,24 @@ async def test_nothing_held_is_a_status_not_an_error(xserver, panels):
 
 def test_relaypanel_is_a_lazy_top_level_name():
     assert rw.RelayPanel is RelayPanel
+
+
+async def test_export_both_legs_as_parquet_and_pcapng(xserver, panels, tmp_path):
+    async with rw.relay(xserver.url) as relay:
+        panel = RelayPanel(relay, refresh_interval=0.02)
+        panels.append(panel)
+        session = await rw.web_socket_raw_session(relay.url + "/x")
+        await session.send("exported")
+        assert (await session.incoming.receive()).data == b"exported"
+        await session.close()
+        await wait_for(lambda: len(relay.timeline) >= 8, what="both legs recorded")
+        table = rw.read_timeline(panel.export("parquet", tmp_path / "relay.parquet"))
+        assert set(table["leg"]) == {"client", "upstream"} and (table["text"] == "exported").sum() == 4
+        capture = rw.read_pcap(panel.export("pcapng", tmp_path / "relay.pcapng"))
+        assert len(capture.attrs["connections"]) == 2  # one per leg
+        assert (capture["text"] == "exported").sum() == 4
+        panel.export_format.value = "pcapng"
+        panel.export_path.value = str(tmp_path / "button.pcapng")
+        panel.export_button.click()
+        await wait_for(lambda: panel.status.kind == "ok" and "exported to" in panel.status.text)
+        assert (tmp_path / "button.pcapng").exists()
