@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -184,10 +184,14 @@ async def run_cases(
     indices: Iterable[int],
     case_timeout: float = 60.0,
     progress: Callable[[CaseOutcome], None] | None = None,
+    *,
+    case: Callable[[str, int, str, float], Awaitable[CaseOutcome]] | None = None,
 ) -> list[CaseOutcome]:
+    """Run the cases one after the other (`case`: another testee's `run_case`)."""
+    run = case or run_case
     outcomes = []
     for index in indices:
-        outcome = await run_case(base_url, index, agent, case_timeout)
+        outcome = await run(base_url, index, agent, case_timeout)
         outcomes.append(outcome)
         if progress is not None:
             progress(outcome)

@@ -6,13 +6,14 @@ gives the table rawws_nb's is compared with."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from . import testee
 from .testee import CaseOutcome
 
 __all__ = ["get_case_count", "run_cases", "update_reports"]
@@ -54,17 +55,4 @@ async def update_reports(base_url: str, agent: str) -> None:
     await _texts(f"{base_url}/updateReports?agent={quote(agent)}")
 
 
-async def run_cases(
-    base_url: str,
-    agent: str,
-    indices: Iterable[int],
-    case_timeout: float = 60.0,
-    progress: Callable[[CaseOutcome], None] | None = None,
-) -> list[CaseOutcome]:
-    outcomes = []
-    for index in indices:
-        outcome = await run_case(base_url, index, agent, case_timeout)
-        outcomes.append(outcome)
-        if progress is not None:
-            progress(outcome)
-    return outcomes
+run_cases = functools.partial(testee.run_cases, case=run_case)
