@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from .errors import HandshakeError, RawWsError, SessionClosed
-from .frames import Binary, Close, CloseReason, Frame, Ping, Pong, Text, is_valid_close_code
+from .frames import Binary, Close, CloseReason, Frame, Ping, Pong, Text, hexdump, is_valid_close_code
+from .frames import parse_hex as hex_bytes
 from .version import __version__
 
 __all__ = ["FramePrinter", "main", "parse_close", "parse_header", "parse_hex", "parse_ws_url"]
@@ -78,15 +79,10 @@ def parse_ws_url(text: str) -> str:
 
 def parse_hex(text: str) -> bytes:
     """Hex digits (spaces, colons and a leading 0x allowed) as bytes."""
-    digits = "".join(text.split()).replace(":", "")
-    if digits[:2].lower() == "0x":
-        digits = digits[2:]
-    for i, ch in enumerate(digits):
-        if ch not in "0123456789abcdefABCDEF":
-            raise UsageError(f"not hex: {text!r} ({ch!r} at position {i} is not a hex digit)")
-    if len(digits) % 2:
-        raise UsageError(f"not hex: {text!r} (odd number of hex digits)")
-    return bytes.fromhex(digits)
+    try:
+        return hex_bytes(text)
+    except ValueError as exc:
+        raise UsageError(f"not hex: {text!r} ({exc})") from None
 
 
 def parse_close(text: str) -> CloseReason:
@@ -240,7 +236,7 @@ class FramePrinter:
         kind = "close" if op == "close" else d
         line = self._c(kind, head) + "  " + preview + extra
         if self.hexdump and payload:
-            line += "\n" + _hexdump(payload, indent=13)
+            line += "\n" + hexdump(payload, limit=None, indent=13, bars=True)
         return line
 
 
@@ -283,17 +279,6 @@ def _close_name(code: int) -> str:
         return CloseReason.Codes(code).name
     except ValueError:
         return {1005: "NO_STATUS", 1006: "ABNORMAL"}.get(code, "")
-
-
-def _hexdump(data: bytes, indent: int = 0, width: int = 16) -> str:
-    pad = " " * indent
-    lines = []
-    for off in range(0, len(data), width):
-        chunk = data[off : off + width]
-        hexes = " ".join(f"{b:02x}" for b in chunk).ljust(width * 3 - 1)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{pad}{off:08x}  {hexes}  |{text}|")
-    return "\n".join(lines)
 
 
 def _colour_wanted(choice: str) -> bool:

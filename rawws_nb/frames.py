@@ -31,6 +31,7 @@ __all__ = [
     "is_valid_close_code",
     "make_compressed_frame",
     "make_frame",
+    "parse_hex",
 ]
 
 # -- the header code: one frame's header in one int ---------------------------------------
@@ -474,15 +475,35 @@ def _preview_bytes(data: bytes, limit: int = 24) -> str:
     return hexed + (" …" if len(data) > limit else "")
 
 
-def hexdump(data: bytes, width: int = 16, limit: int | None = 4096) -> str:
-    """A classic offset / hex / ASCII dump of `data` (first `limit` bytes)."""
+def parse_hex(text: str) -> bytes:
+    """Hex digits as bytes (whitespace, colons and a leading 0x allowed). ValueError says
+    what is wrong: "'z' at position 0 is not a hex digit", "odd number of hex digits (3)"."""
+    digits = "".join(text.split()).replace(":", "")
+    if digits[:2].lower() == "0x":
+        digits = digits[2:]
+    for i, ch in enumerate(digits):
+        if ch not in "0123456789abcdefABCDEF":
+            raise ValueError(f"{ch!r} at position {i} is not a hex digit")
+    if len(digits) % 2:
+        raise ValueError(f"odd number of hex digits ({len(digits)})")
+    return bytes.fromhex(digits)
+
+
+def hexdump(
+    data: bytes, width: int = 16, limit: int | None = 4096, *, indent: int = 0, bars: bool = False
+) -> str:
+    """A classic offset / hex / ASCII dump of `data` (first `limit` bytes; None: all),
+    each line indented by `indent` spaces, the ASCII column between `|` with `bars`."""
     shown = data if limit is None else data[:limit]
+    pad = " " * indent
     lines = []
     for offset in range(0, len(shown), width):
         chunk = shown[offset : offset + width]
         hexed = " ".join(f"{b:02x}" for b in chunk)
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{offset:08x}  {hexed:<{width * 3 - 1}}  {text}")
+        if bars:
+            text = f"|{text}|"
+        lines.append(f"{pad}{offset:08x}  {hexed:<{width * 3 - 1}}  {text}")
     if limit is not None and len(data) > limit:
         lines.append(f"… {len(data) - limit} more bytes")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import RawWsError
+from ..frames import parse_hex
 
 __all__ = ["FormError", "MessageForm", "PayloadError", "parse_payload"]
 
@@ -40,15 +41,10 @@ def parse_payload(text: str, encoding: str) -> bytes:
     if encoding == "text":
         return text.encode("utf-8", "surrogatepass")
     if encoding == "hex":
-        digits = "".join(text.split()).replace(":", "")
-        if digits[:2].lower() == "0x":
-            digits = digits[2:]
-        for i, ch in enumerate(digits):
-            if ch not in "0123456789abcdefABCDEF":
-                raise PayloadError(f"invalid hex payload: {ch!r} at position {i} is not a hex digit")
-        if len(digits) % 2:
-            raise PayloadError(f"invalid hex payload: odd number of hex digits ({len(digits)})")
-        return bytes.fromhex(digits)
+        try:
+            return parse_hex(text)
+        except ValueError as exc:
+            raise PayloadError(f"invalid hex payload: {exc}") from None
     if encoding == "base64":
         try:
             return base64.b64decode("".join(text.split()), validate=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..frames import FRAME_CLASSES, Frame, FrameType
+from ..frames import FRAME_CLASSES, Frame, FrameType, hexdump
 from ..loops import Handle
 from ._base import DEFAULT_REFRESH_INTERVAL, Panel
 
@@ -76,14 +76,8 @@ def _na(value: Any) -> bool:
 
 
 def hexdump_lines(data: bytes, width: int = 16) -> str:
-    """Offset, hex and ASCII, `width` bytes a line."""
-    out = []
-    for off in range(0, len(data), width):
-        chunk = data[off : off + width]
-        hexes = " ".join(f"{b:02x}" for b in chunk).ljust(width * 3 - 1)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        out.append(f"{off:08x}  {hexes}  {text}")
-    return "\n".join(out)
+    """Offset, hex and ASCII, `width` bytes a line (`frames.hexdump`, not capped)."""
+    return hexdump(data, width, limit=None)
 
 
 def _tree(value: Any, depth: int = 0) -> str:
