@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8888
 
-.PHONY: help venv lab demo serve test test-fast lint node-deps bench bench-codec bench-timeline bench-widgets conformance \
+.PHONY: help venv speedups lab demo serve test test-fast lint node-deps bench bench-codec bench-timeline bench-widgets conformance \
 	system-deps browser-deps proxy-deps mqtt-deps capture-deps kernel701 binder-check clean
 
 help:
@@ -59,15 +59,23 @@ kernel701:
 node-deps:
 	@test -d .ci/node-peers/node_modules/ws || npm ci --prefix .ci/node-peers --silent --no-audit --no-fund
 
-test: lint system-deps kernel701 node-deps
+test: lint system-deps kernel701 node-deps speedups
 	$(PY) -m pytest
+	@echo "again without the compiled fast path (RAWWS_NB_PURE=1): the reader, the core and the session"
+	RAWWS_NB_PURE=1 $(PY) -m pytest -q tests/test_wire.py tests/test_connection.py \
+		tests/test_session.py tests/test_speedups.py tests/test_hostile_peers.py
+
+# The optional compiled fast path (rawws_nb/_speedups.c), built in place when its source
+# is newer; without a C compiler rawws_nb runs its pure-Python reader.
+speedups: venv
+	$(PY) .ci/hatch_build.py
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,
 # every notebook, and the browser tests with its JupyterLab 4.4.9 + ipykernel 7.0.1.
 binder-check: venv browser-deps
 	bash .ci/binder/standin.sh
 
-test-fast: venv
+test-fast: venv speedups
 	$(PY) -m pytest -x -q -m "not browser"
 
 # ruff, mypy --strict (config in pyproject.toml) and the import-linter layer contracts.
@@ -76,7 +84,7 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: venv
+bench: venv speedups
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.compressed
 	$(PY) -m benchmarks.bench_pcap

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import enum
 import os
+from array import array
 
 from .deflate import PerMessageDeflate
 from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
@@ -224,11 +225,9 @@ class Connection:
 
     # -- receiving -----------------------------------------------------------------------
 
-    def receive_data(
-        self, data: bytes, limit: int | None = None
-    ) -> tuple[list[Frame], list[int], Violation | None]:
+    def receive_data(self, data: bytes, limit: int | None = None) -> tuple[list[Frame], array[int], Violation | None]:
         """Feed received bytes. Returns the frames they complete, in order, their header
-        codes (`frames.header_code`: wire opcode, fin, rsv, length, the RX bit), and the
+        codes (an `array("q")` of `frames.header_code`s: wire opcode, fin, rsv, length, the RX bit), and the
         peer's violation if one was found now (after which nothing more is accepted).
 
         At most `limit` frames are parsed (None: all); the rest stays buffered (see

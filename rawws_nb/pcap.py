@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import struct
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -582,7 +583,7 @@ class _Reader:
         frames, codes, violation = conn.receive_data(data)
         if frames:
             if from_client:
-                codes = [c & ~RX for c in codes]  # client to server: tx, as a client's timeline says
+                codes = array("q", [c & ~RX for c in codes])  # client to server: tx, as a client's timeline says
             rec.stage_rx(t, codes, frames, conn.reader.compressed)
         if violation is not None:
             self.violation(rec, t, violation, TX if from_client else RX)

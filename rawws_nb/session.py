@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, State
@@ -247,6 +247,9 @@ class RawSession:
         self._recorder: Recorder | None = (
             Recorder(timeline_capacity, payload_cap, t0=self.started_at) if record else None
         )
+        if self._recorder is not None:
+            # The reader joins small frames' payloads for the recorder (in C when built).
+            self._conn.reader.join_max = self._recorder.join_max
         self._feed = _Feed(self.max_queue // 4, self._take_more, self._fail_now)
         self._queue = self._feed.queue
         self.incoming = Incoming(self._feed, self._loop)
@@ -687,9 +690,10 @@ class RawSession:
         elif len(queue) >= self.max_queue and not self._feed.paused:
             self._pause_reading()
 
-    def _deliver(self, frames: list[Frame], codes: list[int]) -> None:
+    def _deliver(self, frames: list[Frame], codes: Sequence[int]) -> None:
         if self._recorder is not None:
-            self._recorder.stage_rx(_time_ns(), codes, frames, self._conn.reader.compressed)
+            reader = self._conn.reader
+            self._recorder.stage_rx(_time_ns(), codes, frames, reader.compressed, reader.joined)
         self._queue.extend(frames)
         if self._conn.controls:
             self._on_controls(frames, codes)
@@ -697,7 +701,7 @@ class RawSession:
         if feed.waiters:
             feed.wake()
 
-    def _on_controls(self, frames: list[Frame], codes: list[int]) -> None:
+    def _on_controls(self, frames: list[Frame], codes: Sequence[int]) -> None:
         for code, frame in zip(codes, frames, strict=True):
             if code & 0x0F == 9 and self.auto_pong and self._conn.close_sent is None:
                 try:

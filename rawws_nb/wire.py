@@ -6,13 +6,23 @@ peers. `FrameReader` turns received bytes into frames and reports the peer's pro
 violations as values (`Violation`), never as exceptions; it applies RFC 6455's checks
 (the same ones wsproto applies: see tests/test_wire.py, which compares the two) plus
 the size limits wsproto does not have.
+
+The compiled fast path (`rawws_nb/_speedups.c`, built when a C compiler is there) masks
+payloads and reads runs of the plainest frames (complete, final, unfragmented Text and
+Binary frames without rsv bits): it never judges a frame, it stops at the first one of
+any other shape and this module's Python reader takes it. `COMPILED` says whether it is
+in use; `RAWWS_NB_PURE=1` in the environment turns it off, and `FrameReader(compiled=
+False)` turns it off for one reader. The pure-Python path is the reference: the tests run
+both and compare them.
 """
 
 from __future__ import annotations
 
 import codecs
+import importlib
 import os
 import struct
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +41,7 @@ from .frames import (
 )
 
 __all__ = [
+    "COMPILED",
     "CONTROL_MAX",
     "FrameReader",
     "Header",
@@ -52,16 +63,35 @@ _from_bytes = int.from_bytes
 _NUMPY_MASK_THRESHOLD = 2048
 
 CONTROL_MAX = 125
+
+_read_simple: Any = None
+_c_mask: Any = None
+if not os.environ.get("RAWWS_NB_PURE"):
+    try:
+        # By name: an optional extension module (the import graph checks see no .py here).
+        _c = importlib.import_module("rawws_nb._speedups")
+    except ImportError:  # not built (no compiler): the pure-Python path does everything
+        pass
+    else:
+        _c.configure(Frame.__dict__["data"], Frame.__dict__["fin"])
+        _read_simple, _c_mask = _c.read_simple, _c.mask
+COMPILED: bool = _read_simple is not None
+
 _BIG_FRAME = 65536  # pending frames from this size on are assembled without an extra copy
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, prefix: bytes = b"") -> bytes | memoryview:
+def apply_mask(
+    data: bytes | bytearray | memoryview, mask: bytes, prefix: bytes = b"", *, compiled: bool = True
+) -> bytes | memoryview:
     """XOR `data` with the 4-byte `mask` (RFC 6455 5.3), after `prefix` (e.g. the frame
     header) in the same buffer. Masking is its own inverse.
 
-    Small payloads use one big-int XOR; large ones use numpy on 8-byte words, writing
+    The compiled fast path does it in one pass into one `bytes` (`compiled=False`: the
+    pure-Python path). Small payloads use one big-int XOR; large ones use numpy on 8-byte words, writing
     into one buffer (prefix included) returned as a memoryview: no further copy.
     """
+    if _c_mask is not None and compiled:
+        return _c_mask(data, mask, prefix)  # type: ignore[no-any-return]
     n = len(data)
     if n < _NUMPY_MASK_THRESHOLD:
         if not n:
@@ -258,6 +288,8 @@ class FrameReader:
         "_big",
         "_chunks",
         "_chunks_len",
+        "_fast",
+        "_longest",
         "_msg_cls",
         "_msg_compressed",
         "_msg_size",
@@ -271,6 +303,8 @@ class FrameReader:
         "controls",
         "failed",
         "inflater",
+        "join_max",
+        "joined",
         "limited",
         "max_frame_size",
         "max_message_size",
@@ -285,8 +319,16 @@ class FrameReader:
         max_message_size: int | None = None,
         tag: int = 0,
         inflater: Inflater | None = None,
+        compiled: bool = True,
     ) -> None:
         self.client = client
+        # The compiled fast path for runs of plain frames (module docstring), if built.
+        self._fast = _read_simple if compiled else None
+        # For a recorder: when join_max >= 0, `joined` is, after each `feed`, the payloads
+        # of all its frames in one buffer, if none is longer than join_max (else None).
+        self.join_max = -1
+        self.joined: bytearray | None = None
+        self._longest = -1
         # permessage-deflate, when negotiated: rsv1 marks a compressed message's first frame.
         self.inflater = inflater
         self._rsv_reject = 0x70 if inflater is None else 0x30
@@ -348,11 +390,13 @@ class FrameReader:
             data[header.size :],
         )
 
-    def feed(self, data: bytes, limit: int | None = None) -> tuple[list[Frame], list[int], Violation | None]:
+    def feed(self, data: bytes, limit: int | None = None) -> tuple[list[Frame], array[int], Violation | None]:
         """Parse `data` (after what is buffered): at most `limit` frames (None: all); the
-        rest stays buffered, unparsed, and `limited` says so: `feed(b"", n)` goes on."""
+        rest stays buffered, unparsed, and `limited` says so: `feed(b"", n)` goes on.
+        The codes come as an `array("q")`."""
+        self.joined = None
         if self.failed is not None:
-            return [], [], None
+            return [], array("q"), None
         self.controls = 0
         self.compressed = 0
         self.limited = False
@@ -361,7 +405,7 @@ class FrameReader:
                 self._chunks.append(data)
                 self._chunks_len += len(data)
             self.limited = self._chunks_len >= 2
-            return [], [], None
+            return [], array("q"), None
         if self._chunks:
             if self._pending_text is not None:
                 # Fail fast: check the UTF-8 of a text frame's payload as it arrives.
@@ -371,11 +415,11 @@ class FrameReader:
                     self.failed = v
                     self._chunks = []
                     self._chunks_len = 0
-                    return [], [], v
+                    return [], array("q"), v
             self._chunks.append(data)
             self._chunks_len += len(data)
             if self._chunks_len < self._need:
-                return [], [], None
+                return [], array("q"), None
             first = None
             if self._big is not None:
                 # A large frame is complete: join its payload straight out of the chunks
@@ -393,23 +437,25 @@ class FrameReader:
             self._chunks = []
             self._chunks_len = 0
             out: list[Frame] = []
-            codes: list[int] = []
+            codes: array[int] = array("q")
             violation = self._parse(data, out, codes, first, limit)
         else:
             out = []
-            codes = []
+            codes = array("q")
             violation = self._parse(data, out, codes, None, limit)
         if violation is not None:
             self.failed = violation
             self._chunks = []
             self._chunks_len = 0
+        if self._longest > self.join_max:
+            self.joined = None
         return out, codes, violation
 
     def _parse(
         self,
         data: bytes,
         out: list[Frame],
-        codes: list[int],
+        codes: array[int],
         first: tuple[Any, ...] | None,
         limit: int | None,
     ) -> Violation | None:
@@ -424,6 +470,14 @@ class FrameReader:
         rsv_reject = self._rsv_reject
         inflater = self.inflater
         compressed = False
+        fast = self._fast
+        join_max = self.join_max
+        self.joined = joined = bytearray() if join_max >= 0 else None
+        self._longest = -1
+        if fast is not None:
+            c_frame = -1 if max_frame is None else max_frame
+            c_msg = -1 if max_msg is None else max_msg
+            c_masked = not client
         while True:
             if first is not None:  # a large frame whose payload feed() assembled
                 b0, cls, payload, length, compressed = first
@@ -432,6 +486,28 @@ class FrameReader:
                 first = None
                 self._pending_text = None
             else:
+                if fast is not None and self._msg_cls is None and not self._validated:
+                    # Plain frames, as many as there are in a row, in C (they need no judgement).
+                    taken = len(out)
+                    pos, took_longest = fast(
+                        data,
+                        pos,
+                        c_masked,
+                        c_frame,
+                        c_msg,
+                        _NO_LIMIT if limit is None else limit - taken,
+                        _Text,
+                        _Binary,
+                        tag,
+                        out,
+                        codes,
+                        joined if self._longest <= join_max else None,
+                        join_max,
+                    )
+                    if len(out) != taken:
+                        self._pending_text = None
+                        if took_longest > self._longest:
+                            self._longest = took_longest
                 avail = end - pos
                 if avail < 2:
                     break
@@ -570,10 +646,14 @@ class FrameReader:
                     self._msg_size += len(payload) if compressed else length
                 if compressed:
                     append(make_compressed_frame(cls, payload, fin != 0, bool(b0 & 0x40)))
+                    if joined is not None:
+                        self._join(joined, payload)
                     code_append(length << 16 | tag | COMPRESSED | b0)
                     self.compressed += 1
                 else:
                     append(make_frame(cls, payload, fin != 0))
+                    if joined is not None:
+                        self._join(joined, payload)
                     code_append(length << 16 | tag | b0)  # = header_code(...): b0 is the low byte
             else:
                 if opcode == 8:
@@ -581,10 +661,19 @@ class FrameReader:
                     if v is not None:
                         return v
                 append(make_frame(cls, payload))
+                if joined is not None:
+                    self._join(joined, payload)
                 code_append(length << 16 | tag | b0)
                 self.controls += 1
         self._keep(data, pos, 2)
         return None
+
+    def _join(self, joined: bytearray, payload: bytes) -> None:
+        n = len(payload)
+        if n > self._longest:
+            self._longest = n
+        if self._longest <= self.join_max:
+            joined += payload
 
     def _header_violation(self, b0: int, b1: int) -> Violation:
         """Describe what is wrong with a frame, judged from its first two bytes."""
@@ -670,6 +759,8 @@ class FrameReader:
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _Text = FRAME_CLASSES[FrameType.TEXT]
+_Binary = FRAME_CLASSES[FrameType.BINARY]
+_NO_LIMIT = 1 << 62
 _BAD_OPCODES = frozenset((3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF))
 
 

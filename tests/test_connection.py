@@ -52,7 +52,7 @@ def test_frames_go_across_with_type_fin_and_the_header_code(client_side):
     got, rx_codes, violation = transfer(me, peer)
     assert violation is None and got == sent
     assert codes == [header_code(f.type, True, 0, len(f.data)) for f in sent]
-    assert rx_codes == [c | RX for c in codes]
+    assert list(rx_codes) == [c | RX for c in codes]
 
 
 @SIDES
@@ -224,7 +224,8 @@ def test_each_violation_is_a_value_and_fail_sends_its_code(client_side, kind):
     assert peer_violation is None and peer_got[-1].read_reason().code == code
     assert me.fail() is None  # once
     # Nothing more is accepted, and sending now raises the failure.
-    assert me.receive_data(peer_bytes(client_side, 1, b"more")) == ([], [], None)
+    frames, codes, violation = me.receive_data(peer_bytes(client_side, 1, b"more"))
+    assert (frames, list(codes), violation) == ([], [], None)
     with pytest.raises(PeerProtocolError):
         me.send(Frame.Text("after the failure"))
     me.receive_eof()

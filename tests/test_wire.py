@@ -100,7 +100,8 @@ def test_utf8_may_split_across_fragments_but_not_be_invalid():
 def test_violations_are_values_with_the_rfc_close_code(wire, code, words):
     _frames, violation, reader = parse_all(wire)
     assert violation is not None and violation.code == code and words in violation.reason
-    assert reader.feed(encode_frame(1, b"more", mask=False)) == ([], [], None)  # nothing after a failure
+    frames, codes, violation = reader.feed(encode_frame(1, b"more", mask=False))
+    assert (frames, list(codes), violation) == ([], [], None)  # nothing after a failure
 
 
 def test_server_side_requires_masked_frames():

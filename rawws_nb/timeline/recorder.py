@@ -167,19 +167,24 @@ class _Packed:
     """The payloads of a batch of small received frames, joined into one `bytes` (so the
     frames' own payload objects can be freed as soon as the consumer drops them: keeping
     them alive was most of the cost of recording a flood). Each row of the batch holds a
-    reference to this object in the recorder's payload list; `offsets` (set when the
-    batch is flushed) says where each row's payload starts and ends."""
+    reference to this object in the recorder's payload list. When the batch is flushed,
+    `ends` is the running total of the payload lengths of the rows flushed with it and
+    `at` the batch's first index there: row i's payload ends at `ends[i]`."""
 
-    __slots__ = ("blob", "first", "offsets")
+    __slots__ = ("at", "blob", "ends", "first")
 
     def __init__(self, blob: bytes) -> None:
         self.blob = blob
         self.first = -1  # absolute row number of the batch's first frame
-        self.offsets: list[int] = []
+        self.at = 0
+        self.ends: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def payload(self, row: int) -> bytes:
-        j = row - self.first
-        return self.blob[self.offsets[j] : self.offsets[j + 1]]
+        ends, at = self.ends, self.at
+        i = at + row - self.first
+        base = int(ends[at - 1]) if at else 0
+        start = int(ends[i - 1]) - base if i > at else 0
+        return self.blob[start : int(ends[i]) - base]
 
 
 _PACK_MIN = 8  # frames read at once from which a batch's payloads are packed
@@ -228,7 +233,7 @@ class Recorder:
         # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
         # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
         # numbers are derived, vectorised, when the rows are materialised (`_flush`).
-        self._stage: list[int] = []  # a list: extending it by the reader's list of codes is a pointer copy
+        self._stage = array("q")  # an array: extending it by the reader's array of codes is one copy
         self._tpos = array("q")
         self._tval = array("q")
         self._last_t = t0
@@ -296,12 +301,28 @@ class Recorder:
         if len(kept) > self.capacity:
             self._trim()
 
-    def stage_rx(self, t_ns: int, codes: Sequence[int], frames: Sequence[Frame], compressed: int = 0) -> None:
+    @property
+    def join_max(self) -> int:
+        """The longest payload of a batch that `stage_rx` takes `joined` for (the payload
+        cap, at most 512 bytes): a reader joining its frames' payloads up to this length
+        saves the recorder touching each frame."""
+        return min(self.payload_cap, _PACK_MAX_LENGTH)
+
+    def stage_rx(
+        self,
+        t_ns: int,
+        codes: Sequence[int],
+        frames: Sequence[Frame],
+        compressed: int = 0,
+        joined: bytes | bytearray | None = None,
+    ) -> None:
         """Record frames read at once, all at `t_ns`: `codes` are their header codes (as
         `rawws_nb.frames.header_code` packs them, direction `RX`), `frames` the frames, in
         the same order (payloads are kept as `stage_tx` keeps them). `compressed`: how
         many of them belong to compressed messages (their payloads are inflated, their
-        codes' lengths the wire lengths). A few C-level calls per batch, whatever its size."""
+        codes' lengths the wire lengths). `joined`: all the frames' payloads in one buffer,
+        when none is longer than `join_max` (a reader's `joined`): then the frames are not
+        touched at all. A few C-level calls per batch, whatever its size."""
         if not codes:
             return
         stage = self._stage
@@ -320,6 +341,11 @@ class Recorder:
                     payload.append(data if len(data) <= cap else data[:cap])
                 else:
                     payload.append(data if c >> 16 <= cap or c & 8 else data[:cap])
+        elif joined is not None and len(codes) >= _PACK_MIN:
+            # Small frames whose payloads the reader already joined: no per-frame work.
+            packed = _Packed(bytes(joined))
+            self._packing.append((len(stage) - len(codes), len(codes), packed))
+            payload.extend(repeat(packed, len(codes)))
         else:
             longest = max(codes) >> 16
             if longest > cap:
@@ -342,22 +368,26 @@ class Recorder:
         k = len(stage)
         if not k:
             return
-        codes = np.array(stage, dtype=np.int64)
+        codes = np.frombuffer(stage, dtype=np.int64).copy()
         tpos = np.frombuffer(self._tpos, dtype=np.int64).copy()
         tval = np.frombuffer(self._tval, dtype=np.int64).copy()
         del stage[:], self._tpos[:], self._tval[:]
         if len(tpos):
-            at = np.searchsorted(tpos, np.arange(k), side="right") - 1
-            t = np.where(at >= 0, tval[np.maximum(at, 0)], self._last_t)
+            # Each batch's timestamp repeated over its rows (rows before the first batch
+            # keep the last timestamp).
+            t = np.repeat(tval, np.diff(tpos, append=k))
+            if tpos[0]:
+                t = np.concatenate((np.full(int(tpos[0]), self._last_t, dtype=np.int64), t))
             self._last_t = int(tval[-1])
         else:
             t = np.full(k, self._last_t, dtype=np.int64)
         if self._packing:
             first = self._base + len(self._payload) - k  # absolute row of stage index 0
-            for start, count, packed in self._packing:
-                lengths = codes[start : start + count] >> 16
+            ends = np.cumsum(codes >> 16)
+            for start, _count, packed in self._packing:
+                packed.ends = ends
+                packed.at = start
                 packed.first = first + start
-                packed.offsets = [0, *np.cumsum(lengths).tolist()]
             self._packing.clear()
         code = codes & 0xFFFF
         rows = np.empty(k, dtype=ROW_DTYPE)
@@ -408,7 +438,12 @@ class Recorder:
         code &= 0xFFFF
         if code & COMPRESSED:
             return self.add_error(
-                t_ns, code, payload, len(payload) if wire_length is None else wire_length, message, None,
+                t_ns,
+                code,
+                payload,
+                len(payload) if wire_length is None else wire_length,
+                message,
+                None,
                 inflated=len(payload),
             )
         self._flush()

@@ -1,0 +1,353 @@
+/* rawws_nb._speedups: the compiled fast path of rawws_nb.wire (optional).
+ *
+ * Two functions, each with a pure-Python equivalent in wire.py that stays the reference
+ * and the fallback (the module is built when a C compiler is there; RAWWS_NB_PURE=1
+ * turns it off):
+ *
+ *   mask(data, key, prefix=b"") -> bytes
+ *       prefix + (data XOR the 4-byte key repeated): RFC 6455 section 5.3.
+ *
+ *   read_simple(data, pos, masked, max_frame, max_message, count, text, binary, tag,
+ *               frames, codes, joined, join_max) -> (int, int)
+ *       Parses, from data[pos:], at most `count` frames of the one shape that needs no
+ *       judgement: a complete, final (fin) Text or Binary frame with no rsv bit, masked
+ *       exactly when `masked`, minimally encoded length within `max_frame` and
+ *       `max_message` (-1: no limit), and, for Text, valid UTF-8. Each one is appended
+ *       to `frames` (an instance of `text` or `binary` with `data` and `fin` set, as
+ *       frames.make_frame builds it) and its header code to `codes`, an array('q')
+ *       (length << 16 | tag | first header byte, as frames.header_code packs it).
+ *       `joined` (a bytearray, or None): each payload is appended to it too, as long as
+ *       none so far was longer than `join_max`. Returns the position after the last
+ *       frame taken and the longest payload taken (-1: none). It stops at the first frame of any other shape,
+ *       incomplete or invalid, without judging it: the Python reader takes that one
+ *       (and reports any violation). The caller only calls it between messages.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static PyObject *data_descr = NULL; /* Frame.__dict__["data"], a member descriptor */
+static PyObject *fin_descr = NULL;  /* Frame.__dict__["fin"] */
+
+/* XOR n bytes of src with the key (key4 as read from memory), into dst. */
+static void
+xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char key[4])
+{
+    uint64_t k8;
+    uint32_t k4;
+    memcpy(&k4, key, 4);
+    k8 = ((uint64_t)k4 << 32) | k4;
+    Py_ssize_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t a, b, c, d;
+        memcpy(&a, src + i, 8);
+        memcpy(&b, src + i + 8, 8);
+        memcpy(&c, src + i + 16, 8);
+        memcpy(&d, src + i + 24, 8);
+        a ^= k8; b ^= k8; c ^= k8; d ^= k8;
+        memcpy(dst + i, &a, 8);
+        memcpy(dst + i + 8, &b, 8);
+        memcpy(dst + i + 16, &c, 8);
+        memcpy(dst + i + 24, &d, 8);
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a;
+        memcpy(&a, src + i, 8);
+        a ^= k8;
+        memcpy(dst + i, &a, 8);
+    }
+    for (; i < n; i++) {
+        dst[i] = src[i] ^ key[i & 3];
+    }
+}
+
+static PyObject *
+speedups_mask(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"data", "key", "prefix", NULL};
+    Py_buffer data, key, prefix = {0};
+    PyObject *out = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*|y*:mask", kwlist, &data, &key, &prefix)) {
+        return NULL;
+    }
+    if (key.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "the mask key must be 4 bytes");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, prefix.len + data.len);
+    if (out == NULL) {
+        goto done;
+    }
+    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+    if (prefix.len) {
+        memcpy(dst, prefix.buf, prefix.len);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    xor_mask(dst + prefix.len, (const unsigned char *)data.buf, data.len, (const unsigned char *)key.buf);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&key);
+    if (prefix.obj != NULL) {
+        PyBuffer_Release(&prefix);
+    }
+    return out;
+}
+
+/* Strict UTF-8 (as bytes.decode("utf-8") accepts it: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). */
+static int
+utf8_valid(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+        }
+        else if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
+            i += 2;
+        }
+        else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n) return 0;
+            unsigned char c1 = s[i + 1];
+            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
+            if (c == 0xE0 && c1 < 0xA0) return 0; /* overlong */
+            if (c == 0xED && c1 > 0x9F) return 0; /* surrogate */
+            i += 3;
+        }
+        else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n) return 0;
+            unsigned char c1 = s[i + 1];
+            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80) return 0;
+            if (c == 0xF0 && c1 < 0x90) return 0; /* overlong */
+            if (c == 0xF4 && c1 > 0x8F) return 0; /* above U+10FFFF */
+            i += 4;
+        }
+        else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+speedups_utf8_valid(PyObject *module, PyObject *arg)
+{
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int ok = utf8_valid((const unsigned char *)b.buf, b.len);
+    PyBuffer_Release(&b);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *
+speedups_configure(PyObject *module, PyObject *args)
+{
+    PyObject *d, *f;
+    if (!PyArg_ParseTuple(args, "OO:configure", &d, &f)) {
+        return NULL;
+    }
+    if (Py_TYPE(d)->tp_descr_set == NULL || Py_TYPE(f)->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes the Frame class's data and fin slot descriptors");
+        return NULL;
+    }
+    Py_INCREF(d);
+    Py_INCREF(f);
+    Py_XSETREF(data_descr, d);
+    Py_XSETREF(fin_descr, f);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "read_simple() takes 13 arguments");
+        return NULL;
+    }
+    if (data_descr == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "read_simple() before configure()");
+        return NULL;
+    }
+    PyObject *data = args[0];
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_SetString(PyExc_TypeError, "read_simple() needs bytes");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    int masked = PyObject_IsTrue(args[2]);
+    long long max_frame = PyLong_AsLongLong(args[3]);
+    long long max_msg = PyLong_AsLongLong(args[4]);
+    Py_ssize_t count = PyLong_AsSsize_t(args[5]);
+    PyObject *text_cls = args[6];
+    PyObject *binary_cls = args[7];
+    unsigned long long tag = PyLong_AsUnsignedLongLong(args[8]);
+    PyObject *frames = args[9];
+    PyObject *codes = args[10];
+    PyObject *joined = args[11];
+    long long join_max = PyLong_AsLongLong(args[12]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyType_Check(text_cls) || !PyType_Check(binary_cls) || !PyList_CheckExact(frames)) {
+        PyErr_SetString(PyExc_TypeError, "read_simple(): frame classes and a list expected");
+        return NULL;
+    }
+    if (joined == Py_None) {
+        joined = NULL;
+    }
+    else if (!PyByteArray_CheckExact(joined)) {
+        PyErr_SetString(PyExc_TypeError, "read_simple(): joined must be a bytearray or None");
+        return NULL;
+    }
+    long long longest = -1;
+    /* The codes, gathered here and added to the array at the end (one call). */
+    uint64_t local[512];
+    uint64_t *code_buf = local;
+    Py_ssize_t code_cap = 512;
+    PyObject *result = NULL;
+    descrsetfunc set_data = Py_TYPE(data_descr)->tp_descr_set;
+    descrsetfunc set_fin = Py_TYPE(fin_descr)->tp_descr_set;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t end = PyBytes_GET_SIZE(data);
+    Py_ssize_t taken = 0;
+    if (pos < 0) {
+        pos = 0;
+    }
+    while (taken < count && end - pos >= 2) {
+        unsigned int b0 = p[pos], b1 = p[pos + 1];
+        if ((b0 & 0xF0) != 0x80) break; /* fin, no rsv bit */
+        unsigned int opcode = b0 & 0x0F;
+        if (opcode != 1 && opcode != 2) break;
+        if (((b1 & 0x80) != 0) != (masked != 0)) break;
+        unsigned long long length = b1 & 0x7F;
+        Py_ssize_t head = 2;
+        if (length == 126) {
+            if (end - pos < 4) break;
+            length = ((unsigned long long)p[pos + 2] << 8) | p[pos + 3];
+            if (length < 126) break;
+            head = 4;
+        }
+        else if (length == 127) {
+            if (end - pos < 10) break;
+            length = 0;
+            for (int i = 0; i < 8; i++) {
+                length = (length << 8) | p[pos + 2 + i];
+            }
+            if ((length >> 63) || length < 65536) break;
+            head = 10;
+        }
+        if (masked) head += 4;
+        if (max_frame >= 0 && length > (unsigned long long)max_frame) break;
+        if (max_msg >= 0 && length > (unsigned long long)max_msg) break;
+        if (end - pos < head || (unsigned long long)(end - pos - head) < length) break; /* incomplete */
+        const unsigned char *src = p + pos + head;
+        Py_ssize_t n = (Py_ssize_t)length;
+        PyObject *payload;
+        if (masked) {
+            payload = PyBytes_FromStringAndSize(NULL, n);
+            if (payload == NULL) goto error;
+            xor_mask((unsigned char *)PyBytes_AS_STRING(payload), src, n, src - 4);
+            src = (const unsigned char *)PyBytes_AS_STRING(payload);
+        }
+        else {
+            payload = PyBytes_FromStringAndSize((const char *)src, n);
+            if (payload == NULL) goto error;
+        }
+        if (opcode == 1 && !utf8_valid(src, n)) {
+            Py_DECREF(payload);
+            break; /* the Python reader reports it */
+        }
+        PyTypeObject *cls = (PyTypeObject *)(opcode == 1 ? text_cls : binary_cls);
+        PyObject *frame = cls->tp_alloc(cls, 0);
+        if (frame == NULL) {
+            Py_DECREF(payload);
+            goto error;
+        }
+        int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0;
+        if (!bad && joined != NULL && longest <= join_max) {
+            if ((long long)n <= join_max) {
+                Py_ssize_t at = PyByteArray_GET_SIZE(joined);
+                bad = PyByteArray_Resize(joined, at + n) < 0;
+                if (!bad && n) {
+                    memcpy(PyByteArray_AS_STRING(joined) + at, src, n);
+                }
+            }
+        }
+        Py_DECREF(payload);
+        if (bad) {
+            Py_DECREF(frame);
+            goto error;
+        }
+        /* A frame holds only bytes and bools: it can be in no reference cycle. */
+        if (PyObject_IS_GC(frame)) {
+            PyObject_GC_UnTrack(frame);
+        }
+        if (PyList_Append(frames, frame) < 0) {
+            Py_DECREF(frame);
+            goto error;
+        }
+        Py_DECREF(frame);
+        if (taken == code_cap) {
+            Py_ssize_t bigger = code_cap * 4;
+            uint64_t *grown = PyMem_Malloc(bigger * sizeof(uint64_t));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            memcpy(grown, code_buf, taken * sizeof(uint64_t));
+            if (code_buf != local) PyMem_Free(code_buf);
+            code_buf = grown;
+            code_cap = bigger;
+        }
+        code_buf[taken] = (length << 16) | tag | b0;
+        if ((long long)n > longest) longest = (long long)n;
+        pos += head + n;
+        taken++;
+    }
+    if (taken) {
+        PyObject *r = PyObject_CallMethod(codes, "frombytes", "y#", (const char *)code_buf,
+                                          (Py_ssize_t)(taken * sizeof(uint64_t)));
+        if (r == NULL) goto error;
+        Py_DECREF(r);
+    }
+    result = Py_BuildValue("nL", pos, longest);
+error:
+    if (code_buf != local) PyMem_Free(code_buf);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_VARARGS | METH_KEYWORDS,
+     "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
+    {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},
+    {"configure", speedups_configure, METH_VARARGS,
+     "configure(data_descriptor, fin_descriptor): the Frame slots read_simple() sets."},
+    {"read_simple", (PyCFunction)(void (*)(void))speedups_read_simple, METH_FASTCALL,
+     "read_simple(data, pos, masked, max_frame, max_message, count, text, binary, tag, frames, codes, joined, "
+     "join_max) -> (pos, longest)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "rawws_nb._speedups", "The compiled fast path of rawws_nb.wire.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module_def);
+}
