@@ -160,7 +160,12 @@ SERVERS = {
 
 async def _main(kind: str) -> None:
     port = await SERVERS[kind]()
-    print(f"PORT {port}", flush=True)
+    if kind == "picows":
+        # The TCP floor served by the same process and event loop as the WebSocket echo:
+        # both then share one placement on the CPUs, so their ratio measures the protocol.
+        print(f"PORT {port} {await _serve_tcp()}", flush=True)
+    else:
+        print(f"PORT {port}", flush=True)
     loop = asyncio.get_running_loop()
     # Serve until the parent closes our stdin (or kills us).
     await loop.run_in_executor(None, sys.stdin.read)
@@ -174,6 +179,7 @@ class ServerProcess:
     kind: str
     port: int
     process: subprocess.Popen[str]
+    tcp_port: int | None = None  # the TCP echo in the same process (picows)
 
     @property
     def url(self) -> str:
@@ -210,12 +216,19 @@ def start_server(kind: str) -> ServerProcess:
     if not line.startswith("PORT "):
         proc.kill()
         raise RuntimeError(f"{kind} echo server failed to start (got {line!r})")
-    return ServerProcess(kind, int(line.split()[1]), proc)
+    ports = [int(p) for p in line.split()[1:]]
+    return ServerProcess(kind, ports[0], proc, ports[1] if len(ports) > 1 else None)
 
 
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "picows"
     if kind not in SERVERS:
         raise SystemExit(f"unknown server {kind!r}; one of {', '.join(SERVERS)}")
+    try:  # the servers on uvloop when it is installed (as picows's own benchmarks run)
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(kind))
+        run(_main(kind))

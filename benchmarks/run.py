@@ -231,7 +231,7 @@ async def run_matrix(cfg: Config, ws: ServerProcess, tcp: ServerProcess) -> Resu
                 works[name] = Workload(_prepare(client, seq_texts), _prepare(client, pipe_texts), bulk1m, bulk16m)
             try:
                 async with asyncio.timeout(TEST_TIMEOUT):
-                    await client.open(ws.url, tcp.port)
+                    await client.open(ws.url, ws.tcp_port or tcp.port)
                     await warm_up(client, works[name], cfg)
             except Exception as exc:
                 fail(name, rep, "open/warm-up", exc)
@@ -583,7 +583,8 @@ async def amain(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     ws = start_server(ws_kind)
     tcp = start_server("tcp")
     try:
-        print(f"echo servers: {ws_kind} on {ws.port}, tcp on {tcp.port}; clients: {', '.join(cfg.clients)}")
+        tcp_where = f"tcp on {ws.tcp_port} (same process)" if ws.tcp_port else f"tcp on {tcp.port}"
+        print(f"echo servers: {ws_kind} on {ws.port}, {tcp_where}; clients: {', '.join(cfg.clients)}")
         t0 = perf()
         res = await run_matrix(cfg, ws, tcp)
         matrix_s = perf() - t0

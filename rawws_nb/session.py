@@ -69,7 +69,7 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 _time_ns = time.time_ns
 _perf = time.perf_counter
 _DIRECT_WRITE = 16384  # a frame this large is written at once, never joined into a batch
-_CORK_LIMIT = 65536  # a batch of small frames is written once it reaches this size
+_CORK_LIMIT = 4096  # a batch of small frames is written once it reaches this size (the peer starts early)
 
 _FAILURE: Any = object()  # marks, in `incoming`, where a peer violation was detected
 
