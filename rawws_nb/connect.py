@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -182,6 +183,7 @@ async def _open(
     keylog: str | os.PathLike[str] | None = None,
     auto_pong: bool = False,
     ping_interval: float | None = None,
+    sock: socket.socket | None = None,
 ) -> RawSession:
     if secure is None and tls not in (None, False):
         secure = True
@@ -224,13 +226,13 @@ async def _open(
         ping_interval=ping_interval,
     )
     handshake = ClientHandshake(builder, target)
-    chosen = select_proxy(proxy, target.host, target.port, target.secure)
+    chosen = select_proxy(proxy, target.host, target.port, target.secure) if sock is None else None
     info = HandshakeInfo(url=target.url, proxy=chosen.url if chosen is not None else None)
     proto = _HandshakeProtocol(session, handshake, info, offer)
     try:
         async with asyncio.timeout(open_timeout):
             await open_transport(
-                proto, target.host, target.port, tls=ssl_ctx, proxy=chosen, proxy_tls=proxy_tls, info=info
+                proto, target.host, target.port, tls=ssl_ctx, proxy=chosen, proxy_tls=proxy_tls, info=info, sock=sock
             )
             await proto.done
     except TimeoutError:
@@ -280,7 +282,8 @@ async def web_socket_raw_session(url: str | None = None, **options: Any) -> RawS
     `headers`, `open_timeout`, `close_timeout`, `max_message_size`, `max_frame_size`,
     `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`, `proxy`
     (True: from the environment, loopback direct; a proxy URL; None: direct),
-    `proxy_tls` (the context that verifies an https:// proxy).
+    `proxy_tls` (the context that verifies an https:// proxy), `sock` (a socket already
+    connected to the server: used instead of opening one; the proxy is then not used).
     `session.handshake` then shows the exchange and its timings (`HandshakeInfo`).
     """
     return await _open(url, **options)
