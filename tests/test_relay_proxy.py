@@ -8,8 +8,12 @@ opens real loopback connections."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
 import ssl
+import subprocess
+import sys
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -424,3 +428,80 @@ async def test_proxy_mode_save_and_the_ca_file(tmp_path):
         saved = relay.save_timeline(tmp_path / "proxy.parquet")
     df = rw.read_timeline(saved)
     assert set(df.leg) == {"client", "upstream"} and df.attrs["upstream"] is None
+
+
+# -- the CLI, as real processes ------------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "rawws_nb.cli", "relay"]
+
+
+async def test_cli_relay_proxy_prints_flows_and_tunnels_writes_the_ca_and_saves(tmp_path):
+    async def tcp_echo(reader, writer):
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    ca_file, save = tmp_path / "relay-ca.pem", tmp_path / "proxy.parquet"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "--proxy",
+        "--flows",
+        "1",
+        "--ca-out",
+        str(ca_file),
+        "--save",
+        str(save),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        match = re.search(r"relay on (http://\S+) as an HTTP proxy", line)
+        assert match and str(ca_file) in line, line
+        proxy_url = match.group(1)
+        async with rw.serve() as server, await asyncio.start_server(tcp_echo, "127.0.0.1", 0) as tcp:
+            host, port = proxy_url.removeprefix("http://").rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            tcp_port = port_of(tcp)
+            target = f"127.0.0.1:{tcp_port}"
+            writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            await read_head(reader)
+            writer.write(b"\x00raw")
+            assert await asyncio.wait_for(reader.read(), 5) == b"\x00raw"
+            writer.close()
+            async with ws_connect(server.url + "/echo", proxy=proxy_url, compression=None) as ws:
+                await ws.send("through the cli proxy")
+                assert await ws.recv() == "through the cli proxy"
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err
+    text = out.decode()
+    assert f"tunnel 1: connect 127.0.0.1:{tcp_port} (not HTTP)" in text
+    assert "tunnel 1 ended: 4 bytes up, 4 down" in text
+    assert f"flow 1: /echo -> {server.url}/echo" in text
+    for leg, arrow in [("client  ", "← RX"), ("upstream", "→ TX"), ("upstream", "← RX"), ("client  ", "→ TX")]:
+        assert re.search(rf"\[flow 1 {leg}\] .*{arrow} TEXT .*'through the cli proxy'", text), (leg, arrow)
+    assert ca_file.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    df = rw.read_timeline(save)
+    assert set(df.leg) == {"client", "upstream"} and "Traceback" not in err.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the following arguments are required: upstream (or --proxy"),
+        (["--proxy", "ws://127.0.0.1:1"], "give UPSTREAM or --proxy, not both"),
+        (["ws://127.0.0.1:1", "--ca-out", "ca.pem"], "--ca-out goes with --proxy"),
+        (["--proxy", "--ca-out", "/no/such/dir/ca.pem"], "--ca-out: no such directory"),
+        (["--proxy", "--port", "70000"], "not a TCP port"),
+    ],
+)
+def test_cli_relay_proxy_bad_input_is_one_line_and_exit_2(args, message):
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
