@@ -1137,7 +1137,7 @@ class Relay:
                 headers=forwarded,
                 subprotocols=list(req.subprotocols),
                 compression=compress,
-                tls=self.upstream_tls,
+                tls=self.upstream_tls if url.startswith("wss:") else None,  # tls= alone would mean wss
                 proxy=self.proxy if sock is None and not self.proxy_mode else None,
                 sock=sock,
                 open_timeout=self.open_timeout,

@@ -130,6 +130,15 @@ async def test_wss_is_intercepted_with_the_relay_ca(ca, client_tls):
         assert relay.tunnels == []
 
 
+async def test_upstream_tls_applies_to_wss_only(client_tls):
+    """A proxy relay given upstream_tls (for its wss targets) still opens ws:// targets plainly."""
+    async with ws_serve(echo, "127.0.0.1", 0) as server, rw.relay(None, upstream_tls=client_tls) as relay:
+        async with ws_connect(f"ws://127.0.0.1:{port_of(server)}/", proxy=relay.url) as ws:
+            await ws.send("plain")
+            assert await ws.recv() == "plain"
+        assert relay.flows[0].upstream_url.startswith("ws://")
+
+
 async def test_a_wss_upstream_is_verified_by_default(ca):
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_tls)
