@@ -44,6 +44,37 @@ writes one connection per flow and leg.
 TLS: `tls=` a server `ssl.SSLContext` listens with wss (`LocalCA` makes a local CA and
 a certificate for a host name); a wss upstream is verified by default (`upstream_tls=`
 an `ssl.SSLContext` to trust another CA).
+
+Proxy mode (`rw.relay(None)`): the relay is an HTTP proxy at `relay.url`
+(`http://127.0.0.1:PORT`; https:// with `tls=`), for clients whose proxy setting points
+at it. The targets are the hosts the clients ask for, connected directly (`proxy=` is
+not used):
+
+* `CONNECT host:port`: the relay connects to the target first (502 with the reason if
+  it cannot), answers `200 Connection established`, and the tunnel's first bytes decide.
+  A TLS ClientHello: the relay terminates the TLS with a certificate for `host` issued
+  by `relay.ca` (a `LocalCA`, made per relay unless `ca=` gives one; one certificate per
+  host, cached; the clients must trust it: `relay.ca.cert_pem`, `relay.write_ca(path)`)
+  and reads the request inside. A WebSocket upgrade (in TLS or plain) becomes a `Flow`
+  to wss://host:port + path (verified as usual, `upstream_tls=`) or ws://host:port +
+  path, over the connection already opened. Anything else is a `Tunnel`, bytes passed
+  both ways untouched: not HTTP, HTTP that is no upgrade, a target that speaks first,
+  nothing decisive within HANDSHAKE_TIMEOUT, and TLS for hosts not intercepted
+  (`intercept_tls=False`, or a predicate `f(host, port) -> bool`). HTTP inside
+  terminated TLS that is no upgrade goes on over a new TLS session to the target (a
+  "https" tunnel, decrypted bytes counted; 502 inside the TLS if the target's TLS fails).
+* absolute-form requests (`GET http://host:port/path`): an upgrade becomes a flow to
+  ws://host:port/path; any other request is forwarded as plain HTTP: sent to the target
+  in origin form with `Connection: close` (Proxy-* headers removed), on a connection of
+  its own, and the answer passed back byte for byte (an "http" tunnel); the client's
+  connection closes after that answer (no keep-alive through the relay).
+* anything else (an origin-form request, a request h11 cannot parse, a CONNECT target
+  that is no host:port): 400 with the reason.
+
+Flows from proxy mode are ordinary flows (hooks, `intercept`, the timeline, the
+`RelayPanel`). `relay.tunnels` lists the tunnels (`kind`, `host`, `port`, `bytes_up`,
+`bytes_down`, `reason`, `error`), `relay.tunnel_table` as a DataFrame; `relay.refused`
+the 400s and 502s. `relay.close()` ends flows, tunnels and undecided connections.
 """
 
 from __future__ import annotations
@@ -1611,7 +1642,7 @@ def relay(
     **options: Any,
 ) -> _RelayStart:
     """Start a relay to `upstream` (a ws:// or wss:// URL; the client's path and query
-    are appended) in the running loop: `relay = await rw.relay(...)` or
+    are appended; None: an HTTP proxy, see "Proxy mode" in the module docstring) in the running loop: `relay = await rw.relay(...)` or
     `async with rw.relay(...) as relay:`. Binds 127.0.0.1 unless told otherwise
     (`port=0`: a free port). See the module docstring for what it forwards and how.
 
@@ -1619,5 +1650,7 @@ def relay(
     system's CAs), `compression` ("auto", None, or a `rawws_nb.Deflate`), `proxy` (for
     the upstream connections, as the connect functions take it), `open_timeout`,
     `close_timeout`, `max_message_size`, `max_queue`, `record`, `timeline_capacity`,
-    `payload_cap` (each leg's session options)."""
+    `payload_cap` (each leg's session options); in proxy mode `ca` (a `LocalCA` to
+    issue the intercepted hosts' certificates; default: a new one, `relay.ca`) and
+    `intercept_tls` (True, False, or `f(host, port) -> bool`)."""
     return _RelayStart(Relay(upstream, host, port, on_frame, tls, **options))
