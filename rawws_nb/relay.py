@@ -1013,6 +1013,18 @@ class Relay:
     async def _tunnel_decided(
         self, sniffer: _Sniffer, kind: str, why: str, host: str, port: int, sock: socket.socket, outer: bool
     ) -> None:
+        try:
+            await self._tunnel_decided_unguarded(sniffer, kind, why, host, port, sock, outer)
+        except Exception as exc:  # a bug or an odd request must not leave a task failing unseen
+            sock.close()
+            if sniffer.transport is not None:
+                sniffer.transport.abort()
+            tunnel = self._new_tunnel("connect" if outer else "https", host, port, why)
+            tunnel.end(f"the relay could not handle this tunnel: {type(exc).__name__}: {exc}")
+
+    async def _tunnel_decided_unguarded(
+        self, sniffer: _Sniffer, kind: str, why: str, host: str, port: int, sock: socket.socket, outer: bool
+    ) -> None:
         transport = sniffer.transport
         assert transport is not None
         if transport.is_closing():
@@ -1642,9 +1654,10 @@ def relay(
     **options: Any,
 ) -> _RelayStart:
     """Start a relay to `upstream` (a ws:// or wss:// URL; the client's path and query
-    are appended; None: an HTTP proxy, see "Proxy mode" in the module docstring) in the running loop: `relay = await rw.relay(...)` or
-    `async with rw.relay(...) as relay:`. Binds 127.0.0.1 unless told otherwise
-    (`port=0`: a free port). See the module docstring for what it forwards and how.
+    are appended; None: an HTTP proxy, see "Proxy mode" in the module docstring) in the
+    running loop: `relay = await rw.relay(...)` or `async with rw.relay(...) as relay:`.
+    Binds 127.0.0.1 unless told otherwise (`port=0`: a free port). See the module
+    docstring for what it forwards and how.
 
     Options: `upstream_tls` (an `ssl.SSLContext` verifying a wss upstream; default: the
     system's CAs), `compression` ("auto", None, or a `rawws_nb.Deflate`), `proxy` (for
