@@ -44,8 +44,14 @@ class _HandshakeProtocol(asyncio.Protocol):
     request and the response head as they went over the wire for `session.handshake`."""
 
     def __init__(
-        self, session: RawSession, handshake: ClientHandshake, info: HandshakeInfo, compression: Deflate | None
+        self,
+        session: RawSession,
+        handshake: ClientHandshake,
+        info: HandshakeInfo,
+        compression: Deflate | None,
+        passthrough: bool = False,
     ) -> None:
+        self.passthrough = passthrough  # permessage-deflate negotiated is not applied (a relay's passthrough)
         self.session = session
         self.handshake = handshake
         self.info = info
@@ -87,12 +93,15 @@ class _HandshakeProtocol(asyncio.Protocol):
         session.subprotocol = accepted.subprotocol
         session.response_headers = accepted.headers
         deflate = None
-        if accepted.deflate is not None:
+        passthrough = self.passthrough and accepted.deflate is not None
+        if accepted.deflate is not None and not passthrough:
             settings = self.compression or Deflate()
             deflate = PerMessageDeflate(
                 accepted.deflate, client=True, level=settings.level, mem_level=settings.mem_level
             )
-        session.attach(self.transport, accepted.trailing, extensions=accepted.extensions, deflate=deflate)
+        session.attach(
+            self.transport, accepted.trailing, extensions=accepted.extensions, deflate=deflate, passthrough=passthrough
+        )
         self.done.set_result(accepted)
 
     def _record_head(self) -> None:
@@ -184,6 +193,7 @@ async def _open(
     auto_pong: bool = False,
     ping_interval: float | None = None,
     sock: socket.socket | None = None,
+    deflate_passthrough: bool = False,
 ) -> RawSession:
     if secure is None and tls not in (None, False):
         secure = True
@@ -228,7 +238,7 @@ async def _open(
     handshake = ClientHandshake(builder, target)
     chosen = select_proxy(proxy, target.host, target.port, target.secure) if sock is None else None
     info = HandshakeInfo(url=target.url, proxy=chosen.url if chosen is not None else None)
-    proto = _HandshakeProtocol(session, handshake, info, offer)
+    proto = _HandshakeProtocol(session, handshake, info, offer, deflate_passthrough)
     try:
         async with asyncio.timeout(open_timeout):
             await open_transport(
@@ -283,7 +293,9 @@ async def web_socket_raw_session(url: str | None = None, **options: Any) -> RawS
     `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`, `proxy`
     (True: from the environment, loopback direct; a proxy URL; None: direct),
     `proxy_tls` (the context that verifies an https:// proxy), `sock` (a socket already
-    connected to the server: used instead of opening one; the proxy is then not used).
+    connected to the server: used instead of opening one; the proxy is then not used),
+    `deflate_passthrough` (a relay's: permessage-deflate, when the response agrees to it,
+    is not applied: received payloads stay compressed, sends go out as given).
     `session.handshake` then shows the exchange and its timings (`HandshakeInfo`).
     """
     return await _open(url, **options)

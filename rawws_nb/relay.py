@@ -34,7 +34,14 @@ Compression (`compression="auto"`, the default): when the client offers
 permessage-deflate, the relay offers it upstream, and accepts the client's offer when
 the upstream accepted: each leg negotiates its own parameters and contexts, so hooks and
 the timeline see inflated data; a frame goes out compressed when it came compressed.
-`compression=None` strips the offer (neither leg compresses).
+`compression=None` strips the offer (neither leg compresses). `compression="passthrough"`:
+the client's `Sec-WebSocket-Extensions` offer goes upstream as is and the upstream's
+answer comes back as is; neither leg inflates or compresses (`Connection.opened(passthrough=True)`):
+frames are forwarded untouched, rsv1 and the compressed payload as they came. Hooks and
+the timeline then see compressed bytes (`frame.compressed` True; received rows
+`compressed` True with the raw length; sent rows as sent: rsv1 set, `compressed` False,
+since that side compressed nothing); `rewrite_text` leaves such frames alone. Only
+permessage-deflate can be agreed (another extension in the answer is a 502).
 
 `relay.timeline` is every flow's rows in time order with `flow` (id) and `leg`
 (`client` or `upstream`); `dir` is seen from the relay (`rx` on the client leg: sent by
@@ -717,12 +724,12 @@ class Relay:
     ) -> None:
         if upstream is not None:
             target = parse_url(upstream)  # ValueError for anything but a ws:// or wss:// URL
-        if compression == "passthrough":
+        if compression not in ("auto", "passthrough", None) and not isinstance(compression, Deflate):
             raise ValueError(
-                'compression="passthrough" is not supported yet: use "auto" (each leg negotiates its own) or None'
+                f'compression= takes "auto", "passthrough", None or a rawws_nb.Deflate(...), not {compression!r}'
             )
-        if compression not in ("auto", None) and not isinstance(compression, Deflate):
-            raise ValueError(f'compression= takes "auto", None or a rawws_nb.Deflate(...), not {compression!r}')
+        # passthrough: the client's offer goes upstream as is, frames stay compressed on both legs
+        self.passthrough = compression == "passthrough"
         self.upstream: str | None = target.url if upstream is not None else None
         self._base = target.url.split("?", 1)[0].rstrip("/") if upstream is not None else ""
         # Proxy mode: the CA whose certificates the relay shows for intercepted TLS.
@@ -1174,12 +1181,15 @@ class Relay:
         assert transport is not None
         forwarded = _merge(_end_to_end(req.headers, _NOT_FORWARDED))
         compress = self.compression if self.compression is not None and self._offered_deflate(req) else None
+        offer = [v for k, v in req.headers if k.lower() == "sec-websocket-extensions"] if self.passthrough else []
         try:
             upstream = await web_socket_raw_session(
                 url,
                 headers=forwarded,
                 subprotocols=list(req.subprotocols),
                 compression=compress,
+                request=(lambda builder: builder.extensions.extend(offer)) if offer else None,
+                deflate_passthrough=self.passthrough,
                 tls=self.upstream_tls if url.startswith("wss:") else None,  # tls= alone would mean wss
                 proxy=self.proxy if sock is None and not self.proxy_mode else None,
                 sock=sock,
@@ -1225,7 +1235,9 @@ class Relay:
         agreed = None
         if compress is not None and upstream.deflate is not None:
             agreed = conn.handshake.negotiate_deflate(compress)
-        response = conn.handshake.accept(upstream.subprotocol, agreed[1] if agreed else None)
+        # passthrough: the upstream's answer to the client's own offer goes back as is
+        passed = ", ".join(upstream.extensions) if self.passthrough else ""
+        response = conn.handshake.accept(upstream.subprotocol, passed or (agreed[1] if agreed else None))
         extra = _end_to_end(upstream.response_headers, _NOT_PASSED_BACK)
         if extra:  # the upstream's own end-to-end headers (Set-Cookie, ...) go back too
             lines = "".join(f"{k}: {v}\r\n" for k, v in extra).encode("latin-1", "replace")
@@ -1236,7 +1248,13 @@ class Relay:
         deflate = None
         if agreed is not None and compress is not None:
             deflate = PerMessageDeflate(agreed[0], client=False, level=compress.level, mem_level=compress.mem_level)
-        client.attach(transport, conn.handshake.trailing, extensions=[agreed[1]] if agreed else [], deflate=deflate)
+        client.attach(
+            transport,
+            conn.handshake.trailing,
+            extensions=[passed] if passed else [agreed[1]] if agreed else [],
+            deflate=deflate,
+            passthrough=bool(passed),
+        )
         transport.resume_reading()
         self._next_id += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -1285,7 +1303,9 @@ class Relay:
                         wire = 0 if in_message else opcode
                         in_message = not frame.fin
                     out = await self._outcome(flow, src, frame, wire, direction)
-                    if out and not await self._forward(flow, dst, dst_name, out, frame.compressed):
+                    # passthrough: as received (rsv1, compressed payload), not compressed again
+                    compressed = frame.compressed and not self.passthrough
+                    if out and not await self._forward(flow, dst, dst_name, out, compressed):
                         return  # dst has ended: the other pump ends the flow
                     frame = take()
         except SessionClosed as end:
@@ -1478,6 +1498,8 @@ def rewrite_text(
             open_messages.add(key)
         if continuing or not frame.fin or type(frame) is not Text or not _wants(direction, actual):
             return frame
+        if frame.compressed and flow.relay.passthrough:
+            return frame  # compressed bytes (compression="passthrough"): no text to rewrite
         text = frame.data.decode("utf-8")
         new = regex.sub(replacement, text)
         return frame if new == text else Text(new)
