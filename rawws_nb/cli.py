@@ -6,6 +6,7 @@ rawws-nb probe URL [--send TEXT] [--hex HEX] [--ping [DATA]] [-H 'Name: value'] 
                [--close CODE[:REASON]] [--answer-pings] [--wait S] [--count N] [--hexdump] [--json]
 rawws-nb connect URL [-H ...] [--subprotocol P] [--answer-pings] [--hexdump] [--json]
 rawws-nb relay UPSTREAM [--host 127.0.0.1] [--port N] [--save FILE.parquet] [--flows N] [--hexdump] [--json]
+rawws-nb relay --proxy [--port N] [--ca-out FILE.pem] [--save FILE.parquet] [--flows N] [--hexdump] [--json]
 rawws-nb demo
 
 Every frame, both directions, is printed from the session's timeline as it is recorded:
@@ -607,29 +608,54 @@ class _LegPrinter(FramePrinter):
 async def _relay(args: argparse.Namespace) -> int:
     from .relay import Relay
 
-    if args.save is not None:
-        parent = Path(args.save).resolve().parent
-        if not parent.is_dir():
-            raise UsageError(f"--save: no such directory: {parent}")
-    relay = Relay(args.upstream, host=args.host, port=args.port, payload_cap=_PAYLOAD_CAP)
+    if args.proxy and args.upstream is not None:
+        raise UsageError(f"give UPSTREAM or --proxy, not both ({args.upstream} and --proxy)")
+    if not args.proxy and args.upstream is None:
+        raise UsageError("the following arguments are required: upstream (or --proxy for an HTTP proxy)")
+    if args.ca_out is not None and not args.proxy:
+        raise UsageError("--ca-out goes with --proxy (the CA that signs the intercepted wss certificates)")
+    for option, value in (("--save", args.save), ("--ca-out", args.ca_out)):
+        if value is not None:
+            parent = Path(value).resolve().parent
+            if not parent.is_dir():
+                raise UsageError(f"{option}: no such directory: {parent}")
+    relay = Relay(None if args.proxy else args.upstream, host=args.host, port=args.port, payload_cap=_PAYLOAD_CAP)
     try:
         await relay.start()
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    ca_note = ""
+    if args.ca_out is not None:
+        try:
+            ca_path = relay.write_ca(args.ca_out)
+        except OSError as exc:
+            await relay.close()
+            raise UsageError(f"--ca-out: cannot write {args.ca_out}: {exc.strerror or exc}") from None
+        ca_note = f"; wss is intercepted: clients must trust the CA in {ca_path}"
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     options = {"json_mode": args.json, "hexdump": args.hexdump, "colour": colour}
 
     def note(text: str) -> None:
         print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    note(f"rawws-nb relay on {relay.url} -> {relay.upstream} (clients connect to {relay.url}/PATH); Ctrl-C stops it")
+    if relay.proxy_mode:
+        note(
+            f"rawws-nb relay on {relay.url} as an HTTP proxy (point clients' proxy setting at it{ca_note}); "
+            "Ctrl-C stops it"
+        )
+    else:
+        note(
+            f"rawws-nb relay on {relay.url} -> {relay.upstream} (clients connect to {relay.url}/PATH); Ctrl-C stops it"
+        )
     printers: list[_LegPrinter] = []
     seen_flows = 0
     seen_refusals = 0
+    seen_tunnels = 0
     ended: set[int] = set()
+    ended_tunnels: set[int] = set()
 
     def flush() -> None:
-        nonlocal seen_flows, seen_refusals
+        nonlocal seen_flows, seen_refusals, seen_tunnels
         for flow in relay.flows[seen_flows:]:
             note(
                 f"flow {flow.id}: {flow.path} -> {flow.upstream_url}"
@@ -641,6 +667,14 @@ async def _relay(args: argparse.Namespace) -> int:
         for refusal in relay.refused[seen_refusals:]:
             note(f"refused {refusal.path or '?'}: {refusal.status} {refusal.reason}")
         seen_refusals = len(relay.refused)
+        for tunnel in relay.tunnels[seen_tunnels:]:
+            note(f"tunnel {tunnel.id}: {tunnel.kind} {tunnel.target} ({tunnel.reason})")
+        seen_tunnels = len(relay.tunnels)
+        for tunnel in relay.tunnels:
+            if tunnel.ended and tunnel.id not in ended_tunnels:
+                ended_tunnels.add(tunnel.id)
+                error = f"; {tunnel.error}" if tunnel.error else ""
+                note(f"tunnel {tunnel.id} ended: {tunnel.bytes_up} bytes up, {tunnel.bytes_down} down{error}")
         rows = sorted((item for printer in printers for item in printer.take()), key=lambda item: item[0])
         if rows:
             print("\n".join(line for _, line in rows), flush=True)
@@ -833,10 +867,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="intercept: forward clients' WebSocket connections to UPSTREAM, printing frames of both legs",
         description="Listen for WebSocket clients and open UPSTREAM + the client's path for each, forwarding "
         "every frame both ways as it came (fragments, Ping, Pong, Close included); print the frames of both "
-        "legs (client: the relay facing the client, upstream: facing the server; tx/rx seen from the relay).",
+        "legs (client: the relay facing the client, upstream: facing the server; tx/rx seen from the relay). "
+        "With --proxy instead of UPSTREAM the relay is an HTTP proxy: each client's WebSocket connection "
+        "(ws, or wss with a certificate from the relay's CA, see --ca-out) becomes a flow to the host the "
+        "client asked for; other connections are tunnelled untouched and listed as tunnels.",
     )
     p_relay.add_argument(
-        "upstream", type=_arg(parse_ws_url), help="ws:// or wss:// URL of the server (the client's path is appended)"
+        "upstream",
+        nargs="?",
+        type=_arg(parse_ws_url),
+        help="ws:// or wss:// URL of the server (the client's path is appended); not with --proxy",
+    )
+    p_relay.add_argument(
+        "--proxy",
+        action="store_true",
+        help="be an HTTP proxy instead (CONNECT and absolute-form requests): clients' WebSocket connections "
+        "become flows (wss through the relay's CA), anything else is tunnelled untouched",
+    )
+    p_relay.add_argument(
+        "--ca-out",
+        metavar="FILE.pem",
+        help="with --proxy: write the relay's CA certificate there, for clients to trust",
     )
     p_relay.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p_relay.add_argument("--port", type=_port, default=0, help="port to listen on (default: a free one, printed)")

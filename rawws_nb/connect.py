@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -43,8 +44,14 @@ class _HandshakeProtocol(asyncio.Protocol):
     request and the response head as they went over the wire for `session.handshake`."""
 
     def __init__(
-        self, session: RawSession, handshake: ClientHandshake, info: HandshakeInfo, compression: Deflate | None
+        self,
+        session: RawSession,
+        handshake: ClientHandshake,
+        info: HandshakeInfo,
+        compression: Deflate | None,
+        passthrough: bool = False,
     ) -> None:
+        self.passthrough = passthrough  # permessage-deflate negotiated is not applied (a relay's passthrough)
         self.session = session
         self.handshake = handshake
         self.info = info
@@ -86,12 +93,15 @@ class _HandshakeProtocol(asyncio.Protocol):
         session.subprotocol = accepted.subprotocol
         session.response_headers = accepted.headers
         deflate = None
-        if accepted.deflate is not None:
+        passthrough = self.passthrough and accepted.deflate is not None
+        if accepted.deflate is not None and not passthrough:
             settings = self.compression or Deflate()
             deflate = PerMessageDeflate(
                 accepted.deflate, client=True, level=settings.level, mem_level=settings.mem_level
             )
-        session.attach(self.transport, accepted.trailing, extensions=accepted.extensions, deflate=deflate)
+        session.attach(
+            self.transport, accepted.trailing, extensions=accepted.extensions, deflate=deflate, passthrough=passthrough
+        )
         self.done.set_result(accepted)
 
     def _record_head(self) -> None:
@@ -182,6 +192,8 @@ async def _open(
     keylog: str | os.PathLike[str] | None = None,
     auto_pong: bool = False,
     ping_interval: float | None = None,
+    sock: socket.socket | None = None,
+    deflate_passthrough: bool = False,
 ) -> RawSession:
     if secure is None and tls not in (None, False):
         secure = True
@@ -224,13 +236,13 @@ async def _open(
         ping_interval=ping_interval,
     )
     handshake = ClientHandshake(builder, target)
-    chosen = select_proxy(proxy, target.host, target.port, target.secure)
+    chosen = select_proxy(proxy, target.host, target.port, target.secure) if sock is None else None
     info = HandshakeInfo(url=target.url, proxy=chosen.url if chosen is not None else None)
-    proto = _HandshakeProtocol(session, handshake, info, offer)
+    proto = _HandshakeProtocol(session, handshake, info, offer, deflate_passthrough)
     try:
         async with asyncio.timeout(open_timeout):
             await open_transport(
-                proto, target.host, target.port, tls=ssl_ctx, proxy=chosen, proxy_tls=proxy_tls, info=info
+                proto, target.host, target.port, tls=ssl_ctx, proxy=chosen, proxy_tls=proxy_tls, info=info, sock=sock
             )
             await proto.done
     except TimeoutError:
@@ -280,7 +292,10 @@ async def web_socket_raw_session(url: str | None = None, **options: Any) -> RawS
     `headers`, `open_timeout`, `close_timeout`, `max_message_size`, `max_frame_size`,
     `max_queue`, `record`, `timeline_capacity`, `payload_cap`, `protocol`, `proxy`
     (True: from the environment, loopback direct; a proxy URL; None: direct),
-    `proxy_tls` (the context that verifies an https:// proxy).
+    `proxy_tls` (the context that verifies an https:// proxy), `sock` (a socket already
+    connected to the server: used instead of opening one; the proxy is then not used),
+    `deflate_passthrough` (a relay's: permessage-deflate, when the response agrees to it,
+    is not applied: received payloads stay compressed, sends go out as given).
     `session.handshake` then shows the exchange and its timings (`HandshakeInfo`).
     """
     return await _open(url, **options)

@@ -55,7 +55,7 @@ import enum
 import os
 from array import array
 
-from .deflate import PerMessageDeflate
+from .deflate import PerMessageDeflate, RawInflater
 from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
 from .frames import COMPRESSED, RX, Close, CloseReason, Frame, is_valid_close_code
 from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask, header_bytes
@@ -194,11 +194,17 @@ class Connection:
         except KeyError:
             raise RuntimeError(f"no transition from {self.state.value} on {event.name}") from None
 
-    def opened(self, deflate: PerMessageDeflate | None = None) -> None:
+    def opened(self, deflate: PerMessageDeflate | None = None, passthrough: bool = False) -> None:
         """The opening handshake is done: CONNECTING -> OPEN, with permessage-deflate when
-        the handshake negotiated it."""
+        the handshake negotiated it. `passthrough=True` (not automatic: a relay's
+        `compression="passthrough"`): permessage-deflate was negotiated but is not applied
+        here: rsv1 is accepted on a message's first frame, the payloads stay compressed
+        (`frame.compressed` True, the raw bytes), and `send` sends what it is given (rsv1
+        from the frame, nothing compressed); `deflate` is then ignored."""
         self._move(Event.OPENED)
-        if deflate is not None:
+        if passthrough:
+            self.reader.use_inflater(RawInflater())
+        elif deflate is not None:
             self.deflate = deflate
             self.reader.use_inflater(deflate.inflater)
 

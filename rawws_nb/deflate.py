@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "EXTENSION_NAME",
@@ -34,6 +34,7 @@ __all__ = [
     "Inflater",
     "NegotiationFailed",
     "PerMessageDeflate",
+    "RawInflater",
     "TooBig",
     "accept_offer",
     "check_response",
@@ -316,6 +317,7 @@ class Inflater:
 
     __slots__ = ("_obj", "no_context_takeover")
     _obj: Any
+    raw: ClassVar[bool] = False  # True for `RawInflater`: payloads stay compressed
 
     def __init__(self, no_context_takeover: bool = False) -> None:
         self.no_context_takeover = no_context_takeover
@@ -338,6 +340,19 @@ class Inflater:
         if fin and (self.no_context_takeover or obj.eof):
             self._obj = zlib.decompressobj(-15)  # a fresh context (or after a final block)
         return out
+
+
+class RawInflater(Inflater):
+    """Passthrough (not automatic: a relay asks for it): rsv1 is accepted where
+    permessage-deflate puts it, but nothing is inflated: `inflate` returns the payload
+    as it came, compressed, for a relay to forward untouched. Nothing checks what is
+    inside (the UTF-8 of compressed text is the far peer's to check)."""
+
+    __slots__ = ()
+    raw: ClassVar[bool] = True
+
+    def inflate(self, payload: bytes, fin: bool, limit: int | None = None) -> bytes:
+        return payload
 
 
 class PerMessageDeflate:

@@ -49,6 +49,7 @@ from .handshake_info import HandshakeInfo, parse_head, redact_headers
 __all__ = [
     "PROXY_SCHEMES",
     "ProxyURL",
+    "dial",
     "environment_proxy",
     "is_loopback",
     "open_transport",
@@ -172,11 +173,15 @@ async def open_transport(
     proxy: ProxyURL | None,
     proxy_tls: ssl.SSLContext | None,
     info: HandshakeInfo,
+    sock: socket.socket | None = None,
 ) -> asyncio.Transport:
     """Open the stream to `host:port` (through `proxy` if not None, TLS with `tls` if not
     None), then give it to `protocol` (`connection_made`, then any bytes that came early).
-    Each step is timed into `info`; `info.step` names the one in progress."""
+    Each step is timed into `info`; `info.step` names the one in progress. `sock`: a
+    socket already connected to `host:port` (the relay's proxy mode), used instead."""
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await _start(loop, protocol, sock, tls, host, info)
     if proxy is None:
         sock = await _tcp(host, port, info, what="server")
         return await _start(loop, protocol, sock, tls, host, info)
@@ -211,6 +216,12 @@ async def open_transport(
     if trailing:
         protocol.data_received(trailing)
     return transport
+
+
+async def dial(host: str, port: int) -> socket.socket:
+    """A non-blocking TCP socket connected to `host:port` (the first address that
+    accepts); `OSError` says which addresses failed and why."""
+    return await _tcp(host, port, HandshakeInfo(url=f"tcp://{format_host(host)}:{port}"), what="server")
 
 
 async def _tcp(host: str, port: int, info: HandshakeInfo, what: str, proxy: ProxyURL | None = None) -> socket.socket:

@@ -34,7 +34,14 @@ Compression (`compression="auto"`, the default): when the client offers
 permessage-deflate, the relay offers it upstream, and accepts the client's offer when
 the upstream accepted: each leg negotiates its own parameters and contexts, so hooks and
 the timeline see inflated data; a frame goes out compressed when it came compressed.
-`compression=None` strips the offer (neither leg compresses).
+`compression=None` strips the offer (neither leg compresses). `compression="passthrough"`:
+the client's `Sec-WebSocket-Extensions` offer goes upstream as is and the upstream's
+answer comes back as is; neither leg inflates or compresses (`Connection.opened(passthrough=True)`):
+frames are forwarded untouched, rsv1 and the compressed payload as they came. Hooks and
+the timeline then see compressed bytes (`frame.compressed` True; received rows
+`compressed` True with the raw length; sent rows as sent: rsv1 set, `compressed` False,
+since that side compressed nothing); `rewrite_text` leaves such frames alone. Only
+permessage-deflate can be agreed (another extension in the answer is a 502).
 
 `relay.timeline` is every flow's rows in time order with `flow` (id) and `leg`
 (`client` or `upstream`); `dir` is seen from the relay (`rx` on the client leg: sent by
@@ -44,6 +51,37 @@ writes one connection per flow and leg.
 TLS: `tls=` a server `ssl.SSLContext` listens with wss (`LocalCA` makes a local CA and
 a certificate for a host name); a wss upstream is verified by default (`upstream_tls=`
 an `ssl.SSLContext` to trust another CA).
+
+Proxy mode (`rw.relay(None)`): the relay is an HTTP proxy at `relay.url`
+(`http://127.0.0.1:PORT`; https:// with `tls=`), for clients whose proxy setting points
+at it. The targets are the hosts the clients ask for, connected directly (`proxy=` is
+not used):
+
+* `CONNECT host:port`: the relay connects to the target first (502 with the reason if
+  it cannot), answers `200 Connection established`, and the tunnel's first bytes decide.
+  A TLS ClientHello: the relay terminates the TLS with a certificate for `host` issued
+  by `relay.ca` (a `LocalCA`, made per relay unless `ca=` gives one; one certificate per
+  host, cached; the clients must trust it: `relay.ca.cert_pem`, `relay.write_ca(path)`)
+  and reads the request inside. A WebSocket upgrade (in TLS or plain) becomes a `Flow`
+  to wss://host:port + path (verified as usual, `upstream_tls=`) or ws://host:port +
+  path, over the connection already opened. Anything else is a `Tunnel`, bytes passed
+  both ways untouched: not HTTP, HTTP that is no upgrade, a target that speaks first,
+  nothing decisive within HANDSHAKE_TIMEOUT, and TLS for hosts not intercepted
+  (`intercept_tls=False`, or a predicate `f(host, port) -> bool`). HTTP inside
+  terminated TLS that is no upgrade goes on over a new TLS session to the target (a
+  "https" tunnel, decrypted bytes counted; 502 inside the TLS if the target's TLS fails).
+* absolute-form requests (`GET http://host:port/path`): an upgrade becomes a flow to
+  ws://host:port/path; any other request is forwarded as plain HTTP: sent to the target
+  in origin form with `Connection: close` (Proxy-* headers removed), on a connection of
+  its own, and the answer passed back byte for byte (an "http" tunnel); the client's
+  connection closes after that answer (no keep-alive through the relay).
+* anything else (an origin-form request, a request h11 cannot parse, a CONNECT target
+  that is no host:port): 400 with the reason.
+
+Flows from proxy mode are ordinary flows (hooks, `intercept`, the timeline, the
+`RelayPanel`). `relay.tunnels` lists the tunnels (`kind`, `host`, `port`, `bytes_up`,
+`bytes_down`, `reason`, `error`), `relay.tunnel_table` as a DataFrame; `relay.refused`
+the 400s and 502s. `relay.close()` ends flows, tunnels and undecided connections.
 """
 
 from __future__ import annotations
@@ -52,11 +90,13 @@ import asyncio
 import http
 import inspect
 import re
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from .connect import web_socket_raw_session
 from .deflate import Deflate, PerMessageDeflate
@@ -64,6 +104,7 @@ from .errors import HandshakeError, InvalidSend, ProxyError, SessionClosed
 from .frames import RX, TX, CloseReason, Frame, Text, header_code, make_frame
 from .handshake import ServerHandshake, ServerRequest, format_host, parse_url
 from .loops import call_soon
+from .proxy import dial
 from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, RawSession, SessionState
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
 
@@ -78,6 +119,7 @@ __all__ = [
     "LocalCA",
     "Refusal",
     "Relay",
+    "Tunnel",
     "chain",
     "delay",
     "refragment",
@@ -280,17 +322,14 @@ class HeldFrame:
 # -- the listening side ------------------------------------------------------------------
 
 
-class _RelayProtocol(asyncio.Protocol):
-    """One client connection until the upstream answered: then the client leg's session
-    takes the transport."""
+class _Front(asyncio.Protocol):
+    """A client connection (or the HTTP inside TLS the relay terminated) until it is
+    handed on: to a flow's client leg, to a tunnel, or answered with a refusal. While it
+    is a front, `relay.close()` can abort it (`fronts`)."""
 
-    def __init__(
-        self,
-        start_flow: Callable[[_RelayProtocol, ServerRequest], asyncio.Task[None]],
-        refused: Callable[[Refusal], None],
-    ) -> None:
-        self.start_flow = start_flow
+    def __init__(self, refused: Callable[[Refusal], None], fronts: set[_Front]) -> None:
         self.refused = refused
+        self.fronts = fronts
         self.handshake = ServerHandshake()
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
@@ -299,33 +338,23 @@ class _RelayProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, transport.abort)
+        self.fronts.add(self)
+        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self.timed_out)
 
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        if self.task is not None:
-            return  # reading is paused; nothing more arrives before the handshake is done
-        try:
-            req = self.handshake.receive(data)
-        except HandshakeError as exc:
-            self.refuse(400, exc.reason, [], (exc.reason + "\n").encode(), "")
-            return
-        if req is None:
-            return
-        problem = self.handshake.problem()
-        if problem is not None:
-            self.refuse(400, problem, [], (problem + "\n").encode(), req.target)
-            return
+    def timed_out(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def release(self) -> None:
+        """The transport goes elsewhere (or is closing): no timer, no longer a front."""
         if self.timer is not None:
             self.timer.cancel()
-        self.transport.pause_reading()
-        self.task = self.start_flow(self, req)
+        self.fronts.discard(self)
 
     def refuse(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, path: str) -> None:
         """Answer the client with this status (an upstream's refusal, passed back)."""
         assert self.transport is not None
-        if self.timer is not None:
-            self.timer.cancel()
+        self.release()
         try:
             phrase = http.HTTPStatus(status).phrase
         except ValueError:
@@ -339,10 +368,331 @@ class _RelayProtocol(asyncio.Protocol):
         self.refused(Refusal(path, status, reason, headers, body))
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        self.release()
         if self.task is not None and not self.task.done():
             self.task.cancel()  # the client left while the upstream was being opened
+
+
+class _RelayProtocol(_Front):
+    """One client connection until its request head is read: then `on_request` decides
+    (a flow, a refusal, in proxy mode also a tunnel) and returns the task doing it."""
+
+    def __init__(
+        self,
+        on_request: Callable[[_RelayProtocol, ServerRequest], asyncio.Task[None] | None],
+        refused: Callable[[Refusal], None],
+        fronts: set[_Front],
+    ) -> None:
+        super().__init__(refused, fronts)
+        self.on_request = on_request
+        self.decided = False
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.decided:
+            return  # reading is paused; nothing more arrives before the handshake is done
+        try:
+            req = self.handshake.receive(data)
+        except HandshakeError as exc:
+            self.decided = True
+            self.refuse(400, exc.reason, [], (exc.reason + "\n").encode(), "")
+            return
+        if req is None:
+            return
+        self.decided = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport.pause_reading()
+        self.task = self.on_request(self, req)
+
+
+class _Sniffer(_Front):
+    """The first bytes of a CONNECT tunnel (after the relay's 200), or of what comes
+    inside the TLS the relay terminated. They decide what the tunnel is, once:
+    `decide(sniffer, kind, why)` with kind "tls" (a TLS record first), "ws" (a WebSocket
+    upgrade request), "http" (another HTTP request) or "bytes" (not HTTP, the target
+    spoke first, the client half-closed, or nothing decisive within HANDSHAKE_TIMEOUT).
+    `buffer` keeps every byte read, for a tunnel to pass on as is. `lost()` is called
+    when the client leaves before a decision."""
+
+    def __init__(
+        self,
+        decide: Callable[[_Sniffer, str, str], None],
+        lost: Callable[[], None],
+        refused: Callable[[Refusal], None],
+        fronts: set[_Front],
+        tls_possible: bool,
+    ) -> None:
+        super().__init__(refused, fronts)
+        self.on_decision = decide
+        self.on_lost = lost
+        self.tls_possible = tls_possible
+        self.buffer = bytearray()
+        self.request: ServerRequest | None = None
+        self.decided = False
+        self.client_eof = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.decided:
+            return
+        first = not self.buffer
+        self.buffer += data
+        if first and self.tls_possible and data[:1] == b"\x16":  # a TLS handshake record: a ClientHello
+            self.decide("tls", "TLS")
+            return
+        try:
+            req = self.handshake.receive(data)
+        except HandshakeError:
+            self.decide("bytes", "not HTTP")
+            return
+        if req is None:
+            return
+        self.request = req
+        if self.handshake.problem() is None:
+            self.decide("ws", "a WebSocket upgrade")
+        else:
+            self.decide("http", f"HTTP {req.method} {req.target} (not a WebSocket upgrade)")
+
+    def eof_received(self) -> bool | None:
+        self.client_eof = True
+        self.decide("bytes", "the client half-closed before a request")
+        assert self.transport is not None
+        return self.transport.can_write_eof()  # TCP: keep writing the target's answer
+
+    def timed_out(self) -> None:
+        self.decide("bytes", f"no request within {HANDSHAKE_TIMEOUT:g} s")
+
+    def decide(self, kind: str, why: str) -> None:
+        if self.decided:
+            return
+        self.decided = True
+        self.release()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.on_decision(self, kind, why)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if not self.decided:
+            self.decided = True
+            self.on_lost()
+
+
+# -- proxy mode: tunnels ---------------------------------------------------------------------
+
+
+class Tunnel:
+    """A connection the proxy passed on as bytes, not as a WebSocket flow: `kind` is
+    "connect" (a CONNECT tunnel, bytes untouched: not HTTP, TLS not intercepted, HTTP
+    that is no WebSocket upgrade), "https" (the relay terminated the client's TLS, the
+    request inside was no WebSocket upgrade: it goes on over TLS to the target, the
+    bytes counted are the decrypted ones) or "http" (an absolute-form HTTP request,
+    forwarded in origin form on a connection of its own). `reason` says why it is a
+    tunnel; `error` what went wrong, if anything. `bytes_up`: client to target."""
+
+    def __init__(self, tunnel_id: int, kind: str, host: str, port: int, reason: str) -> None:
+        self.id = tunnel_id
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.started_at = time.time_ns()
+        self.ended_at: int | None = None
+        self.error: str | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{format_host(self.host)}:{self.port}"
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    def end(self, error: str | None = None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        if self.ended_at is None:
+            self.ended_at = time.time_ns()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tunnel": self.id,
+            "kind": self.kind,
+            "host": self.host,
+            "port": self.port,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "open"
+        error = f" error={self.error!r}" if self.error else ""
+        return (
+            f"<Tunnel {self.id} {self.kind} {self.target} up={self.bytes_up} down={self.bytes_down} "
+            f"{state} ({self.reason}){error}>"
+        )
+
+
+class _SpliceEnd(asyncio.Protocol):
+    """One side of a `_Splice` (the protocol of that side's transport)."""
+
+    def __init__(self, splice: _Splice) -> None:
+        self.splice = splice
+        self.transport: asyncio.Transport | None = None
+        self.pending = bytearray()  # for this side, before its transport joined
+        self.eof = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending += data
+        elif not self.closed:
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.splice.carry(self, data)
+
+    def eof_received(self) -> bool | None:
+        return self.splice.carry_eof(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.splice.lost(self)
+
+    def pause_writing(self) -> None:
+        self.splice.peer(self).pause_reading()
+
+    def resume_writing(self) -> None:
+        self.splice.peer(self).resume_reading()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+
+class _Splice:
+    """Two transports joined: what one side reads the other writes, with flow control
+    both ways (a side whose writes back up pauses the other's reading); an EOF is passed
+    on (a half-close where both sides are TCP, else a close), a side that ends closes the
+    other once its writes are out. `tunnel` counts the bytes (None: the relay's own hop)."""
+
+    def __init__(self, tunnel: Tunnel | None, finished: Callable[[_Splice], None]) -> None:
+        self.tunnel = tunnel
+        self.finished = finished
+        self.client = _SpliceEnd(self)
+        self.target = _SpliceEnd(self)
+
+    def peer(self, end: _SpliceEnd) -> _SpliceEnd:
+        return self.target if end is self.client else self.client
+
+    def join(self, client: asyncio.Transport, early: bytes = b"", client_eof: bool = False) -> None:
+        """`client` (reading paused) becomes the client side; `early`: bytes it sent
+        before (they go to the target first). The target side is connected already."""
+        end = self.client
+        end.transport = client
+        client.set_protocol(end)
+        if end.pending:
+            client.write(bytes(end.pending))
+            end.pending.clear()
+        if early:
+            self.carry(end, early)
+        if client_eof:
+            self.carry_eof(end)
+        elif not client.is_closing():
+            client.resume_reading()
+
+    def carry(self, end: _SpliceEnd, data: bytes) -> None:
+        if self.tunnel is not None:
+            if end is self.client:
+                self.tunnel.bytes_up += len(data)
+            else:
+                self.tunnel.bytes_down += len(data)
+        self.peer(end).write(data)
+
+    def carry_eof(self, end: _SpliceEnd) -> bool:
+        end.eof = True
+        other = self.peer(end)
+        mine, theirs = end.transport, other.transport
+        if theirs is None or other.closed:
+            return False
+        if other.eof:  # both directions are done
+            theirs.close()
+            return False
+        if mine is not None and mine.can_write_eof() and theirs.can_write_eof():
+            theirs.write_eof()  # a half-close goes on as one
+            return True
+        theirs.close()
+        return False
+
+    def lost(self, end: _SpliceEnd) -> None:
+        end.closed = True
+        other = self.peer(end)
+        if other.transport is not None and not other.closed and not other.transport.is_closing():
+            other.transport.close()  # after what is buffered for it
+        if self.client.closed and (self.target.closed or self.target.transport is None):
+            if self.tunnel is not None:
+                self.tunnel.end()
+            self.finished(self)
+
+    def abort(self, error: str | None = None) -> None:
+        if self.tunnel is not None:
+            self.tunnel.end(error)
+        for end in (self.client, self.target):
+            if end.transport is not None and not end.closed:
+                end.transport.abort()
+        self.finished(self)
+
+
+def _authority(target: str) -> tuple[str, int]:
+    """`host` and `port` of a CONNECT request's authority-form target (IPv6 in brackets)."""
+    host, sep, port_text = target.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"CONNECT needs host:port, not {target!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host or "[" in host or "]" in host:
+        raise ValueError(f"CONNECT needs host:port (an IPv6 address in brackets), not {target!r}")
+    return host, int(port_text)
+
+
+def _absolute(target: str) -> tuple[str, int, str]:
+    """`host`, `port` and the origin-form resource of an absolute-form target (http://)."""
+    parts = urlsplit(target)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"invalid port in {target!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"no host in {target!r}")
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port or 80, resource
+
+
+def _origin_form(req: ServerRequest, host: str, port: int, resource: str) -> bytes:
+    """`req` as an origin server gets it: origin-form target, no Proxy-* headers, and
+    `Connection: close` (one request per forwarded connection)."""
+    lines = [f"{req.method} {resource} HTTP/1.1"]
+    headers = _end_to_end(
+        req.headers, frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization"})
+    )
+    if not any(name.lower() == "host" for name, _ in headers):
+        lines.append(f"Host: {format_host(host)}" + ("" if port == 80 else f":{port}"))
+    lines += [f"{name}: {value}" for name, value in headers]
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
 
 # -- the relay -------------------------------------------------------------------------
@@ -353,7 +703,7 @@ class Relay:
 
     def __init__(
         self,
-        upstream: str,
+        upstream: str | None,
         host: str = "127.0.0.1",
         port: int = 0,
         on_frame: FrameHook | None = None,
@@ -369,16 +719,24 @@ class Relay:
         record: bool = True,
         timeline_capacity: int = DEFAULT_CAPACITY,
         payload_cap: int = DEFAULT_PAYLOAD_CAP,
+        ca: LocalCA | None = None,
+        intercept_tls: bool | Callable[[str, int], bool] = True,
     ) -> None:
-        target = parse_url(upstream)  # ValueError for anything but a ws:// or wss:// URL
-        if compression == "passthrough":
+        if upstream is not None:
+            target = parse_url(upstream)  # ValueError for anything but a ws:// or wss:// URL
+        if compression not in ("auto", "passthrough", None) and not isinstance(compression, Deflate):
             raise ValueError(
-                'compression="passthrough" is not supported yet: use "auto" (each leg negotiates its own) or None'
+                f'compression= takes "auto", "passthrough", None or a rawws_nb.Deflate(...), not {compression!r}'
             )
-        if compression not in ("auto", None) and not isinstance(compression, Deflate):
-            raise ValueError(f'compression= takes "auto", None or a rawws_nb.Deflate(...), not {compression!r}')
-        self.upstream = target.url
-        self._base = target.url.split("?", 1)[0].rstrip("/")
+        # passthrough: the client's offer goes upstream as is, frames stay compressed on both legs
+        self.passthrough = compression == "passthrough"
+        self.upstream: str | None = target.url if upstream is not None else None
+        self._base = target.url.split("?", 1)[0].rstrip("/") if upstream is not None else ""
+        # Proxy mode: the CA whose certificates the relay shows for intercepted TLS.
+        self.intercept_tls = intercept_tls
+        self.ca: LocalCA | None = ca
+        if upstream is None and ca is None and intercept_tls is not False:
+            self.ca = LocalCA("rawws_nb relay CA")
         self.host = host
         self.port = port
         self.on_frame = on_frame
@@ -397,6 +755,7 @@ class Relay:
         self.payload_cap = payload_cap
         self.flows: list[Flow] = []
         self.refused: list[Refusal] = []
+        self.tunnels: list[Tunnel] = []
         self.held: list[HeldFrame] = []
         self.started_at = time.time_ns()
         self._intercept = False
@@ -407,13 +766,45 @@ class Relay:
         self._listeners: list[Callable[[Flow], None]] = []
         self._ends: dict[int, asyncio.Future[None]] = {}  # flow id -> set when both legs closed
         self._dropping: dict[int, set[str]] = {}  # flow id -> legs the relay drops on purpose
+        self._fronts: set[_Front] = set()  # client connections not yet handed on
+        self._splices: set[_Splice] = set()  # tunnels and TLS hops, joined
+        self._host_contexts: dict[str, ssl.SSLContext] = {}  # proxy mode: a certificate per host
 
     # -- public ---------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        scheme = "wss" if self.tls is not None else "ws"
+        """Where clients connect: ws:// or wss:// (with `tls`); in proxy mode the proxy
+        URL to give them (http://, or https:// with `tls`)."""
+        if self.proxy_mode:
+            scheme = "https" if self.tls is not None else "http"
+        else:
+            scheme = "wss" if self.tls is not None else "ws"
         return f"{scheme}://{format_host(self.host)}:{self.port}"
+
+    @property
+    def proxy_mode(self) -> bool:
+        """True when the relay is an HTTP proxy (`upstream=None`)."""
+        return self.upstream is None
+
+    @property
+    def tunnel_table(self) -> pd.DataFrame:
+        """`tunnels` as a DataFrame (one row per tunnel: kind, host, port, bytes each way,
+        times, reason, error)."""
+        import pandas as pd
+
+        columns = ["tunnel", "kind", "host", "port", "bytes_up", "bytes_down", "started_at", "ended_at", "reason"]
+        df = pd.DataFrame([t.as_dict() for t in self.tunnels], columns=[*columns, "error"])
+        for column in ("started_at", "ended_at"):
+            df[column] = pd.to_datetime(df[column], unit="ns", utc=True)
+        return df.set_index("tunnel")
+
+    def write_ca(self, path: str | Path) -> Path:
+        """Proxy mode: write the relay's CA certificate (PEM) to `path`, for the clients
+        to trust (their wss connections are intercepted with certificates it issues)."""
+        if self.ca is None:
+            raise RuntimeError("this relay has no CA (it is not in proxy mode, or intercept_tls=False)")
+        return self.ca.write_cert(path)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -463,8 +854,9 @@ class Relay:
         """Start listening (what `await rw.relay(...)` does)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        handler = self._proxy_request if self.proxy_mode else self._upstream_request
         self._server = await loop.create_server(
-            lambda: _RelayProtocol(self._start_flow, self.refused.append), self.host, self.port, ssl=self.tls
+            lambda: _RelayProtocol(handler, self.refused.append, self._fronts), self.host, self.port, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -474,6 +866,11 @@ class Relay:
         Close with it goes to both peers first (at most `close_timeout` for replies)."""
         if self._server is not None:
             self._server.close()
+        for front in list(self._fronts):
+            if front.transport is not None:
+                front.transport.abort()
+        for splice in list(self._splices):
+            splice.abort("the relay was closed")
         for held in list(self.held):
             held.drop()
         flows = self.active
@@ -506,15 +903,267 @@ class Relay:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<Relay {self.url} -> {self.upstream} flows={len(self.flows)} active={len(self.active)}>"
+        where = f"-> {self.upstream}" if self.upstream is not None else f"proxy tunnels={len(self.tunnels)}"
+        return f"<Relay {self.url} {where} flows={len(self.flows)} active={len(self.active)}>"
 
     # -- opening a flow -------------------------------------------------------------------
 
-    def _start_flow(self, conn: _RelayProtocol, req: ServerRequest) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._open_flow(conn, req))
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _upstream_request(self, conn: _RelayProtocol, req: ServerRequest) -> asyncio.Task[None] | None:
+        problem = conn.handshake.problem()
+        if problem is not None:
+            conn.refuse(400, problem, [], (problem + "\n").encode(), req.target)
+            return None
+        url = self._base + req.target
+        return self._spawn(self._open_flow(conn, req, url, self.url + req.target))
+
+    # -- proxy mode --------------------------------------------------------------------------
+
+    def _proxy_request(self, conn: _RelayProtocol, req: ServerRequest) -> asyncio.Task[None] | None:
+        """A request to the relay as a proxy: CONNECT, or an absolute-form request."""
+        if req.method == "CONNECT":
+            try:
+                host, port = _authority(req.target)
+            except ValueError as exc:
+                return self._bad_request(conn, str(exc), req.target)
+            return self._spawn(self._connect(conn, req, host, port))
+        if req.target.lower().startswith(("http://", "ws://")):
+            try:
+                host, port, resource = _absolute(req.target)
+            except ValueError as exc:
+                return self._bad_request(conn, str(exc), req.target)
+            if conn.handshake.problem() is None:
+                url = f"ws://{format_host(host)}:{port}{resource}"
+                return self._spawn(self._open_flow(conn, req, url, url))
+            return self._spawn(self._forward_http(conn, req, host, port, resource))
+        return self._bad_request(
+            conn,
+            f"this relay is an HTTP proxy: it takes CONNECT host:port or an absolute-form request "
+            f"(GET http://host/path), not {req.method} {req.target}",
+            req.target,
+        )
+
+    @staticmethod
+    def _bad_request(conn: _Front, text: str, path: str) -> None:
+        conn.refuse(400, text, [], (f"relay: {text}\n").encode(), path)
+
+    async def _dial(self, conn: _Front, host: str, port: int, path: str) -> socket.socket | None:
+        """A TCP connection to the target, or None after answering the client with 502."""
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                return await dial(host, port)
+        except (OSError, TimeoutError) as exc:
+            why = str(exc) or f"no connection within open_timeout={self.open_timeout}s"
+            text = f"relay: cannot connect to {format_host(host)}:{port}: {why}"
+            conn.refuse(502, text, [], (text + "\n").encode(), path)
+            return None
+
+    async def _connect(self, conn: _RelayProtocol, req: ServerRequest, host: str, port: int) -> None:
+        """CONNECT: connect to the target (502 if that fails), answer 200, then let the
+        tunnel's first bytes decide what it is."""
+        transport = conn.transport
+        assert transport is not None
+        sock = await self._dial(conn, host, port, req.target)
+        if sock is None:
+            return
+        if transport.is_closing():
+            sock.close()
+            return
+        conn.release()
+        transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        fd = sock.fileno()
+
+        def decided(sniffer: _Sniffer, kind: str, why: str) -> None:
+            loop.remove_reader(fd)
+            sniffer.task = self._spawn(self._tunnel_decided(sniffer, kind, why, host, port, sock, outer=True))
+
+        def lost() -> None:
+            loop.remove_reader(fd)
+            sock.close()
+
+        sniffer = _Sniffer(decided, lost, self.refused.append, self._fronts, tls_possible=True)
+        transport.set_protocol(sniffer)
+        sniffer.connection_made(transport)
+        # A target that speaks first (or closes) makes the tunnel a plain one at once.
+        loop.add_reader(fd, sniffer.decide, "bytes", "the target spoke first")
+        early = conn.handshake.trailing
+        if early:
+            sniffer.data_received(early)
+        if not sniffer.decided:
+            transport.resume_reading()
+
+    def _intercepts(self, host: str, port: int) -> bool:
+        choice = self.intercept_tls
+        if callable(choice):
+            try:
+                return bool(choice(host, port))
+            except Exception:  # a predicate's bug: the tunnel stays untouched
+                return False
+        return bool(choice) and self.ca is not None
+
+    def _host_context(self, host: str) -> ssl.SSLContext:
+        ctx = self._host_contexts.get(host)
+        if ctx is None:
+            assert self.ca is not None
+            ctx = self._host_contexts[host] = self.ca.server_context(host)
+        return ctx
+
+    def _upstream_context(self) -> ssl.SSLContext:
+        return self.upstream_tls if self.upstream_tls is not None else ssl.create_default_context()
+
+    async def _tunnel_decided(
+        self, sniffer: _Sniffer, kind: str, why: str, host: str, port: int, sock: socket.socket, outer: bool
+    ) -> None:
+        try:
+            await self._tunnel_decided_unguarded(sniffer, kind, why, host, port, sock, outer)
+        except Exception as exc:  # a bug or an odd request must not leave a task failing unseen
+            sock.close()
+            if sniffer.transport is not None:
+                sniffer.transport.abort()
+            tunnel = self._new_tunnel("connect" if outer else "https", host, port, why)
+            tunnel.end(f"the relay could not handle this tunnel: {type(exc).__name__}: {exc}")
+
+    async def _tunnel_decided_unguarded(
+        self, sniffer: _Sniffer, kind: str, why: str, host: str, port: int, sock: socket.socket, outer: bool
+    ) -> None:
+        transport = sniffer.transport
+        assert transport is not None
+        if transport.is_closing():
+            sock.close()
+            return
+        if kind == "tls" and self._intercepts(host, port):
+            await self._terminate_tls(sniffer, host, port, sock)
+            return
+        req = sniffer.request
+        if kind == "ws" and req is not None:
+            resource = req.target if req.target.startswith("/") else _absolute(req.target)[2]
+            url = f"{'ws' if outer else 'wss'}://{format_host(host)}:{port}{resource}"
+            await self._open_flow(sniffer, req, url, url, sock=sock)
+            return
+        if kind == "tls":
+            why = "TLS, not intercepted"
+        await self._splice_to(
+            sniffer,
+            bytes(sniffer.buffer),
+            host,
+            port,
+            sock,
+            kind="connect" if outer else "https",
+            reason=why,
+            tls=None if outer else self._upstream_context(),
+            client_eof=sniffer.client_eof,
+        )
+
+    async def _terminate_tls(self, sniffer: _Sniffer, host: str, port: int, sock: socket.socket) -> None:
+        """The client's TLS ends here, with a certificate for `host` from `self.ca`: its
+        bytes go through a socket pair to a TLS server side whose plain side is sniffed
+        again (the ClientHello is already read, so the TLS cannot start on the client's
+        own transport)."""
+        loop = asyncio.get_running_loop()
+        client = sniffer.transport
+        assert client is not None
+        hop = _Splice(None, self._splices.discard)
+        self._splices.add(hop)
+        outside, inside = socket.socketpair()
+        try:
+            await loop.connect_accepted_socket(lambda: hop.target, sock=outside)
+        except BaseException:
+            outside.close()
+            inside.close()
+            sock.close()
+            hop.abort()
+            raise
+        hop.join(client, bytes(sniffer.buffer))
+
+        def decided(inner: _Sniffer, kind: str, why: str) -> None:
+            inner.task = self._spawn(self._tunnel_decided(inner, kind, why, host, port, sock, outer=False))
+
+        def factory() -> _Sniffer:
+            return _Sniffer(decided, sock.close, self.refused.append, self._fronts, tls_possible=False)
+
+        try:
+            await loop.connect_accepted_socket(
+                factory, sock=inside, ssl=self._host_context(host), ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+            )
+        except Exception as exc:  # the client refused the certificate, or left
+            inside.close()
+            sock.close()
+            tunnel = self._new_tunnel("https", host, port, "TLS intercepted")
+            tunnel.end(
+                f"the TLS handshake with the client failed ({type(exc).__name__}: {exc}); "
+                "does the client trust relay.ca?"
+            )
+            hop.abort()
+
+    def _new_tunnel(self, kind: str, host: str, port: int, reason: str) -> Tunnel:
+        tunnel = Tunnel(len(self.tunnels) + 1, kind, host, port, reason)
+        self.tunnels.append(tunnel)
+        return tunnel
+
+    async def _splice_to(
+        self,
+        front: _Front,
+        early: bytes,
+        host: str,
+        port: int,
+        sock: socket.socket,
+        *,
+        kind: str,
+        reason: str,
+        tls: ssl.SSLContext | None,
+        client_eof: bool = False,
+    ) -> None:
+        """Join the client's transport (that of `front`) to `sock`: bytes both ways,
+        `early` first (what the client sent already)."""
+        client = front.transport
+        assert client is not None
+        tunnel = self._new_tunnel(kind, host, port, reason)
+        splice = _Splice(tunnel, self._splices.discard)
+        self._splices.add(splice)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                await loop.create_connection(
+                    lambda: splice.target, sock=sock, ssl=tls, server_hostname=host if tls is not None else None
+                )
+        except Exception as exc:
+            sock.close()
+            why = str(exc) or type(exc).__name__
+            self._splices.discard(splice)
+            tunnel.end(f"cannot open {tunnel.target}: {why}")
+            if kind == "https" and not client.is_closing():  # the client speaks HTTP to us: say why
+                text = f"relay: cannot open TLS to {tunnel.target}: {why}"
+                front.refuse(502, text, [], (text + "\n").encode(), tunnel.target)
+            else:
+                client.abort()
+            return
+        except BaseException:
+            sock.close()
+            splice.abort("cancelled")
+            raise
+        if client.is_closing():
+            splice.abort("the client left")
+            return
+        front.release()
+        splice.join(client, early, client_eof)
+
+    async def _forward_http(
+        self, conn: _RelayProtocol, req: ServerRequest, host: str, port: int, resource: str
+    ) -> None:
+        """An absolute-form request that is no WebSocket upgrade: sent on in origin form
+        (with `Connection: close`) on a connection of its own, the answer passed back."""
+        sock = await self._dial(conn, host, port, req.target)
+        if sock is None:
+            return
+        head = _origin_form(req, host, port, resource)
+        why = f"HTTP {req.method} {resource} (not a WebSocket upgrade)"
+        await self._splice_to(conn, head + conn.handshake.trailing, host, port, sock, kind="http", reason=why, tls=None)
 
     def _offered_deflate(self, req: ServerRequest) -> bool:
         return any(
@@ -523,20 +1172,27 @@ class Relay:
             if name.lower() == "sec-websocket-extensions"
         )
 
-    async def _open_flow(self, conn: _RelayProtocol, req: ServerRequest) -> None:
+    async def _open_flow(
+        self, conn: _Front, req: ServerRequest, url: str, client_url: str, sock: socket.socket | None = None
+    ) -> None:
+        """Open `url` for the client's upgrade `req` (over `sock` when the proxy has
+        connected it already), then answer the client and start forwarding."""
         transport = conn.transport
         assert transport is not None
         forwarded = _merge(_end_to_end(req.headers, _NOT_FORWARDED))
         compress = self.compression if self.compression is not None and self._offered_deflate(req) else None
-        url = self._base + req.target
+        offer = [v for k, v in req.headers if k.lower() == "sec-websocket-extensions"] if self.passthrough else []
         try:
             upstream = await web_socket_raw_session(
                 url,
                 headers=forwarded,
                 subprotocols=list(req.subprotocols),
                 compression=compress,
-                tls=self.upstream_tls,
-                proxy=self.proxy,
+                request=(lambda builder: builder.extensions.extend(offer)) if offer else None,
+                deflate_passthrough=self.passthrough,
+                tls=self.upstream_tls if url.startswith("wss:") else None,  # tls= alone would mean wss
+                proxy=self.proxy if sock is None and not self.proxy_mode else None,
+                sock=sock,
                 open_timeout=self.open_timeout,
                 close_timeout=self.close_timeout,
                 max_message_size=self.max_message_size,
@@ -565,9 +1221,10 @@ class Relay:
         if transport.is_closing():
             upstream.drop_connection(abort=True)  # the client left meanwhile
             return
+        conn.release()
         client = RawSession(
             client=False,
-            url=self.url + req.target,
+            url=client_url,
             max_message_size=self.max_message_size,
             max_queue=self.max_queue,
             close_timeout=self.close_timeout,
@@ -578,7 +1235,9 @@ class Relay:
         agreed = None
         if compress is not None and upstream.deflate is not None:
             agreed = conn.handshake.negotiate_deflate(compress)
-        response = conn.handshake.accept(upstream.subprotocol, agreed[1] if agreed else None)
+        # passthrough: the upstream's answer to the client's own offer goes back as is
+        passed = ", ".join(upstream.extensions) if self.passthrough else ""
+        response = conn.handshake.accept(upstream.subprotocol, passed or (agreed[1] if agreed else None))
         extra = _end_to_end(upstream.response_headers, _NOT_PASSED_BACK)
         if extra:  # the upstream's own end-to-end headers (Set-Cookie, ...) go back too
             lines = "".join(f"{k}: {v}\r\n" for k, v in extra).encode("latin-1", "replace")
@@ -589,7 +1248,13 @@ class Relay:
         deflate = None
         if agreed is not None and compress is not None:
             deflate = PerMessageDeflate(agreed[0], client=False, level=compress.level, mem_level=compress.mem_level)
-        client.attach(transport, conn.handshake.trailing, extensions=[agreed[1]] if agreed else [], deflate=deflate)
+        client.attach(
+            transport,
+            conn.handshake.trailing,
+            extensions=[passed] if passed else [agreed[1]] if agreed else [],
+            deflate=deflate,
+            passthrough=bool(passed),
+        )
         transport.resume_reading()
         self._next_id += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -638,7 +1303,9 @@ class Relay:
                         wire = 0 if in_message else opcode
                         in_message = not frame.fin
                     out = await self._outcome(flow, src, frame, wire, direction)
-                    if out and not await self._forward(flow, dst, dst_name, out, frame.compressed):
+                    # passthrough: as received (rsv1, compressed payload), not compressed again
+                    compressed = frame.compressed and not self.passthrough
+                    if out and not await self._forward(flow, dst, dst_name, out, compressed):
                         return  # dst has ended: the other pump ends the flow
                     frame = take()
         except SessionClosed as end:
@@ -831,6 +1498,8 @@ def rewrite_text(
             open_messages.add(key)
         if continuing or not frame.fin or type(frame) is not Text or not _wants(direction, actual):
             return frame
+        if frame.compressed and flow.relay.passthrough:
+            return frame  # compressed bytes (compression="passthrough"): no text to rewrite
         text = frame.data.decode("utf-8")
         new = regex.sub(replacement, text)
         return frame if new == text else Text(new)
@@ -999,7 +1668,7 @@ class _RelayStart:
 
 
 def relay(
-    upstream: str,
+    upstream: str | None,
     host: str = "127.0.0.1",
     port: int = 0,
     on_frame: FrameHook | None = None,
@@ -1007,13 +1676,16 @@ def relay(
     **options: Any,
 ) -> _RelayStart:
     """Start a relay to `upstream` (a ws:// or wss:// URL; the client's path and query
-    are appended) in the running loop: `relay = await rw.relay(...)` or
-    `async with rw.relay(...) as relay:`. Binds 127.0.0.1 unless told otherwise
-    (`port=0`: a free port). See the module docstring for what it forwards and how.
+    are appended; None: an HTTP proxy, see "Proxy mode" in the module docstring) in the
+    running loop: `relay = await rw.relay(...)` or `async with rw.relay(...) as relay:`.
+    Binds 127.0.0.1 unless told otherwise (`port=0`: a free port). See the module
+    docstring for what it forwards and how.
 
     Options: `upstream_tls` (an `ssl.SSLContext` verifying a wss upstream; default: the
     system's CAs), `compression` ("auto", None, or a `rawws_nb.Deflate`), `proxy` (for
     the upstream connections, as the connect functions take it), `open_timeout`,
     `close_timeout`, `max_message_size`, `max_queue`, `record`, `timeline_capacity`,
-    `payload_cap` (each leg's session options)."""
+    `payload_cap` (each leg's session options); in proxy mode `ca` (a `LocalCA` to
+    issue the intercepted hosts' certificates; default: a new one, `relay.ca`) and
+    `intercept_tls` (True, False, or `f(host, port) -> bool`)."""
     return _RelayStart(Relay(upstream, host, port, on_frame, tls, **options))

@@ -564,17 +564,18 @@ class RawSession:
         *,
         extensions: list[str] | None = None,
         deflate: PerMessageDeflate | None = None,
+        passthrough: bool = False,
     ) -> None:
         """Take over `transport` once the opening handshake is done (front ends call
         this): the session becomes OPEN, receives what the transport reads from now on,
         and first `data`, the bytes read after the handshake. `extensions`: what the
         handshake agreed (header values); `deflate`: the permessage-deflate state when
-        it was negotiated."""
+        it was negotiated; `passthrough`: negotiated but not applied (`Connection.opened`)."""
         if self._transport is not None:
             raise RuntimeError("this session already has a transport")
         self._transport = transport
         self.extensions = list(extensions or [])
-        self._conn.opened(deflate)
+        self._conn.opened(deflate, passthrough)
         transport.set_protocol(
             _SessionProtocol(self._on_data, self._connection_lost, self._pause_writing, self._resume_writing)
         )

@@ -622,7 +622,7 @@ class FrameReader:
                         )
                     except InflateError as exc:
                         return Violation(1002, str(exc), opcode, bool(fin), (b0 >> 4) & 7, length, payload)
-                if cls is _Text:
+                if cls is _Text and not (compressed and inflater is not None and inflater.raw):
                     if self._validated:
                         v = self._check_text(payload[self._validated :], opcode, bool(fin))
                         self._validated = 0

@@ -297,8 +297,9 @@ class RelayPanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         relay = self.relay
         flows = relay.flows
         active = sum(1 for f in flows if not f.ended)
+        where = f"→ {relay.upstream}" if relay.upstream is not None else f"(proxy, {len(relay.tunnels)} tunnels)"
         self.summary.value = html.escape(
-            f"{relay.url} → {relay.upstream}: {len(flows)} flows ({active} open), {len(relay.refused)} refused"
+            f"{relay.url} {where}: {len(flows)} flows ({active} open), {len(relay.refused)} refused"
         )
         options = [(f"{f.id} {f.path} ({'ended' if f.ended else 'open'})", f.id) for f in flows] or [("no flow yet", 0)]
         if list(self.flows.options) != options:
