@@ -254,7 +254,11 @@ class RawSession:
         self._queue = self._feed.queue
         self.incoming = Incoming(self._feed, self._loop)
         self._transport: asyncio.Transport | None = None
-        self._corked = False  # writes batched until the loop's next turn
+        # Write batching: `_corked` once something was written and nothing since showed a
+        # new loop turn (data received, or `_uncork` ran); `_uncork_pending` while later
+        # writes wait for the next turn (see `_written`).
+        self._corked = False
+        self._uncork_pending = False
         self._peer_close: asyncio.Future[None] = self._loop.create_future()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._write_paused = False
@@ -378,7 +382,7 @@ class RawSession:
         transport = self._transport
         if transport is not None and transport.is_closing():
             raise self._end_exception()
-        stamp = not self._corked  # the first write of this loop turn carries the timestamp
+        stamp = not self._uncork_pending  # the first write of a loop turn carries the timestamp
         code = self._conn.send(frame, compress)
         self._written(code)
         rec = self._recorder
@@ -602,7 +606,7 @@ class RawSession:
         transport = self._transport
         if transport is None or transport.is_closing():
             raise self._end_exception()
-        stamp = not self._corked
+        stamp = not self._uncork_pending
         code = self._conn.send(frame) | AUTOMATIC
         self._written(code)
         if self._recorder is not None:
@@ -612,14 +616,21 @@ class RawSession:
         return self._feed.end or self._conn.end_exception()
 
     def _written(self, code: int) -> None:
-        """Write what the core has to send, batching: the first write of a loop turn
-        goes out at once (no added latency), later ones in the same turn at the next
-        turn, or as soon as they reach `_CORK_LIMIT` bytes (so the transport's flow
-        control, `pause_writing`, still sees them) or a frame is large."""
+        """Write what the core has to send, batching: a write goes out at once (no added
+        latency) unless another one went out since the loop last showed a new turn (data
+        received, or the previous batch flushed); then it and the writes after it in the
+        same turn go at the next turn, or as soon as they reach `_CORK_LIMIT` bytes (so the
+        transport's flow control, `pause_writing`, still sees them, and a pipelining peer
+        starts early) or a frame is large. A request-response exchange thus writes each
+        request at once and schedules nothing."""
         if not self._corked:
             self._write_out()
             self._corked = True
+        elif not self._uncork_pending:
+            self._uncork_pending = True
             self._loop.call_soon(self._uncork)
+            if code >> 16 >= _DIRECT_WRITE:
+                self._write_out()
         elif code >> 16 >= _DIRECT_WRITE or self._conn.bytes_to_send >= _CORK_LIMIT:
             self._write_out()
 
@@ -639,7 +650,7 @@ class RawSession:
                 transport.write(chunk)
 
     def _uncork(self) -> None:
-        self._corked = False
+        self._corked = self._uncork_pending = False
         if self._conn.bytes_to_send:
             self._write_out()
 
@@ -681,6 +692,8 @@ class RawSession:
     # -- receiving ------------------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
+        if not self._uncork_pending:
+            self._corked = False  # a new loop turn: the next write may go out at once
         conn = self._conn
         queue = self._queue
         frames, codes, violation = conn.receive_data(data, self.max_queue - len(queue))

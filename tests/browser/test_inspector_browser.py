@@ -114,7 +114,10 @@ def test_inspector_click_filter_and_themes(chromium, lab, browser, artifacts: Pa
         )
         shown = labels()
         assert len(shown) == 4 and all(re.search(r"'beta-\d+'", line) for line in shown), shown
-        assert "4 match the filters" in timeline.locator(".rawws-timeline-counters").inner_text()
+        # The counters are their own widget: their update may land a moment after the rows'.
+        counters = timeline.locator(".rawws-timeline-counters")
+        counters.filter(has_text="4 match the filters").wait_for(timeout=15_000)
+        assert "showing 4" in counters.inner_text()
         summary["filtered_rows"] = shown
 
         # 3. Screenshots at 1024x768, light then dark.
