@@ -214,6 +214,14 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     long long longest = -1;
+    /* `joined` grows once to what the rest of `data` could hold, and is cut back at the end. */
+    Py_ssize_t join_at = 0;
+    if (joined != NULL) {
+        join_at = PyByteArray_GET_SIZE(joined);
+        if (PyByteArray_Resize(joined, join_at + (PyBytes_GET_SIZE(data) - (pos < 0 ? 0 : pos))) < 0) {
+            return NULL;
+        }
+    }
     /* The codes, gathered here and added to the array at the end (one call). */
     uint64_t local[512];
     uint64_t *code_buf = local;
@@ -278,14 +286,9 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto error;
         }
         int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0;
-        if (!bad && joined != NULL && longest <= join_max) {
-            if ((long long)n <= join_max) {
-                Py_ssize_t at = PyByteArray_GET_SIZE(joined);
-                bad = PyByteArray_Resize(joined, at + n) < 0;
-                if (!bad && n) {
-                    memcpy(PyByteArray_AS_STRING(joined) + at, src, n);
-                }
-            }
+        if (!bad && joined != NULL && longest <= join_max && (long long)n <= join_max) {
+            memcpy(PyByteArray_AS_STRING(joined) + join_at, src, n);
+            join_at += n;
         }
         Py_DECREF(payload);
         if (bad) {
@@ -323,6 +326,9 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                           (Py_ssize_t)(taken * sizeof(uint64_t)));
         if (r == NULL) goto error;
         Py_DECREF(r);
+    }
+    if (joined != NULL && PyByteArray_Resize(joined, join_at) < 0) {
+        goto error;
     }
     result = Py_BuildValue("nL", pos, longest);
 error:

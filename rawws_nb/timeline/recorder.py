@@ -133,14 +133,80 @@ _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
 
-def _rows(buf: bytearray, start: int, stop: int) -> np.ndarray:
-    """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`). The buffer
-    export ends before returning, so the recorder can grow again."""
-    return np.frombuffer(buf, dtype=ROW_DTYPE, count=stop - start, offset=start * ROW_SIZE).copy()
+class _RowStore:
+    """The fixed-size part of the kept rows (`ROW_DTYPE`: t, code, len, msg), in chunks:
+    a flush adds its rows as one chunk (no copy), single rows gather in a small tail, and
+    dropping the oldest rows drops whole chunks (and a view of the first one): no buffer
+    ever grows by copying or is moved to drop its front."""
+
+    __slots__ = ("_chunks", "_tail", "n")
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._tail = bytearray()  # single rows (`add`, `add_error`), packed
+        self.n = 0
+
+    def extend(self, rows: np.ndarray) -> None:
+        self._seal()
+        if len(rows):
+            self._chunks.append(rows)
+            self.n += len(rows)
+
+    def append(self, t: int, code: int, length: int, msg: int) -> None:
+        self._tail += _PACK(t, code, length, msg)
+        self.n += 1
+        if len(self._tail) >= _TAIL_ROWS * ROW_SIZE:
+            self._seal()
+
+    def _seal(self) -> None:
+        if self._tail:
+            self._chunks.append(np.frombuffer(bytes(self._tail), dtype=ROW_DTYPE))
+            self._tail = bytearray()
+
+    def drop_front(self, k: int) -> None:
+        """Forget the first `k` rows."""
+        self._seal()
+        chunks = self._chunks
+        self.n -= k
+        i = 0
+        while k and k >= len(chunks[i]):
+            k -= len(chunks[i])
+            i += 1
+        del chunks[:i]
+        if k:
+            chunks[0] = chunks[0][k:]
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._tail = bytearray()
+        self.n = 0
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`)."""
+        self._seal()
+        parts = []
+        pos = 0
+        for chunk in self._chunks:
+            end = pos + len(chunk)
+            if end > start and pos < stop:
+                parts.append(chunk[max(start - pos, 0) : min(stop, end) - pos])
+            if end >= stop:
+                break
+            pos = end
+        if not parts:
+            return np.empty(0, dtype=ROW_DTYPE)
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+    def field(self, name: str, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self.rows(start, stop)[name])
+
+    def row(self, i: int) -> tuple[int, int, int, int]:
+        """Row `i` as (t, code, len, msg)."""
+        r = self.rows(i, i + 1)[0]
+        return int(r["t"]), int(r["code"]), int(r["len"]), int(r["msg"])
 
 
-def _field(buf: bytearray, name: str, start: int, stop: int) -> np.ndarray:
-    return np.ascontiguousarray(_rows(buf, start, stop)[name])
+_TAIL_ROWS = 4096  # single rows gathered before they become a chunk
 
 
 class RecentFrame(NamedTuple):
@@ -173,7 +239,7 @@ class _Packed:
 
     __slots__ = ("at", "blob", "ends", "first")
 
-    def __init__(self, blob: bytes) -> None:
+    def __init__(self, blob: bytes | bytearray) -> None:
         self.blob = blob
         self.first = -1  # absolute row number of the batch's first frame
         self.at = 0
@@ -184,9 +250,10 @@ class _Packed:
         i = at + row - self.first
         base = int(ends[at - 1]) if at else 0
         start = int(ends[i - 1]) - base if i > at else 0
-        return self.blob[start : int(ends[i]) - base]
+        return bytes(self.blob[start : int(ends[i]) - base])
 
 
+_FLUSH_AT = 32768  # staged frames materialised at once (their temporaries stay in cache)
 _PACK_MIN = 8  # frames read at once from which a batch's payloads are packed
 _PACK_MAX_LENGTH = 512  # ... when none of them is longer than this
 
@@ -229,7 +296,7 @@ class Recorder:
         self.capacity = int(capacity)
         self.payload_cap = max(int(payload_cap), 0)  # bytes kept of a data frame's payload
         self.dropped = 0
-        self._rows = bytearray()  # ROW_SIZE bytes per frame: t, code, length, message
+        self._rows = _RowStore()  # per frame: t, code, length, message
         # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
         # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
         # numbers are derived, vectorised, when the rows are materialised (`_flush`).
@@ -300,6 +367,8 @@ class Recorder:
             kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
         if len(kept) > self.capacity:
             self._trim()
+        elif len(self._stage) >= _FLUSH_AT:
+            self._flush()
 
     @property
     def join_max(self) -> int:
@@ -343,7 +412,7 @@ class Recorder:
                     payload.append(data if c >> 16 <= cap or c & 8 else data[:cap])
         elif joined is not None and len(codes) >= _PACK_MIN:
             # Small frames whose payloads the reader already joined: no per-frame work.
-            packed = _Packed(bytes(joined))
+            packed = _Packed(joined)  # the reader's buffer, handed over (a new one per read)
             self._packing.append((len(stage) - len(codes), len(codes), packed))
             payload.extend(repeat(packed, len(codes)))
         else:
@@ -361,6 +430,8 @@ class Recorder:
                 payload.extend(map(_DATA, frames))
         if len(payload) > self.capacity:
             self._trim()
+        elif len(stage) >= _FLUSH_AT:
+            self._flush()
 
     def _flush(self) -> None:
         """Materialise staged frames into packed rows (timestamps and message numbers)."""
@@ -395,7 +466,7 @@ class Recorder:
         rows["code"] = code
         rows["len"] = codes >> 16
         rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1)
-        self._rows += rows.tobytes()
+        self._rows.extend(rows)
 
     def _numbers(self, opcode: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Message numbers, in order: every frame but a continuation starts a message;
@@ -450,7 +521,7 @@ class Recorder:
         message = self._number(code, message)
         self._last_t = t_ns
         n = len(payload)
-        self._rows += _PACK(t_ns, code, n, message)
+        self._rows.append(t_ns, code, n, message)
         kept = self._payload
         # Control frames (opcode bit 3) are kept whole: at most 125 bytes from a valid peer.
         kept.append(payload if n <= self.payload_cap or code & 8 else payload[: self.payload_cap])
@@ -479,7 +550,7 @@ class Recorder:
         self._flush()
         message = self._number(code, message)
         self._last_t = t_ns
-        self._rows += _PACK(t_ns, code, length, message)
+        self._rows.append(t_ns, code, length, message)
         keep = len(data) <= self.payload_cap or (code & 8 and len(data) <= 125)
         self._payload.append(data if keep else data[: self.payload_cap])
         row = self._base + len(self._payload) - 1
@@ -521,7 +592,8 @@ class Recorder:
         k = len(self._payload) - self.capacity + max(self.capacity // 8, 1) - 1
         k = min(k, len(self._payload))
         self._remember_open_kinds(k)
-        del self._rows[: k * ROW_SIZE], self._payload[:k]
+        self._rows.drop_front(k)
+        del self._payload[:k]
         self._base += k
         self.dropped += k
         if self._errors:
@@ -533,7 +605,7 @@ class Recorder:
     def _remember_open_kinds(self, k: int) -> None:
         """Before dropping the first `k` rows: the last data message each direction started
         there, so continuations kept after them still know their type."""
-        rows = _rows(self._rows, 0, k)
+        rows = self._rows.rows(0, k)
         code = rows["code"]
         op = code & 0x0F
         starts = (op == 1) | (op == 2)
@@ -553,7 +625,7 @@ class Recorder:
             self._remember_open_kinds(n)
         self._base += n
         self.dropped += n
-        del self._rows[:]
+        self._rows.clear()
         self._payload.clear()
         self._errors.clear()
         self._decoded.clear()
@@ -581,7 +653,7 @@ class Recorder:
         skip = max(kept - max(n, 0), 0)
         if skip >= kept:
             return []
-        rows = _rows(self._rows, skip, kept)
+        rows = self._rows.rows(skip, kept)
         code = np.ascontiguousarray(rows["code"])
         opcode = (code & 0x0F).astype(np.int8)
         message = np.ascontiguousarray(rows["msg"])
@@ -645,7 +717,7 @@ class Recorder:
         end = skip
         while len(missing) and end > 0:
             start = max(0, end - _LOOKBACK)
-            rows = _rows(self._rows, start, end)
+            rows = self._rows.rows(start, end)
             op = (rows["code"] & 0x0F).astype(np.int8)
             sel = (op == 1) | (op == 2)
             values, ok = last_value_lookup(rows["msg"][sel], op[sel], missing)
@@ -674,7 +746,7 @@ class Recorder:
         kept = len(self._payload)
         skip = 0 if since is None else min(max(since - self._base, 0), kept)
         n = kept - skip
-        rows = _rows(self._rows, skip, kept)
+        rows = self._rows.rows(skip, kept)
         t_ns = np.ascontiguousarray(rows["t"])
         code = np.ascontiguousarray(rows["code"])
         length = np.ascontiguousarray(rows["len"])
@@ -727,7 +799,7 @@ class Recorder:
         error = sparse_strings(n, list(errors), list(errors.values()))
         msg_type = sparse_strings(n, msg_type_pos, msg_type_val)
 
-        t0 = self._t0 or (int(_ROW.unpack_from(self._rows)[0]) if self._payload else 0)
+        t0 = self._t0 or (self._rows.row(0)[0] if self._payload else 0)
         data = {
             "t": pd.array(t_ns.view("datetime64[ns]")).tz_localize("UTC"),
             "t_rel": (t_ns - t0) / 1e9,
@@ -784,7 +856,7 @@ class Recorder:
         self._flush()
         kept = len(self._payload)
         start = min(max(since - self._base, 0), kept)
-        rx = int(np.count_nonzero((_field(self._rows, "code", start, kept) >> 8) & 1))
+        rx = int(np.count_nonzero((self._rows.field("code", start, kept) >> 8) & 1))
         return kept - start - rx, rx
 
     def _decode_binary(
@@ -809,7 +881,7 @@ class Recorder:
         fragments: dict[int, list[int]] = {}
         fragmented = [i for i in todo if opcode[i] == 0]
         if fragmented:
-            whole = _field(self._rows, "msg", 0, skip + len(payloads))
+            whole = self._rows.field("msg", 0, skip + len(payloads))
             ids = message[fragmented]
             for r in np.flatnonzero(np.isin(whole, ids)).tolist():
                 fragments.setdefault(int(whole[r]), []).append(r)
@@ -822,11 +894,11 @@ class Recorder:
                 parts, lengths = [payloads[i]], [int(length[i])]
             else:
                 rows = [r for r in fragments.get(int(message[i]), ()) if r <= skip + i]
-                if not rows or _ROW.unpack_from(self._rows, rows[0] * ROW_SIZE)[1] & 0x0F != 2:
+                if not rows or self._rows.row(rows[0])[1] & 0x0F != 2:
                     self._decoded[row] = (None, None, "first frames of the message were dropped; not decoded")
                     continue
                 parts = [self._payload_at(r) for r in rows]
-                lengths = [_ROW.unpack_from(self._rows, r * ROW_SIZE)[2] for r in rows]
+                lengths = [self._rows.row(r)[2] for r in rows]
             if any(len(p) < n for p, n in zip(parts, lengths, strict=True)):
                 self._decoded[row] = (None, None, f"payload capped at {self.payload_cap} bytes; not decoded")
                 continue
