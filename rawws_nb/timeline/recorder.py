@@ -139,17 +139,21 @@ class _RowStore:
     dropping the oldest rows drops whole chunks (and a view of the first one): no buffer
     ever grows by copying or is moved to drop its front."""
 
-    __slots__ = ("_chunks", "_tail", "n")
+    __slots__ = ("_chunks", "_starts", "_tail", "n")
 
     def __init__(self) -> None:
         self._chunks: list[np.ndarray] = []
+        # Per chunk: direction -> (message, opcode) of the last data message started in
+        # it, when known (None: found when needed).
+        self._starts: list[dict[int, tuple[int, int]] | None] = []
         self._tail = bytearray()  # single rows (`add`, `add_error`), packed
         self.n = 0
 
-    def extend(self, rows: np.ndarray) -> None:
+    def extend(self, rows: np.ndarray, starts: dict[int, tuple[int, int]] | None = None) -> None:
         self._seal()
         if len(rows):
             self._chunks.append(rows)
+            self._starts.append(starts)
             self.n += len(rows)
 
     def append(self, t: int, code: int, length: int, msg: int) -> None:
@@ -161,25 +165,36 @@ class _RowStore:
     def _seal(self) -> None:
         if self._tail:
             self._chunks.append(np.frombuffer(bytes(self._tail), dtype=ROW_DTYPE))
+            self._starts.append(None)
             self._tail = bytearray()
 
-    def drop_front(self, k: int) -> None:
-        """Forget the first `k` rows."""
+    def drop_front(self, k: int) -> dict[int, tuple[int, int]]:
+        """Forget the first `k` rows; returns, per direction, (message, opcode) of the
+        last data message started in them."""
         self._seal()
-        chunks = self._chunks
+        chunks, starts = self._chunks, self._starts
         self.n -= k
+        found: dict[int, tuple[int, int]] = {}
         i = 0
         while k and k >= len(chunks[i]):
+            known = starts[i]
+            found.update(_last_starts(chunks[i]) if known is None else known)
             k -= len(chunks[i])
             i += 1
-        del chunks[:i]
+        del chunks[:i], starts[:i]
         if k:
+            found.update(_last_starts(chunks[0][:k]))
             chunks[0] = chunks[0][k:]
+            starts[0] = None
+        return found
 
-    def clear(self) -> None:
+    def clear(self) -> dict[int, tuple[int, int]]:
+        found = self.drop_front(self.n) if self.n else {}
         self._chunks.clear()
+        self._starts.clear()
         self._tail = bytearray()
         self.n = 0
+        return found
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`)."""
@@ -207,6 +222,21 @@ class _RowStore:
 
 
 _TAIL_ROWS = 4096  # single rows gathered before they become a chunk
+
+
+def _last_starts(rows: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Per direction, (message, opcode) of the last data message started in `rows`."""
+    code = rows["code"]
+    op = code & 0x0F
+    starts = (op == 1) | (op == 2)
+    found: dict[int, tuple[int, int]] = {}
+    if starts.any():
+        for d in (0, 1):
+            at = np.flatnonzero(starts & (((code >> 8) & 1) == d))
+            if len(at):
+                i = at[-1]
+                found[d] = (int(rows["msg"][i]), int(op[i]))
+    return found
 
 
 class RecentFrame(NamedTuple):
@@ -354,6 +384,8 @@ class Recorder:
         timestamp as the frame recorded before it (the session stamps the first write of
         each event-loop turn only). The send path's whole recording cost: a few appends."""
         if t_ns is not None:
+            if len(self._stage) >= _FLUSH_AT:
+                self._flush()
             self._tpos.append(len(self._stage))
             self._tval.append(t_ns)
         self._stage.append(code)
@@ -367,8 +399,6 @@ class Recorder:
             kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
         if len(kept) > self.capacity:
             self._trim()
-        elif len(self._stage) >= _FLUSH_AT:
-            self._flush()
 
     @property
     def join_max(self) -> int:
@@ -465,12 +495,16 @@ class Recorder:
         rows["t"] = t
         rows["code"] = code
         rows["len"] = codes >> 16
-        rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1)
-        self._rows.extend(rows)
+        last: dict[int, tuple[int, int]] = {}
+        rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1, last)
+        self._rows.extend(rows, last)
 
-    def _numbers(self, opcode: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    def _numbers(
+        self, opcode: np.ndarray, direction: np.ndarray, last: dict[int, tuple[int, int]] | None = None
+    ) -> np.ndarray:
         """Message numbers, in order: every frame but a continuation starts a message;
-        a continuation belongs to its direction's last data message."""
+        a continuation belongs to its direction's last data message. `last` receives, per
+        direction, (message, opcode) of the last data message started here."""
         new = opcode != 0
         number = self._next_msg + np.cumsum(new) - 1
         starts = (opcode == 1) | (opcode == 2)
@@ -484,6 +518,8 @@ class Recorder:
                 number[cont] = np.where(at >= 0, number[first[np.maximum(at, 0)]], before)
             if len(first):
                 self._open_msg[d] = int(number[first[-1]])
+                if last is not None:
+                    last[d] = (self._open_msg[d], int(opcode[first[-1]]))
         self._next_msg += int(np.count_nonzero(new))
         return number
 
@@ -591,8 +627,9 @@ class Recorder:
         self._flush()
         k = len(self._payload) - self.capacity + max(self.capacity // 8, 1) - 1
         k = min(k, len(self._payload))
-        self._remember_open_kinds(k)
-        self._rows.drop_front(k)
+        # The last data message each direction started in the dropped rows: continuations
+        # kept after them still know their type.
+        self._open_kinds.update(self._rows.drop_front(k))
         del self._payload[:k]
         self._base += k
         self.dropped += k
@@ -602,30 +639,13 @@ class Recorder:
             self._decoded = {r: d for r, d in self._decoded.items() if r >= self._base}
         self._drop_inflated()
 
-    def _remember_open_kinds(self, k: int) -> None:
-        """Before dropping the first `k` rows: the last data message each direction started
-        there, so continuations kept after them still know their type."""
-        rows = self._rows.rows(0, k)
-        code = rows["code"]
-        op = code & 0x0F
-        starts = (op == 1) | (op == 2)
-        if not starts.any():
-            return
-        for d in (0, 1):
-            found = np.flatnonzero(starts & (((code >> 8) & 1) == d))
-            if len(found):
-                i = found[-1]
-                self._open_kinds[d] = (int(rows["msg"][i]), int(op[i]))
-
     def clear(self) -> None:
         """Forget every recorded frame (counted in `dropped`)."""
         self._flush()
         n = len(self._payload)
-        if n:
-            self._remember_open_kinds(n)
+        self._open_kinds.update(self._rows.clear())
         self._base += n
         self.dropped += n
-        self._rows.clear()
         self._payload.clear()
         self._errors.clear()
         self._decoded.clear()
