@@ -513,9 +513,12 @@ class Recorder:
             first = np.flatnonzero(starts & mine)
             cont = np.flatnonzero(~new & mine)
             if len(cont):
-                at = np.searchsorted(first, cont, side="right") - 1
                 before = self._open_msg.get(d, -1)
-                number[cont] = np.where(at >= 0, number[first[np.maximum(at, 0)]], before)
+                if len(first):
+                    at = np.searchsorted(first, cont, side="right") - 1
+                    number[cont] = np.where(at >= 0, number[first[np.maximum(at, 0)]], before)
+                else:  # no message starts here: every continuation continues the last one
+                    number[cont] = before
             if len(first):
                 self._open_msg[d] = int(number[first[-1]])
                 if last is not None:

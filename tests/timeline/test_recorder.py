@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import rawws_nb as rw
-from rawws_nb.frames import RX, header_code
+from rawws_nb.frames import RX, TX, FrameType, header_code
 from rawws_nb.timeline import COLUMNS, Recorder, empty_timeline
 
 T0 = 1_700_000_000_000_000_000
@@ -279,3 +279,14 @@ def test_codec_decoder_uses_a_codec_duck_typed():
     rec.set_decoder(codec_decoder(Codec(), (9, 9)))
     _binary(rec, T0, b"c")
     assert rec.to_dataframe().error.tolist() == ["ValueError: no version 9.9"]
+
+
+def test_a_continuation_recorded_after_a_view_of_its_first_frame():
+    # The view materialises the first frame; the continuation then arrives alone (with
+    # no message start in its batch): it still belongs to that message.
+    rec = Recorder()
+    rec.stage_tx(1, header_code(FrameType.TEXT, False, 0, 3, TX), b"abc")
+    assert [r.fin for r in rec.recent(5)] == [False]
+    rec.stage_tx(2, header_code(FrameType.CONTINUATION, True, 0, 3, TX), b"def")
+    rows = rec.recent(5)
+    assert [(r.opcode, r.message, r.text) for r in rows] == [("text", 0, "abc"), ("continuation", 0, "def")]
