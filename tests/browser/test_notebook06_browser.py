@@ -16,8 +16,14 @@ output area runs its JavaScript in this chromium and opens its WebSocket through
 * the notebook, saved from JupyterLab, holds the outputs the analysis cells printed
   (the same content checks as the headless nbclient run, plus "the browser connected").
 
+A third run is Binder's path: JupyterLab opened as http://notebook06.binder.test:PORT
+(a name this chromium maps to 127.0.0.1), so the page is not on loopback and connects
+through jupyter-server-proxy's /proxy/PORT/ on JupyterLab's own host, as it does on
+Binder. There the browser's leg to the proxy is uncompressed (tornado's), and the proxy
+passes the page's Close on without a status code.
+
 The both-legs timeline printout, a summary, screenshots and the saved notebook go to
-test-artifacts/browser/.
+test-artifacts/browser/ (notebook06-*).
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,12 +45,14 @@ from tests.notebooks.test_notebooks import _check_06
 
 from .conftest import KERNEL701_DISPLAY, KERNEL701_NAME
 from .lab import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     ROOT,
+    JupyterLab,
     KernelProbe,
     code_sources,
     copy_notebook,
     error_outputs,
-    notebook,
     open_notebook,
     run_all_and_wait,
     scroll_to_end,
@@ -120,16 +132,14 @@ def _texts_on(rows: list[dict[str, Any]], leg: str, direction: str) -> list[str]
     return [r["text"] for r in rows if r["leg"] == leg and r["dir"] == direction and r["opcode"] == "text"]
 
 
-@pytest.mark.timeout(300)  # includes building .venv-kernel701 on a first run
-@pytest.mark.parametrize("run", list(RUNS))
-def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, artifacts: Path, run: str) -> None:
-    rel_path, kernel_name = RUNS[run]
+def _check_run(
+    page: Any, lab: JupyterLab, artifacts: Path, run: str, rel_path: str, expected_kernel: str, proxied: bool
+) -> None:
+    """Open notebook 06 at `rel_path` on `lab`, Run All and check both sides (see the
+    module docstring). `proxied`: the page is served from a host name that is not
+    loopback, so it takes the Binder path, jupyter-server-proxy's /proxy/PORT/."""
     (artifacts / f"notebook06-{run}-FAILED.png").unlink(missing_ok=True)  # from an earlier run
-    served = lab.root_dir / "notebooks" / NOTEBOOK06.name  # the server's copy of notebook 06
-    if kernel_name is not None:
-        copy_notebook(served, lab.root_dir / rel_path, kernel_name, KERNEL701_DISPLAY)
-    expected_kernel = kernel_name or json.loads(served.read_text())["metadata"]["kernelspec"]["name"]
-    summary: dict[str, Any] = {"run": run, "notebook": rel_path, "timings_s": {}}
+    summary: dict[str, Any] = {"run": run, "notebook": rel_path, "lab": lab.url, "timings_s": {}}
     t0 = time.monotonic()
 
     def mark(step: str) -> None:
@@ -142,7 +152,7 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
     probe = KernelProbe(lab.connection_file(session["kernel"]["id"]))
     try:
         # 1. Run All: exactly the notebook's code cells, in order, none raising.
-        run_all_and_wait(page, probe, code_sources(served))
+        run_all_and_wait(page, probe, code_sources(lab.root_dir / rel_path))
         mark("all cells ran")
         errors = error_outputs(page)
         assert not errors, "error output in the notebook:\n" + "\n".join(errors)
@@ -157,9 +167,10 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
         flow_id, path, user_agent, origin = facts["flows"][0]
         assert (flow_id, path) == (1, "/echo")
         assert user_agent and "Chrome/" in user_agent, user_agent  # the browser, not a Python client
-        assert origin == lab.url, origin  # from the JupyterLab page itself
+        assert origin == lab.url, origin  # from the JupyterLab page itself (forwarded by the proxy)
         client_ext, upstream_ext = facts["extensions"]
-        assert "permessage-deflate" in client_ext and "permessage-deflate" in upstream_ext  # Chromium offered it
+        if not proxied:  # Chromium's own offer (through the proxy, tornado's leg decides)
+            assert "permessage-deflate" in client_ext and "permessage-deflate" in upstream_ext
 
         rows = facts["rows"]
         assert {r["leg"] for r in rows} == {"client", "upstream"}
@@ -171,11 +182,19 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
         assert [(r["leg"], r["dir"]) for r in secret] == [("client", "rx")]  # one leg only
         injected = [r for r in rows if r["text"] == TO_BROWSER[2]]
         assert [(r["leg"], r["dir"]) for r in injected] == [("client", "tx")]  # the server never sent it
-        data = [r for r in rows if r["opcode"] == "text"]
-        assert all(r["compressed"] for r in data), data  # each leg inflated what came compressed
+        if not proxied:
+            data = [r for r in rows if r["opcode"] == "text"]
+            assert all(r["compressed"] for r in data), data  # each leg inflated what came compressed
         closes = sorted((r["leg"], r["dir"], r["close_code"]) for r in rows if r["opcode"] == "close")
-        # The page's Close forwarded up, the server's reply forwarded down: clean on both legs.
-        assert closes == [(leg, d, 1000) for leg in ("client", "upstream") for d in ("rx", "tx")]
+        # The page's Close forwarded up, the server's reply forwarded down: on both legs.
+        # (jupyter-server-proxy passes the page's Close on with no status code.)
+        up_code = None if proxied else 1000
+        assert closes == [
+            ("client", "rx", up_code),
+            ("client", "tx", 1000),
+            ("upstream", "rx", 1000),
+            ("upstream", "tx", up_code),
+        ], closes
 
         # The analysis cells' values in the kernel.
         assert facts["legs"] == {
@@ -186,8 +205,9 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
         }
         assert facts["dropped"] == [SENT[1]]
         n_saved, per_leg, n_rows = facts["saved"]
-        assert n_saved == n_rows and set(per_leg) == {"client", "upstream"} and sum(per_leg.values()) == n_rows
-        assert facts["closes"] == [(1, 1000, 1000)]
+        assert n_rows == len(rows) == 14  # 10 Text and 4 Close frames, no relay notes
+        assert n_saved == n_rows and per_leg == {"client": 8, "upstream": 6}
+        assert facts["closes"] == ([(1, 1005, 1000)] if proxied else [(1, 1000, 1000)])
         mark("kernel checked")
 
         # 3. The page in the output area: what it shows it received, from its own DOM.
@@ -197,7 +217,11 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
         received = [t.strip() for t in log.all_inner_texts()]
         state = box.locator("span").first.inner_text().strip()
         summary["page"] = {"state": state, "log": received}
-        assert state.startswith("open: ws://127.0.0.1:") and "/echo" in state and "permessage-deflate" in state, state
+        host = lab.url.removeprefix("http://")
+        want = f"open: ws://{host}/proxy/" if proxied else "open: ws://127.0.0.1:"
+        assert state.startswith(want) and state.split(" (")[0].endswith("/echo"), state
+        if not proxied:
+            assert "permessage-deflate" in state, state
         assert received == [f"received: {t}" for t in TO_BROWSER] + ["closed: 1000 (clean)"]
         page.screenshot(path=str(artifacts / f"notebook06-{run}-page.png"))
         box.screenshot(path=str(artifacts / f"notebook06-{run}-page-output.png"))
@@ -210,8 +234,12 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
         outputs = _output_texts(saved_nb)
         text = "\n".join(outputs)
         assert "the browser connected" in text and "stand-in" not in text
+        if proxied:
+            # The client leg's Close came with no status code (1005), the rest as without
+            # the proxy: check that, then the same content checks as the headless run.
+            assert "[(1, CloseReason(1005, ''), CloseReason(1000 (NORMAL), ''))]" in outputs
+            outputs = [o.replace("CloseReason(1005, '')", "CloseReason(1000 (NORMAL), '')") for o in outputs]
         _check_06(outputs)
-        assert notebook(page).locator(".rawws-relay-page").count() == 1
         mark("saved outputs checked")
     except BaseException:
         page.screenshot(path=str(artifacts / f"notebook06-{run}-FAILED.png"))
@@ -222,3 +250,71 @@ def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, arti
         (artifacts / f"notebook06-{run}.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
         with contextlib.suppress(OSError):  # free the kernel for the next run
             lab.api(f"sessions/{session['id']}", method="DELETE")
+
+
+@pytest.mark.timeout(300)  # includes building .venv-kernel701 on a first run
+@pytest.mark.parametrize("run", list(RUNS))
+def test_notebook06_intercepts_jupyterlabs_own_browser(chromium, lab, page, artifacts: Path, run: str) -> None:
+    rel_path, kernel_name = RUNS[run]
+    served = lab.root_dir / "notebooks" / NOTEBOOK06.name  # the server's copy of notebook 06
+    if kernel_name is not None:
+        copy_notebook(served, lab.root_dir / rel_path, kernel_name, KERNEL701_DISPLAY)
+    expected_kernel = kernel_name or json.loads(served.read_text())["metadata"]["kernelspec"]["name"]
+    _check_run(page, lab, artifacts, run, rel_path, expected_kernel, proxied=False)
+
+
+# -- as on Binder: the page is not on loopback, so it goes through jupyter-server-proxy --
+
+PROXY_HOST = "notebook06.binder.test"  # mapped to 127.0.0.1 in this chromium only
+
+
+@pytest.fixture(scope="module")
+def proxied_lab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
+    """A JupyterLab (the same Python as `lab`) that the browser opens as
+    http://notebook06.binder.test:PORT: JupyterLab accepts the name as a local host
+    name, and jupyter-server-proxy (a test dependency, as on Binder) serves /proxy/PORT/."""
+    python = os.environ.get("RAWWS_LAB_PYTHON") or sys.executable
+    check = subprocess.run([python, "-c", "import jupyter_server_proxy"], capture_output=True, text=True)
+    if check.returncode:
+        pytest.fail(
+            f"jupyter-server-proxy is missing in {python} (the JupyterLab server's environment): "
+            "it is a test dependency (pyproject.toml [test]; `make venv` installs it).",
+            pytrace=False,
+        )
+    base = tmp_path_factory.mktemp("lab-proxied")
+    root = base / "root"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copyfile(NOTEBOOK06, root / "notebooks" / NOTEBOOK06.name)
+    server = JupyterLab(
+        home=base / "home",
+        root_dir=root,
+        log_path=artifacts / "jupyterlab-proxied.log",
+        python=python,
+        url_host=PROXY_HOST,
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def proxied_page(browser, artifacts: Path):
+    """A second chromium, resolving PROXY_HOST to 127.0.0.1 (nothing else changes)."""
+    b = browser.browser_type.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {PROXY_HOST} 127.0.0.1"]
+    )
+    context = b.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    lines: list[str] = []
+    pg.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
+    pg.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
+    yield pg
+    (artifacts / "notebook06-binder-proxy.console.log").write_text("\n".join(lines) + "\n")
+    context.close()
+    b.close()
+
+
+@pytest.mark.timeout(300)
+def test_notebook06_through_jupyter_server_proxy(chromium, proxied_lab, proxied_page, artifacts: Path) -> None:
+    rel_path = f"notebooks/{NOTEBOOK06.name}"
+    expected_kernel = json.loads(NOTEBOOK06.read_text())["metadata"]["kernelspec"]["name"]
+    _check_run(proxied_page, proxied_lab, artifacts, "binder-proxy", rel_path, expected_kernel, proxied=True)
