@@ -56,7 +56,12 @@ def free_port() -> int:
 
 class JupyterLab:
     """`jupyter lab` on 127.0.0.1 with a token, a temporary root dir and throwaway
-    Jupyter dirs under `home`. Use as a context manager; the log goes to `log_path`."""
+    Jupyter dirs under `home`. Use as a context manager; the log goes to `log_path`.
+
+    `url_host` is the host name the browser's URLs use (`url`, `notebook_url`): another
+    name than 127.0.0.1 (one the browser maps to 127.0.0.1) makes the page look served
+    from elsewhere, as on Binder; the server then accepts it as a local host name. The
+    REST calls always go to 127.0.0.1. `extra_args` go to `jupyter lab` as they are."""
 
     def __init__(
         self,
@@ -66,6 +71,8 @@ class JupyterLab:
         python: str = sys.executable,
         settings: dict[str, Any] | None = None,
         startup_timeout: float = 60.0,
+        url_host: str = "127.0.0.1",
+        extra_args: list[str] | None = None,
     ) -> None:
         self.home = Path(home)
         self.root_dir = Path(root_dir)
@@ -73,6 +80,8 @@ class JupyterLab:
         self.python = python
         self.settings = LAB_SETTINGS if settings is None else settings
         self.startup_timeout = startup_timeout
+        self.url_host = url_host
+        self.extra_args = list(extra_args or [])
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.proc: subprocess.Popen | None = None
@@ -89,7 +98,7 @@ class JupyterLab:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.url_host}:{self.port}"
 
     @property
     def runtime_dir(self) -> Path:
@@ -143,6 +152,9 @@ class JupyterLab:
             "--ServerApp.open_browser=False",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
+        if self.url_host not in ("127.0.0.1", "localhost"):
+            cmd.append(f"--ServerApp.local_hostnames={json.dumps(['localhost', self.url_host])}")
+        cmd += self.extra_args
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
         self._log = open(self.log_path, "wb")  # closed in stop()
@@ -198,7 +210,7 @@ class JupyterLab:
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            f"{self.url}/api/{path}",
+            f"http://127.0.0.1:{self.port}/api/{path}",
             data=data,
             method=method,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
