@@ -289,6 +289,8 @@ class FrameReader:
         "_chunks",
         "_chunks_len",
         "_fast",
+        "_held",
+        "_held_pos",
         "_longest",
         "_msg_cls",
         "_msg_compressed",
@@ -329,6 +331,8 @@ class FrameReader:
         self.join_max = -1
         self.joined: bytearray | None = None
         self._longest = -1
+        self._held: bytes | None = None  # a read whose rest a limit left unparsed ...
+        self._held_pos = 0  # ... from here
         # permessage-deflate, when negotiated: rsv1 marks a compressed message's first frame.
         self.inflater = inflater
         self._rsv_reject = 0x70 if inflater is None else 0x30
@@ -358,7 +362,7 @@ class FrameReader:
 
     @property
     def buffered(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
+        """Bytes received but not yet part of a complete frame (or not parsed yet)."""
         return self._chunks_len
 
     @property
@@ -371,6 +375,7 @@ class FrameReader:
         described as a 1006 `Violation`, or None when nothing is buffered."""
         if not self._chunks_len:
             return None
+        self._unhold()
         data = b"".join(self._chunks)
         header = parse_header(data)
         if header is None:
@@ -400,6 +405,16 @@ class FrameReader:
         self.controls = 0
         self.compressed = 0
         self.limited = False
+        start = 0
+        if self._held is not None:
+            # The rest of a read that a limit stopped: go on in it where the limit was
+            # (no copy), unless more bytes came (then they are joined as usual).
+            if data or (limit is not None and limit <= 0):
+                self._unhold()
+            else:
+                data, start = self._held, self._held_pos
+                self._held = None
+                self._chunks_len = 0
         if limit is not None and limit <= 0 and self._pending_text is None and self._big is None:
             if data:
                 self._chunks.append(data)
@@ -442,7 +457,7 @@ class FrameReader:
         else:
             out = []
             codes = array("q")
-            violation = self._parse(data, out, codes, None, limit)
+            violation = self._parse(data, out, codes, None, limit, start)
         if violation is not None:
             self.failed = violation
             self._chunks = []
@@ -458,8 +473,8 @@ class FrameReader:
         codes: array[int],
         first: tuple[Any, ...] | None,
         limit: int | None,
+        pos: int = 0,
     ) -> Violation | None:
-        pos = 0
         end = len(data)
         client = self.client
         max_frame = self.max_frame_size
@@ -513,7 +528,11 @@ class FrameReader:
                     break
                 if limit is not None and len(out) >= limit:
                     self.limited = True
-                    break
+                    self._held, self._held_pos = data, pos  # kept as is: `feed(b"")` goes on here
+                    self._chunks = []
+                    self._chunks_len = end - pos
+                    self._need = 2
+                    return None
                 b0 = data[pos]
                 b1 = data[pos + 1]
                 length = b1 & 0x7F
@@ -704,6 +723,12 @@ class FrameReader:
         else:
             reason = "new data frame inside a fragmented message (expected continuation)"
         return Violation(1002, reason, opcode, fin, rsv, length)
+
+    def _unhold(self) -> None:
+        """Make the held rest of a read an ordinary buffered chunk."""
+        if self._held is not None:
+            self._chunks = [self._held[self._held_pos :]]
+            self._held = None
 
     def _keep(self, data: bytes, pos: int, need: int) -> None:
         if pos < len(data):

@@ -32,17 +32,36 @@ def _shape(frames: list[Frame]) -> list[tuple[str, bytes, bool, int, bool]]:
 
 
 def _run(
-    data: bytes, cuts: list[int], *, compiled: bool, client: bool, limits: tuple[int | None, int | None], join: int
+    data: bytes,
+    cuts: list[int],
+    *,
+    compiled: bool,
+    client: bool,
+    limits: tuple[int | None, int | None],
+    join: int,
+    take: int | None = None,
+    drains: int = 0,
 ) -> list[object]:
+    """Feed `data` cut at `cuts`, at most `take` frames per feed; after each piece,
+    `drains` more `feed(b"", take)` while frames are held back; all of them at the end."""
     reader = FrameReader(client=client, max_frame_size=limits[0], max_message_size=limits[1], tag=RX, compiled=compiled)
     reader.join_max = join
     out: list[object] = []
+
+    def feed(piece: bytes, limit: int | None) -> None:
+        frames, codes, violation = reader.feed(piece, limit)
+        joined = None if reader.joined is None else bytes(reader.joined)
+        out.append((_shape(frames), list(codes), violation, joined, reader.controls, reader.buffered, reader.limited))
+
     pos = 0
     for cut in [*cuts, len(data)]:
-        frames, codes, violation = reader.feed(data[pos:cut])
+        feed(data[pos:cut], take)
         pos = max(pos, cut)
-        joined = None if reader.joined is None else bytes(reader.joined)
-        out.append((_shape(frames), list(codes), violation, joined, reader.controls, reader.buffered))
+        for _ in range(drains):
+            if reader.limited:
+                feed(b"", take)
+    while reader.limited:
+        feed(b"", None)
     return out
 
 
@@ -84,6 +103,8 @@ def _stream(frames: list[tuple[int, bool, int, bytes, bool | None]], client: boo
     client=st.booleans(),
     limits=st.sampled_from([(None, None), (100, None), (None, 50), (70_000, 200)]),
     join=st.sampled_from([-1, 0, 16, 512]),
+    take=st.sampled_from([None, None, 0, 1, 3]),
+    drains=st.integers(0, 2),
     seed=st.integers(0, 2**32),
 )
 def test_compiled_reader_matches_the_pure_python_reader(
@@ -91,12 +112,47 @@ def test_compiled_reader_matches_the_pure_python_reader(
     client: bool,
     limits: tuple[int | None, int | None],
     join: int,
+    take: int | None,
+    drains: int,
     seed: int,
 ) -> None:
     data = _stream(frames, client)
     rng = random.Random(seed)
     cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(4))) if data else []
-    _compare(data, cuts, client=client, limits=limits, join=join)
+    _compare(data, cuts, client=client, limits=limits, join=join, take=take, drains=drains)
+
+
+@settings(max_examples=int(os.environ.get("RAWWS_NB_EXAMPLES", "300")), deadline=None)
+@given(
+    frames=st.lists(_FRAME, max_size=12),
+    client=st.booleans(),
+    take=st.sampled_from([0, 1, 2, 5]),
+    drains=st.integers(0, 2),
+    seed=st.integers(0, 2**32),
+)
+def test_a_limited_reader_gives_what_an_unlimited_one_gives(
+    frames: list[tuple[int, bool, int, bytes, bool | None]], client: bool, take: int, drains: int, seed: int
+) -> None:
+    # Frames held back by a limit (and taken later, with or without new bytes coming in
+    # between) are the same frames, in the same order, with the same outcome.
+    data = _stream(frames, client)
+    rng = random.Random(seed)
+    cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(4))) if data else []
+    for compiled in (False, True) if wire.COMPILED else (False,):
+        options = {"compiled": compiled, "client": client, "limits": (None, None), "join": -1}
+        limited = _run(data, cuts, take=take, drains=drains, **options)  # type: ignore[arg-type]
+        whole = _run(data, cuts, **options)  # type: ignore[arg-type]
+
+        def flat(run: list[object]) -> tuple[list[object], list[object], list[object]]:
+            frames_, codes_, violations = [], [], []
+            for shape, codes, violation, *_ in run:  # type: ignore[misc]
+                frames_ += shape
+                codes_ += codes
+                if violation is not None:
+                    violations.append(violation)
+            return frames_, codes_, violations
+
+        assert flat(limited) == flat(whole)
 
 
 @pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE: this run checks the pure-Python path alone")
