@@ -487,7 +487,8 @@ class FrameReader:
         compressed = False
         fast = self._fast
         join_max = self.join_max
-        self.joined = joined = bytearray() if join_max >= 0 else None
+        # Joined only for reads that can hold a batch worth packing (a recorder packs 8+).
+        self.joined = joined = bytearray() if join_max >= 0 and end - pos >= _JOIN_MIN_BYTES else None
         self._longest = -1
         if fast is not None:
             c_frame = -1 if max_frame is None else max_frame
@@ -786,6 +787,7 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _Text = FRAME_CLASSES[FrameType.TEXT]
 _Binary = FRAME_CLASSES[FrameType.BINARY]
 _NO_LIMIT = 1 << 62
+_JOIN_MIN_BYTES = 128
 _BAD_OPCODES = frozenset((3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF))
 
 

@@ -422,7 +422,21 @@ class Recorder:
         codes' lengths the wire lengths). `joined`: all the frames' payloads in one buffer,
         when none is longer than `join_max` (a reader's `joined`): then the frames are not
         touched at all. A few C-level calls per batch, whatever its size."""
-        if not codes:
+        n = len(codes)
+        if n == 1 and not compressed:  # one frame (a request's answer): no batch work
+            c = codes[0]
+            data = frames[0].data
+            self._tpos.append(len(self._stage))
+            self._tval.append(t_ns)
+            self._stage.append(c)
+            kept = self._payload
+            kept.append(data if c >> 16 <= self.payload_cap or c & 8 else data[: self.payload_cap])
+            if len(kept) > self.capacity:
+                self._trim()
+            elif len(self._stage) >= _FLUSH_AT:
+                self._flush()
+            return
+        if not n:
             return
         stage = self._stage
         self._tpos.append(len(stage))
