@@ -22,6 +22,7 @@ from .errors import HandshakeError, ProxyError
 from .frames import CloseReason
 from .handshake import Accepted, ClientHandshake, RequestBuilder, Target, parse_url
 from .handshake_info import HandshakeInfo, parse_head
+from .loops import as_transport
 from .proxy import open_transport, select_proxy
 from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUE, RawSession
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
@@ -62,15 +63,14 @@ class _HandshakeProtocol(asyncio.Protocol):
         self.sent_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = as_transport(transport)
         request = self.handshake.request_bytes()
         head = parse_head(request)
         if head is not None:
             self.info.request_line, self.info.request_headers = head
         self.info.step = "upgrade"
         self.sent_at = time.perf_counter()
-        transport.write(request)
+        self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():

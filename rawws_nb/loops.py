@@ -24,12 +24,13 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
 
 from .errors import RawWsError
 
 __all__ = [
     "Handle",
+    "as_transport",
     "LoopOwner",
     "SyncOnLoopError",
     "background_loop",
@@ -271,3 +272,10 @@ def run_sync(
         return future.result()
     except concurrent.futures.CancelledError:
         raise asyncio.CancelledError(f"{name} was cancelled on the session's loop") from None
+
+
+def as_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """`transport` typed as the read-write `asyncio.Transport` it is. Not checked with
+    `isinstance`: other event loops' transports (uvloop's) have the same methods without
+    deriving from asyncio's classes."""
+    return cast("asyncio.Transport", transport)

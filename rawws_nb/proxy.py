@@ -45,6 +45,7 @@ from python_socks.async_.asyncio import Proxy as SocksProxy
 from .errors import ProxyError
 from .handshake import format_host
 from .handshake_info import HandshakeInfo, parse_head, redact_headers
+from .loops import as_transport
 
 __all__ = [
     "PROXY_SCHEMES",
@@ -203,8 +204,9 @@ async def open_transport(
             t0 = time.perf_counter()
             placeholder = _Buffering()
             inner = await loop.start_tls(transport, placeholder, tls, server_hostname=host)
-            assert isinstance(inner, asyncio.Transport) and inner is not None
-            transport = inner
+            if inner is None:
+                raise ProxyError(f"TLS could not start on the connection through {proxy.url}", proxy=proxy.url)
+            transport = as_transport(inner)
             info.timings.tls = time.perf_counter() - t0
             trailing = placeholder.take()
             _tls_details(transport, info)
@@ -288,8 +290,7 @@ async def _start(
     if tls is not None:
         info.timings.tls = time.perf_counter() - t0
         _tls_details(transport, info)
-    assert isinstance(transport, asyncio.Transport)
-    return transport
+    return as_transport(transport)
 
 
 def _tls_details(transport: asyncio.BaseTransport, info: HandshakeInfo) -> None:
@@ -380,8 +381,7 @@ class _TunnelProtocol(_Buffering):
         self.grace: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.request)
+        as_transport(transport).write(self.request)
 
     def data_received(self, data: bytes) -> None:
         if self.answer.done():
@@ -520,7 +520,7 @@ async def _http_tunnel(
     except BaseException:
         sock.close()
         raise
-    assert isinstance(transport, asyncio.Transport)
+    transport = as_transport(transport)
     try:
         answer = await tunnel.answer
     except BaseException:

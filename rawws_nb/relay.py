@@ -103,7 +103,7 @@ from .deflate import Deflate, PerMessageDeflate
 from .errors import HandshakeError, InvalidSend, ProxyError, SessionClosed
 from .frames import RX, TX, CloseReason, Frame, Text, header_code, make_frame
 from .handshake import ServerHandshake, ServerRequest, format_host, parse_url
-from .loops import call_soon
+from .loops import as_transport, call_soon
 from .proxy import dial
 from .session import DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_QUEUE, RawSession, SessionState
 from .timeline.recorder import DEFAULT_CAPACITY, DEFAULT_PAYLOAD_CAP
@@ -336,8 +336,7 @@ class _Front(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = as_transport(transport)
         self.fronts.add(self)
         self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self.timed_out)
 
@@ -550,8 +549,7 @@ class _SpliceEnd(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = as_transport(transport)
 
     def write(self, data: bytes) -> None:
         if self.transport is None:

@@ -37,6 +37,7 @@ from .deflate import Deflate, PerMessageDeflate
 from .errors import HandshakeError, InvalidSend, SessionClosed
 from .frames import Binary, Close, CloseReason, Ping, Pong, Text
 from .handshake import ServerHandshake, ServerRequest, format_host
+from .loops import as_transport
 from .session import DEFAULT_MAX_QUEUE, RawSession, SessionState
 from .wire import encode_frame
 
@@ -261,8 +262,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = as_transport(transport)
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
