@@ -43,6 +43,10 @@ the timeline then see compressed bytes (`frame.compressed` True; received rows
 since that side compressed nothing); `rewrite_text` leaves such frames alone. Only
 permessage-deflate can be agreed (another extension in the answer is a 502).
 
+`relay.flows` keeps every flow, ended ones included, unless `keep_flows=N` (a relay
+left running for long): then only the N most recent ended flows are kept, older ones and
+their rows are forgotten (`relay.forgotten` counts them), open flows always stay.
+
 `relay.timeline` is every flow's rows in time order with `flow` (id) and `leg`
 (`client` or `upstream`); `dir` is seen from the relay (`rx` on the client leg: sent by
 the client). `t_rel` counts from the relay's start. `rw.to_pcapng(relay.timeline, path)`
@@ -719,7 +723,10 @@ class Relay:
         payload_cap: int = DEFAULT_PAYLOAD_CAP,
         ca: LocalCA | None = None,
         intercept_tls: bool | Callable[[str, int], bool] = True,
+        keep_flows: int | None = None,
     ) -> None:
+        if keep_flows is not None and keep_flows < 0:
+            raise ValueError(f"keep_flows must be None or at least 0, not {keep_flows}")
         if upstream is not None:
             target = parse_url(upstream)  # ValueError for anything but a ws:// or wss:// URL
         if compression not in ("auto", "passthrough", None) and not isinstance(compression, Deflate):
@@ -752,6 +759,10 @@ class Relay:
         self.timeline_capacity = timeline_capacity
         self.payload_cap = payload_cap
         self.flows: list[Flow] = []
+        # For a long-running relay: at most this many ended flows are kept (the oldest,
+        # with their legs' timelines, are forgotten first; open flows always stay).
+        self.keep_flows = keep_flows
+        self.forgotten = 0  # ended flows forgotten that way
         self.refused: list[Refusal] = []
         self.tunnels: list[Tunnel] = []
         self.held: list[HeldFrame] = []
@@ -1260,6 +1271,7 @@ class Relay:
         self._ends[flow.id] = done
         self._dropping[flow.id] = set()
         self.flows.append(flow)
+        self._forget_ended()
         for callback in self._listeners:
             try:
                 callback(flow)
@@ -1268,6 +1280,20 @@ class Relay:
         runner = asyncio.get_running_loop().create_task(self._run(flow))
         self._tasks.add(runner)
         runner.add_done_callback(self._tasks.discard)
+
+    def _forget_ended(self) -> None:
+        keep = self.keep_flows
+        if keep is None:
+            return
+        ended = [f for f in self.flows if f.ended]
+        if len(ended) <= keep:
+            return
+        gone = {f.id for f in ended[: len(ended) - keep]}
+        self.flows = [f for f in self.flows if f.id not in gone]
+        for flow_id in gone:
+            self._ends.pop(flow_id, None)
+            self._dropping.pop(flow_id, None)
+        self.forgotten += len(gone)
 
     # -- forwarding -------------------------------------------------------------------------
 

@@ -679,3 +679,22 @@ def test_cli_relay_port_in_use_is_one_line_and_exit_2():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0], result.stderr
+
+
+async def test_keep_flows_forgets_the_oldest_ended_flows(server):
+    async with rw.relay(server.url, keep_flows=2) as relay:
+        for i in range(5):
+            async with ws_connect(relay.url + "/echo", compression=None) as ws:
+                await ws.send(f"flow {i}")
+                assert await ws.recv() == f"flow {i}"
+            await until(lambda: all(f.ended for f in relay.flows))
+        async with ws_connect(relay.url + "/echo", compression=None) as ws:  # open while others are forgotten
+            await ws.send("open")
+            assert await ws.recv() == "open"
+            ids = [f.id for f in relay.flows]
+            assert ids == [4, 5, 6] and not relay.flows[-1].ended
+            assert relay.forgotten == 3
+            texts = set(data_rows(relay.timeline, "client", "rx").text)
+            assert texts == {"flow 3", "flow 4", "open"}
+    with pytest.raises(ValueError, match="keep_flows"):
+        rw.relay(server.url, keep_flows=-1)
