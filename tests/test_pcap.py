@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import dpkt
@@ -177,7 +178,15 @@ class Tcpdump:
         return self
 
     async def __aexit__(self, *exc):
-        await asyncio.sleep(0.5)
+        # tcpdump writes each packet as it handles it (-U), but under load it may lag:
+        # wait until the file stops growing (0.5 s unchanged, 15 s at most) before
+        # stopping it, or the last packets are lost with no gap to show for it.
+        last, still, deadline = -1, 0.0, time.monotonic() + 15
+        while still < 0.5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            size = self.path.stat().st_size if self.path.exists() else 0
+            still = still + 0.1 if size == last else 0.0
+            last = size
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
 

@@ -259,6 +259,9 @@ class RecentFrame(NamedTuple):
     error: str | None
 
 
+_NO_ENDS = np.zeros(0, dtype=np.int64)
+
+
 class _Packed:
     """The payloads of a batch of small received frames, joined into one `bytes` (so the
     frames' own payload objects can be freed as soon as the consumer drops them: keeping
@@ -273,7 +276,7 @@ class _Packed:
         self.blob = blob
         self.first = -1  # absolute row number of the batch's first frame
         self.at = 0
-        self.ends: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.ends: np.ndarray = _NO_ENDS  # set by the flush
 
     def payload(self, row: int) -> bytes:
         ends, at = self.ends, self.at
@@ -496,9 +499,10 @@ class Recorder:
             self._last_t = int(tval[-1])
         else:
             t = np.full(k, self._last_t, dtype=np.int64)
+        lengths = codes >> 16
         if self._packing:
             first = self._base + len(self._payload) - k  # absolute row of stage index 0
-            ends = np.cumsum(codes >> 16)
+            ends = np.cumsum(lengths)
             for start, _count, packed in self._packing:
                 packed.ends = ends
                 packed.at = start
@@ -508,7 +512,7 @@ class Recorder:
         rows = np.empty(k, dtype=ROW_DTYPE)
         rows["t"] = t
         rows["code"] = code
-        rows["len"] = codes >> 16
+        rows["len"] = lengths
         last: dict[int, tuple[int, int]] = {}
         rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1, last)
         self._rows.extend(rows, last)
@@ -520,8 +524,19 @@ class Recorder:
         a continuation belongs to its direction's last data message. `last` receives, per
         direction, (message, opcode) of the last data message started here."""
         new = opcode != 0
-        number = self._next_msg + np.cumsum(new) - 1
         starts = (opcode == 1) | (opcode == 2)
+        if new.all():  # no continuation here (the common case): one message per frame
+            number = np.arange(self._next_msg, self._next_msg + len(opcode), dtype=np.int64)
+            for d in (0, 1):
+                mine = starts & (direction == d)
+                if mine.any():
+                    i = len(mine) - 1 - int(np.argmax(mine[::-1]))  # the last start of d
+                    self._open_msg[d] = int(number[i])
+                    if last is not None:
+                        last[d] = (self._open_msg[d], int(opcode[i]))
+            self._next_msg += len(opcode)
+            return number
+        number = self._next_msg + np.cumsum(new) - 1
         for d in (0, 1):
             mine = direction == d
             first = np.flatnonzero(starts & mine)
