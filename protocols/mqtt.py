@@ -55,6 +55,7 @@ from construct import (
     BitsInteger,
     BitStruct,
     Bytes,
+    Check,
     Const,
     Default,
     Enum,
@@ -164,7 +165,12 @@ PACKETS = [
     MessageType(
         "publish",
         3,
-        Struct("topic" / UTF8, "packet_id" / If(this.qos > 0, Int16ub), "payload" / GreedyBytes),
+        Struct(
+            Check(this.qos != 3),  # MQTT-3.3.1-4: a PUBLISH with both QoS bits set is malformed
+            "topic" / UTF8,
+            "packet_id" / If(this.qos > 0, Int16ub),
+            "payload" / GreedyBytes,
+        ),
         header={"flags": PUBLISH_FLAGS},
         doc="Either way: an application message (packet_id only when qos > 0).",
     ),

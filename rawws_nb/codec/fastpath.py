@@ -5,9 +5,9 @@ construct's own `.compile()` is fast but not exact on bad input: compiled
 `PascalString`, `Bytes`, `Padding` and `Flag` accept truncated data without an error
 (construct 2.10.70). This module compiles the common subset instead (format fields,
 `Flag`, `Bytes(n)`, `Enum`, `Default`, `Const`, `Padding`, Pascal/C/greedy strings and
-bytes, nested `Struct`, `Array`, `PrefixedArray`), merging runs of fixed-size fields
-into one precompiled `struct.Struct`. Anything else raises `Unsupported` and the caller
-uses plain construct.
+bytes, nested `Struct`, `Array`, `PrefixedArray`, `If`, and `Check` over fields in
+scope), merging runs of fixed-size fields into one precompiled `struct.Struct`. Anything
+else raises `Unsupported` and the caller uses plain construct.
 
 - `compile_payload(struct)` -> `CompiledPayload`: `decode(data, start, end)` and
   `encode(fields)` of one payload;
@@ -393,6 +393,10 @@ def _encoding(inner: cs.Construct, kind: str) -> str:
 
 def _dec_value(c: cs.Construct, gen: _Gen, var: str) -> None:
     inner, _, _ = unwrap(c)
+    if isinstance(inner, cs.Check):  # a failed check is construct's to report
+        gen.emit(f"if not {_condition(inner.func, gen)}: raise Miss")
+        gen.emit(f"{var} = None")
+        return
     atom = _atom(inner, gen, None)
     if atom is not None:
         (v,) = _dec_run([atom], gen, None)
@@ -567,6 +571,9 @@ def _enc_struct(struct_: cs.Struct, gen: _Gen, src: str, write: str) -> None:
 
 def _enc_value(c: cs.Construct, gen: _Gen, v: str, write: str) -> None:
     inner, _, _ = unwrap(c)
+    if isinstance(inner, cs.Check):  # a failed check is construct's to report
+        gen.emit(f"if not {_condition(inner.func, gen)}: raise Miss")
+        return
     atom = _atom(inner, gen, None)
     if atom is not None:
         gen.emit(f"{write}({_enc_run([atom], gen, [v])})")

@@ -94,11 +94,30 @@ def fields_strategy(infos: tuple[FieldInfo, ...]) -> st.SearchStrategy[dict[str,
     return st.fixed_dictionaries(required, optional=optional)
 
 
+def passes_checks(mt: MessageType, fields: dict[str, Any]) -> bool:
+    """False when `fields` break one of the message type's `Check`s (MQTT: QoS 3)."""
+    from construct import Check
+
+    from rawws_nb.codec.fields import unwrap
+
+    context = {f.name: f.default for f in mt.fields if f.default is not None} | fields  # left out: defaults
+    for sc in unwrap(mt.struct)[0].subcons:
+        inner = unwrap(sc)[0]
+        if isinstance(inner, Check) and not inner.func(context):
+            return False
+    return True
+
+
+def message_fields(mt: MessageType) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid field dicts of message type `mt`: `fields_strategy`, keeping to its checks."""
+    return fields_strategy(mt.fields).filter(lambda fields: passes_checks(mt, fields))
+
+
 @st.composite
 def valid_messages(draw: Any, codec: ProtocolVersion) -> tuple[str, dict[str, Any]]:
     """(name, fields) of a random valid message of `codec`."""
     mt = draw(st.sampled_from(codec.message_types))
-    return mt.name, draw(fields_strategy(mt.fields))
+    return mt.name, draw(message_fields(mt))
 
 
 @st.composite
@@ -244,8 +263,10 @@ def rich_fields(infos: tuple[FieldInfo, ...]) -> dict[str, Any]:
 
 
 def header_context(mt: MessageType) -> st.SearchStrategy[dict[str, Any]]:
-    """Values of the header fields a message type's payload conditions may read."""
-    return st.fixed_dictionaries({f.name: value_strategy(f) for f in mt.header_fields})
+    """Values of the header fields a message type's payload conditions may read (within
+    its checks)."""
+    values = st.fixed_dictionaries({f.name: value_strategy(f) for f in mt.header_fields})
+    return values.filter(lambda ctx: passes_checks(mt, ctx))
 
 
 def split_header(mt: MessageType, fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

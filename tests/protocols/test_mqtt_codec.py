@@ -135,6 +135,7 @@ def test_publish_needs_a_packet_id_only_above_qos_0():
         (b"\xf0\x00", "type", 0, "unknown type code 15"),
         (b"\x82\x05\x00\x01\x00\x05a", "subscribe", 4, "bytes left after the last field"),
         (b"\xc0\x01\x00", "pingreq", 2, "1 bytes left after the last field"),
+        (b"\x36\x05\x00\x01a\x00\x01", "publish", 2, "check failed"),  # QoS 3 (both QoS bits)
     ],
 )
 def test_malformed_input_raises_a_specific_decode_error(data, path, offset, reason):

@@ -131,6 +131,8 @@ MALFORMED = {
     # DISCONNECT with a flag bit set (mosquitto 2.0.11 drops this one, but answers a
     # PINGREQ with the same bit set: it does not check every packet's reserved flags)
     "reserved flags (disconnect)": (b"\xe1\x00", "disconnect.flags", 0),
+    # PUBLISH with both QoS bits set (MQTT-3.3.1-4: the server closes the connection)
+    "qos 3": (b"\x36\x06\x00\x01a\x00\x01x", "publish", 2),
 }
 
 
