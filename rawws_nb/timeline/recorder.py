@@ -38,6 +38,8 @@ frames on the benchmark machine (target <= 0.5 s).
 
 from __future__ import annotations
 
+import importlib
+import os
 import struct
 import time
 from array import array
@@ -129,6 +131,15 @@ assert ROW_DTYPE.itemsize == ROW_SIZE
 
 
 _DATA = attrgetter("data")
+
+# The flush in C when rawws_nb's compiled fast path is built (the numpy code below is the
+# reference and the fallback; RAWWS_NB_PURE=1 or Recorder(compiled=False) uses it).
+_c_flush: Any = None
+if not os.environ.get("RAWWS_NB_PURE"):
+    try:
+        _c_flush = importlib.import_module("rawws_nb._speedups").flush_rows
+    except (ImportError, AttributeError):
+        pass
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
@@ -302,6 +313,7 @@ class Recorder:
 
     __slots__ = (
         "_base",
+        "_c_flush",
         "_decoded",
         "_decoders",
         "_errors",
@@ -323,9 +335,17 @@ class Recorder:
         "payload_cap",
     )
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, payload_cap: int = DEFAULT_PAYLOAD_CAP, t0: int = 0) -> None:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        payload_cap: int = DEFAULT_PAYLOAD_CAP,
+        t0: int = 0,
+        *,
+        compiled: bool = True,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        self._c_flush: Any = _c_flush if compiled else None
         self.capacity = int(capacity)
         self.payload_cap = max(int(payload_cap), 0)  # bytes kept of a data frame's payload
         self.dropped = 0
@@ -486,6 +506,9 @@ class Recorder:
         k = len(stage)
         if not k:
             return
+        if self._c_flush is not None:
+            self._flush_compiled(k)
+            return
         codes = np.frombuffer(stage, dtype=np.int64).copy()
         tpos = np.frombuffer(self._tpos, dtype=np.int64).copy()
         tval = np.frombuffer(self._tval, dtype=np.int64).copy()
@@ -516,6 +539,34 @@ class Recorder:
         last: dict[int, tuple[int, int]] = {}
         rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1, last)
         self._rows.extend(rows, last)
+
+    def _flush_compiled(self, k: int) -> None:
+        """`_flush` in C (`rawws_nb._speedups.flush_rows`): the same rows, in one pass."""
+        packing = self._packing
+        rows, ends, self._last_t, self._next_msg, open0, open1, last0, last1 = self._c_flush(
+            self._stage,
+            self._tpos,
+            self._tval,
+            self._last_t,
+            self._next_msg,
+            self._open_msg.get(0, -1),
+            self._open_msg.get(1, -1),
+            bool(packing),
+        )
+        del self._stage[:], self._tpos[:], self._tval[:]
+        for d, value in ((0, open0), (1, open1)):
+            if value >= 0:
+                self._open_msg[d] = value
+        if packing:
+            first = self._base + len(self._payload) - k  # absolute row of stage index 0
+            running = np.frombuffer(ends, dtype=np.int64)
+            for start, _count, packed in packing:
+                packed.ends = running
+                packed.at = start
+                packed.first = first + start
+            packing.clear()
+        last = {d: (int(v[0]), int(v[1])) for d, v in ((0, last0), (1, last1)) if v is not None}
+        self._rows.extend(np.frombuffer(rows, dtype=ROW_DTYPE), last)
 
     def _numbers(
         self, opcode: np.ndarray, direction: np.ndarray, last: dict[int, tuple[int, int]] | None = None

@@ -86,3 +86,22 @@ def test_a_bounded_recorder_keeps_the_newest_rows_of_the_whole(
     assert bounded.count(bounded.first) == whole.count(bounded.first)
     recent = bounded.recent(5)
     assert [r.row for r in recent] == list(kept.index[-5:])
+
+
+@settings(max_examples=int(os.environ.get("RAWWS_NB_EXAMPLES", "120")), deadline=None)
+@given(events=st.lists(_EVENT, max_size=60), capacity=st.integers(1, 40), flush_at=st.sampled_from([1, 5, 32768]))
+def test_the_compiled_flush_gives_the_rows_the_numpy_flush_gives(
+    events: list[tuple], capacity: int, flush_at: int
+) -> None:
+    saved = recorder_module._FLUSH_AT
+    recorder_module._FLUSH_AT = flush_at
+    try:
+        fast, reference = Recorder(capacity=capacity), Recorder(capacity=capacity, compiled=False)
+        _feed(fast, events)
+        _feed(reference, events)
+    finally:
+        recorder_module._FLUSH_AT = saved
+    assert (recorder_module._c_flush is not None) is not bool(os.environ.get("RAWWS_NB_PURE"))  # make test builds it
+    pd.testing.assert_frame_equal(fast.to_dataframe(), reference.to_dataframe())
+    assert fast.recent(7) == reference.recent(7)
+    assert (fast.total, fast.dropped, fast.count()) == (reference.total, reference.dropped, reference.count())
