@@ -217,12 +217,17 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     long long longest = -1;
     /* `joined` grows once to what the rest of `data` could hold, and is cut back at the end. */
-    Py_ssize_t join_at = 0;
+    Py_ssize_t join_at = 0, join_room = 0;
     if (joined != NULL) {
+        /* Room for a few KiB first (a large buffer would be mapped and unmapped each
+           time), doubled as needed; cut back to what was used at the end. */
+        Py_ssize_t rest = PyBytes_GET_SIZE(data) - (pos < 0 ? 0 : pos);
         join_at = PyByteArray_GET_SIZE(joined);
-        if (PyByteArray_Resize(joined, join_at + (PyBytes_GET_SIZE(data) - (pos < 0 ? 0 : pos))) < 0) {
+        join_room = rest < 8192 ? rest : 8192;
+        if (PyByteArray_Resize(joined, join_at + join_room) < 0) {
             return NULL;
         }
+        join_room += join_at;
     }
     /* The codes, gathered here and added to the array at the end (one call). */
     uint64_t local[512];
@@ -289,8 +294,14 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0;
         if (!bad && joined != NULL && longest <= join_max && (long long)n <= join_max) {
-            memcpy(PyByteArray_AS_STRING(joined) + join_at, src, n);
-            join_at += n;
+            if (join_at + n > join_room) {
+                join_room = 2 * (join_at + n);
+                bad = PyByteArray_Resize(joined, join_room) < 0;
+            }
+            if (!bad) {
+                memcpy(PyByteArray_AS_STRING(joined) + join_at, src, n);
+                join_at += n;
+            }
         }
         Py_DECREF(payload);
         if (bad) {
