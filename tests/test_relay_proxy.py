@@ -23,18 +23,9 @@ from websockets.exceptions import InvalidProxyStatus, InvalidStatus
 import rawws_nb as rw
 from rawws_nb.relay import LocalCA, Relay, rewrite_text
 
+from .relay_support import data_rows, until
+
 pytestmark = pytest.mark.timeout(60)
-
-
-def data_rows(df, leg, direction):
-    rows = df[(df.leg == leg) & (df.dir == direction) & df.error.isna()]
-    return rows[rows.opcode.isin(["text", "binary", "continuation"])]
-
-
-async def until(predicate, timeout=5.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 async def echo(ws):

@@ -401,8 +401,9 @@ class Recorder:
     # -- the hot path ----------------------------------------------------------------
 
     def stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:
-        """Record one sent frame: `code` is its header code (`length << 16 | b0`, as
-        `rawws_nb.frames.header_code` packs it, direction `TX`), `payload` its payload
+        """Record one sent frame (or one received alone: `stage_rx` hands it here): `code`
+        is its header code (`length << 16 | b0`, as `rawws_nb.frames.header_code` packs it,
+        direction `TX`, or `RX`), `payload` its payload
         (kept as is, or capped at `payload_cap` for a data frame). `t_ns` None: the same
         timestamp as the frame recorded before it (the session stamps the first write of
         each event-loop turn only). The send path's whole recording cost: a few appends."""
@@ -447,17 +448,7 @@ class Recorder:
         touched at all. A few C-level calls per batch, whatever its size."""
         n = len(codes)
         if n == 1 and not compressed:  # one frame (a request's answer): no batch work
-            c = codes[0]
-            data = frames[0].data
-            self._tpos.append(len(self._stage))
-            self._tval.append(t_ns)
-            self._stage.append(c)
-            kept = self._payload
-            kept.append(data if c >> 16 <= self.payload_cap or c & 8 else data[: self.payload_cap])
-            if len(kept) > self.capacity:
-                self._trim()
-            elif len(self._stage) >= _FLUSH_AT:
-                self._flush()
+            self.stage_tx(t_ns, codes[0], frames[0].data)
             return
         if not n:
             return
@@ -524,13 +515,7 @@ class Recorder:
             t = np.full(k, self._last_t, dtype=np.int64)
         lengths = codes >> 16
         if self._packing:
-            first = self._base + len(self._payload) - k  # absolute row of stage index 0
-            ends = np.cumsum(lengths)
-            for start, _count, packed in self._packing:
-                packed.ends = ends
-                packed.at = start
-                packed.first = first + start
-            self._packing.clear()
+            self._place_packed(np.cumsum(lengths), k)
         code = codes & 0xFFFF
         rows = np.empty(k, dtype=ROW_DTYPE)
         rows["t"] = t
@@ -539,6 +524,16 @@ class Recorder:
         last: dict[int, tuple[int, int]] = {}
         rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1, last)
         self._rows.extend(rows, last)
+
+    def _place_packed(self, ends: np.ndarray, k: int) -> None:
+        """Tell the packed batches among the `k` rows being flushed where their payloads
+        end (`ends`: the running total of those rows' lengths)."""
+        first = self._base + len(self._payload) - k  # absolute row of stage index 0
+        for start, _count, packed in self._packing:
+            packed.ends = ends
+            packed.at = start
+            packed.first = first + start
+        self._packing.clear()
 
     def _flush_compiled(self, k: int) -> None:
         """`_flush` in C (`rawws_nb._speedups.flush_rows`): the same rows, in one pass."""
@@ -558,13 +553,7 @@ class Recorder:
             if value >= 0:
                 self._open_msg[d] = value
         if packing:
-            first = self._base + len(self._payload) - k  # absolute row of stage index 0
-            running = np.frombuffer(ends, dtype=np.int64)
-            for start, _count, packed in packing:
-                packed.ends = running
-                packed.at = start
-                packed.first = first + start
-            packing.clear()
+            self._place_packed(np.frombuffer(ends, dtype=np.int64), k)
         last = {d: (int(v[0]), int(v[1])) for d, v in ((0, last0), (1, last1)) if v is not None}
         self._rows.extend(np.frombuffer(rows, dtype=ROW_DTYPE), last)
 

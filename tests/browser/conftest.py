@@ -21,6 +21,16 @@ from .lab import ARTIFACTS, CHROMIUM, ROOT, JupyterLab, launch_chromium
 KERNEL701_SETUP = ROOT / ".ci" / "kernel-7.0.1" / "setup.sh"
 KERNEL701_NAME = "rawws-ipykernel701"
 KERNEL701_DISPLAY = "Python 3 (ipykernel 7.0.1)"
+
+
+def notebook_runs(stem: str) -> dict[str, tuple[str, str | None]]:
+    """A notebook's runs on both kernels: name -> (notebook path under the server's root,
+    kernelspec name to set, or None to keep the file's)."""
+    return {
+        "default-kernel": (f"notebooks/{stem}.ipynb", None),
+        "ipykernel701": (f"notebooks/{stem}-ipykernel701.ipynb", KERNEL701_NAME),
+    }
+
 HERE = Path(__file__).parent
 
 

@@ -43,7 +43,7 @@ import pytest
 
 from tests.notebooks.test_notebooks import _check_06
 
-from .conftest import KERNEL701_DISPLAY, KERNEL701_NAME
+from .conftest import KERNEL701_DISPLAY, notebook_runs
 from .lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -62,11 +62,7 @@ from .lab import (
 
 NOTEBOOK06 = ROOT / "notebooks" / "06-intercept-a-browser.ipynb"
 
-RUNS = {
-    # name: (notebook path under the server's root, kernelspec name to set or None to keep the file's)
-    "default-kernel": ("notebooks/06-intercept-a-browser.ipynb", None),
-    "ipykernel701": ("notebooks/06-intercept-a-browser-ipykernel701.ipynb", KERNEL701_NAME),
-}
+RUNS = notebook_runs("06-intercept-a-browser")
 
 SENT = ["my cat says hello", "a secret the relay drops", "plain message"]
 FORWARDED = ["my cat says hello", "plain message"]  # the secret dropped on the way up

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import KERNEL701_DISPLAY, KERNEL701_NAME
+from .conftest import KERNEL701_DISPLAY, KERNEL701_NAME, notebook_runs
 from .lab import (
     PROBE_INSTALL,
     ROOT,
@@ -39,11 +39,7 @@ from .lab import (
 
 QUICKSTART = ROOT / "notebooks" / "01-quickstart.ipynb"
 
-RUNS = {
-    # name: (notebook path under the server's root, kernelspec name to set or None to keep the file's)
-    "default-kernel": ("notebooks/01-quickstart.ipynb", None),
-    "ipykernel701": ("notebooks/01-quickstart-ipykernel701.ipynb", KERNEL701_NAME),
-}
+RUNS = notebook_runs("01-quickstart")
 
 
 def _shot(page, artifacts: Path, run: str, step: str, target=None) -> Path:
