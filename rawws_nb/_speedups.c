@@ -9,13 +9,17 @@
  *   mask(data, key, prefix=b"") -> bytes
  *       prefix + (data XOR the 4-byte key repeated): RFC 6455 section 5.3.
  *
+ *   masked_frame(b0, payload, keys, pos) -> bytes
+ *       A whole masked frame: wire.header_bytes(b0, len(payload), key) + the payload
+ *       masked with key, where key = keys[pos:pos + 4] (the client's writer).
+ *
  *   read_simple(data, pos, masked, max_frame, max_message, count, text, binary, tag,
  *               frames, codes, joined, join_max) -> (int, int)
  *       Parses, from data[pos:], at most `count` frames of the one shape that needs no
  *       judgement: a complete, final (fin) Text or Binary frame with no rsv bit, masked
  *       exactly when `masked`, minimally encoded length within `max_frame` and
  *       `max_message` (-1: no limit), and, for Text, valid UTF-8. Each one is appended
- *       to `frames` (an instance of `text` or `binary` with `data` and `fin` set, as
+ *       to `frames` (an instance of `text` or `binary` with `data`, `fin`, `_ext` set, as
  *       frames.make_frame builds it) and its header code to `codes`, an array('q')
  *       (length << 16 | tag | first header byte, as frames.header_code packs it).
  *       `joined` (a bytearray, or None): each payload is appended to it too, as long as
@@ -31,6 +35,9 @@
 
 static PyObject *data_descr = NULL; /* Frame.__dict__["data"], a member descriptor */
 static PyObject *fin_descr = NULL;  /* Frame.__dict__["fin"] */
+static PyObject *ext_descr = NULL;  /* Frame.__dict__["_ext"]: rsv bits and the compressed flag, 0 here */
+static PyObject *zero = NULL;
+static PyObject *frombytes_name = NULL; /* "frombytes", interned */
 
 /* XOR n bytes of src with the key (key4 as read from memory), into dst. */
 static void
@@ -97,6 +104,62 @@ done:
     return out;
 }
 
+/* masked_frame(b0, payload, keys, pos) -> bytes: a whole client frame (header with the
+ * shortest length form and the mask bit, the 4-byte key keys[pos:pos+4], the payload
+ * masked with it), in one buffer: what wire.header_bytes and mask() give, in one call. */
+static PyObject *
+speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "masked_frame() takes 4 arguments");
+        return NULL;
+    }
+    long b0 = PyLong_AsLong(args[0]);
+    Py_ssize_t pos = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (b0 < 0 || b0 > 255) {
+        PyErr_SetString(PyExc_ValueError, "masked_frame(): b0 is one byte");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[2]) || pos < 0 || pos + 4 > PyBytes_GET_SIZE(args[2])) {
+        PyErr_SetString(PyExc_ValueError, "masked_frame(): keys must be bytes holding 4 bytes at pos");
+        return NULL;
+    }
+    const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(args[2]) + pos;
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = data.len;
+    Py_ssize_t head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, head + 4 + n);
+    if (out != NULL) {
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+        dst[0] = (unsigned char)b0;
+        if (n < 126) {
+            dst[1] = (unsigned char)(0x80 | n);
+        }
+        else if (n < 65536) {
+            dst[1] = 0x80 | 126;
+            dst[2] = (unsigned char)(n >> 8);
+            dst[3] = (unsigned char)n;
+        }
+        else {
+            dst[1] = 0x80 | 127;
+            unsigned long long len = (unsigned long long)n;
+            for (int i = 0; i < 8; i++) {
+                dst[2 + i] = (unsigned char)(len >> (56 - 8 * i));
+            }
+        }
+        memcpy(dst + head, key, 4);
+        xor_mask(dst + head + 4, (const unsigned char *)data.buf, n, key);
+    }
+    PyBuffer_Release(&data);
+    return out;
+}
+
 /* Strict UTF-8 (as bytes.decode("utf-8") accepts it: no overlong forms, no surrogates,
  * nothing above U+10FFFF). */
 static int
@@ -158,18 +221,26 @@ speedups_utf8_valid(PyObject *module, PyObject *arg)
 static PyObject *
 speedups_configure(PyObject *module, PyObject *args)
 {
-    PyObject *d, *f;
-    if (!PyArg_ParseTuple(args, "OO:configure", &d, &f)) {
+    PyObject *d, *f, *e;
+    if (!PyArg_ParseTuple(args, "OOO:configure", &d, &f, &e)) {
         return NULL;
     }
-    if (Py_TYPE(d)->tp_descr_set == NULL || Py_TYPE(f)->tp_descr_set == NULL) {
-        PyErr_SetString(PyExc_TypeError, "configure() takes the Frame class's data and fin slot descriptors");
+    if (Py_TYPE(d)->tp_descr_set == NULL || Py_TYPE(f)->tp_descr_set == NULL || Py_TYPE(e)->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes the Frame class's data, fin and _ext slot descriptors");
+        return NULL;
+    }
+    if (zero == NULL && (zero = PyLong_FromLong(0)) == NULL) {
+        return NULL;
+    }
+    if (frombytes_name == NULL && (frombytes_name = PyUnicode_InternFromString("frombytes")) == NULL) {
         return NULL;
     }
     Py_INCREF(d);
     Py_INCREF(f);
+    Py_INCREF(e);
     Py_XSETREF(data_descr, d);
     Py_XSETREF(fin_descr, f);
+    Py_XSETREF(ext_descr, e);
     Py_RETURN_NONE;
 }
 
@@ -236,6 +307,7 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     descrsetfunc set_data = Py_TYPE(data_descr)->tp_descr_set;
     descrsetfunc set_fin = Py_TYPE(fin_descr)->tp_descr_set;
+    descrsetfunc set_ext = Py_TYPE(ext_descr)->tp_descr_set;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t end = PyBytes_GET_SIZE(data);
     Py_ssize_t taken = 0;
@@ -292,7 +364,8 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(payload);
             goto error;
         }
-        int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0;
+        int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0 ||
+                  set_ext(ext_descr, frame, zero) < 0;
         if (!bad && joined != NULL && longest <= join_max && (long long)n <= join_max) {
             if (join_at + n > join_room) {
                 join_room = 2 * (join_at + n);
@@ -335,15 +408,26 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         taken++;
     }
     if (taken) {
-        PyObject *r = PyObject_CallMethod(codes, "frombytes", "y#", (const char *)code_buf,
-                                          (Py_ssize_t)(taken * sizeof(uint64_t)));
+        /* codes.frombytes(...), by an interned name: no format string, no name lookup per call. */
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)code_buf, (Py_ssize_t)(taken * sizeof(uint64_t)));
+        if (raw == NULL) goto error;
+        PyObject *r = PyObject_CallMethodOneArg(codes, frombytes_name, raw);
+        Py_DECREF(raw);
         if (r == NULL) goto error;
         Py_DECREF(r);
     }
     if (joined != NULL && PyByteArray_Resize(joined, join_at) < 0) {
         goto error;
     }
-    result = Py_BuildValue("nL", pos, longest);
+    {
+        PyObject *at = PyLong_FromSsize_t(pos);
+        PyObject *most = at == NULL ? NULL : PyLong_FromLongLong(longest);
+        if (most != NULL) {
+            result = PyTuple_Pack(2, at, most);
+        }
+        Py_XDECREF(at);
+        Py_XDECREF(most);
+    }
 error:
     if (code_buf != local) PyMem_Free(code_buf);
     return result;
@@ -442,11 +526,13 @@ done:
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_VARARGS | METH_KEYWORDS,
      "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
+    {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,
+     "masked_frame(b0, payload, keys, pos) -> bytes: a whole masked frame, the key keys[pos:pos+4]."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},
     {"flush_rows", speedups_flush_rows, METH_VARARGS,
      "flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1, want_ends): the recorder's flush."},
     {"configure", speedups_configure, METH_VARARGS,
-     "configure(data_descriptor, fin_descriptor): the Frame slots read_simple() sets."},
+     "configure(data_descriptor, fin_descriptor, ext_descriptor): the Frame slots read_simple() sets."},
     {"read_simple", (PyCFunction)(void (*)(void))speedups_read_simple, METH_FASTCALL,
      "read_simple(data, pos, masked, max_frame, max_message, count, text, binary, tag, frames, codes, joined, "
      "join_max) -> (pos, longest)"},

@@ -57,8 +57,8 @@ from array import array
 
 from .deflate import PerMessageDeflate, RawInflater
 from .errors import InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
-from .frames import COMPRESSED, RX, Close, CloseReason, Frame, is_valid_close_code
-from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask, header_bytes
+from .frames import COMPRESSED, FRAME_CLASSES, RX, Close, CloseReason, Frame, is_valid_close_code, make_frame
+from .wire import CONTROL_MAX, FrameReader, Violation, apply_mask, header_bytes, masked_frame
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -395,6 +395,23 @@ class Connection:
             self._write_frame(b0, payload)
         return len(payload) << 16 | b0
 
+    def send_data(self, opcode: int, payload: bytes, compress: bool = True) -> int:
+        """`send(make_frame(FRAME_CLASSES[opcode], payload), compress)`: one whole frame
+        of the type `opcode` (1-2, 8-10). Same rules, same result, same exceptions; a
+        whole Text or Binary message on an open connection skips building the frame
+        (the request-response hot path)."""
+        if (
+            self.state is _OPEN
+            and (opcode == 1 or opcode == 2)
+            and self._tx_msg_cls is None
+            and (self.deflate is None or not compress)
+        ):
+            # Open (so no Close either way), no fragmented message being sent, nothing to compress.
+            b0 = 0x80 | opcode
+            self._write_frame(b0, payload)
+            return len(payload) << 16 | b0
+        return self.send(make_frame(FRAME_CLASSES[opcode], payload), compress)
+
     def _write_close(self, payload: bytes, reason: CloseReason, b0: int = 0x88) -> None:
         self._write_frame(b0, payload)
         self.close_sent = reason
@@ -427,18 +444,20 @@ class Connection:
                 self._mask_pool = os.urandom(_MASK_POOL)
                 pos = 0
             self._mask_pos = pos + 4
-            mask = self._mask_pool[pos : pos + 4]
-            head = header_bytes(b0, n, mask)
             if n <= _MASK_SLICE:
-                out.append(apply_mask(payload, mask, head))
+                whole = masked_frame(b0, payload, self._mask_pool, pos)
+                out.append(whole)
+                self._out_size += len(whole)
             else:
+                mask = self._mask_pool[pos : pos + 4]
+                head = header_bytes(b0, n, mask)
                 # Slice by slice (each starts at a multiple of 4, so the key applies as is):
                 # the front end can write the first slices while it takes the rest.
                 view = memoryview(payload)
                 out.append(apply_mask(view[:_MASK_SLICE], mask, head))
                 for start in range(_MASK_SLICE, n, _MASK_SLICE):
                     out.append(apply_mask(view[start : start + _MASK_SLICE], mask))
-            self._out_size += len(head) + n
+                self._out_size += len(head) + n
         else:
             head = header_bytes(b0, n)
             if n < 65536:

@@ -33,16 +33,13 @@ from .frames import (
     AUTOMATIC,
     RX,
     TX,
-    Binary,
     Close,
     CloseReason,
     Frame,
     Ping,
     Pong,
-    Text,
     header_code,
     is_valid_close_code,
-    make_frame,
 )
 from .handshake_info import HandshakeInfo
 from .loops import run_sync
@@ -243,13 +240,14 @@ class RawSession:
         self.max_queue = max(1, int(max_queue))
         self.close_timeout = close_timeout
         self._conn = Connection(client=client, max_message_size=max_message_size, max_frame_size=max_frame_size)
+        self._reader = self._conn.reader  # what the last receive_data read (counts, joined payloads)
         self.started_at = _time_ns()
         self._recorder: Recorder | None = (
             Recorder(timeline_capacity, payload_cap, t0=self.started_at) if record else None
         )
         if self._recorder is not None:
             # The reader joins small frames' payloads for the recorder (in C when built).
-            self._conn.reader.join_max = self._recorder.join_max
+            self._reader.join_max = self._recorder.join_max
         self._feed = _Feed(self.max_queue // 4, self._take_more, self._fail_now)
         self._queue = self._feed.queue
         self.incoming = Incoming(self._feed, self._loop)
@@ -373,16 +371,34 @@ class RawSession:
     def send_nowait(self, frame: Frame | str | bytes | bytearray | memoryview, compress: bool = True) -> None:
         """`send` without waiting when the write buffer is full (check `writing_paused`
         and `await drain()` to respect the transport's flow control)."""
-        if type(frame) is str:
-            frame = make_frame(Text, frame.encode("utf-8"))
-        elif isinstance(frame, (bytes, bytearray, memoryview)):
-            frame = make_frame(Binary, bytes(frame))
-        elif not isinstance(frame, Frame):
-            raise TypeError(f"send() takes a Frame, str or bytes, not {type(frame).__name__}")
+        kind = type(frame)
+        if kind is str:
+            opcode, payload = 1, frame.encode("utf-8")  # type: ignore[union-attr]
+        elif kind is bytes:
+            opcode, payload = 2, frame
+        elif isinstance(frame, (bytearray, memoryview)):
+            opcode, payload = 2, bytes(frame)
+        elif isinstance(frame, Frame):
+            self._send_frame(frame, compress)
+            return
+        else:
+            raise TypeError(f"send() takes a Frame, str or bytes, not {kind.__name__}")
+        # A whole Text or Binary message: the core writes it without a Frame object.
         transport = self._transport
         if transport is not None and transport.is_closing():
             raise self._end_exception()
         stamp = not self._uncork_pending  # the first write of a loop turn carries the timestamp
+        code = self._conn.send_data(opcode, payload, compress)
+        self._written(code)
+        rec = self._recorder
+        if rec is not None:
+            rec.stage_tx(_time_ns() if stamp else None, code, payload)
+
+    def _send_frame(self, frame: Frame, compress: bool) -> None:
+        transport = self._transport
+        if transport is not None and transport.is_closing():
+            raise self._end_exception()
+        stamp = not self._uncork_pending
         code = self._conn.send(frame, compress)
         self._written(code)
         rec = self._recorder
@@ -635,15 +651,13 @@ class RawSession:
             self._write_out()
 
     def _write_out(self) -> None:
-        conn = self._conn
-        size = conn.bytes_to_send
-        out = conn.data_to_send()
+        out = self._conn.data_to_send()
         transport = self._transport
         if not out or transport is None or transport.is_closing():
             return
         if len(out) == 1:
             transport.write(out[0])
-        elif size <= _CORK_LIMIT + _DIRECT_WRITE:
+        elif sum(map(len, out)) <= _CORK_LIMIT + _DIRECT_WRITE:
             transport.write(b"".join(out))
         else:
             for chunk in out:  # large buffers are never copied into a join
@@ -705,15 +719,18 @@ class RawSession:
             self._pause_reading()
 
     def _deliver(self, frames: list[Frame], codes: Sequence[int]) -> None:
-        if self._recorder is not None:
-            reader = self._conn.reader
-            self._recorder.stage_rx(_time_ns(), codes, frames, reader.compressed, reader.joined)
+        reader = self._reader
+        rec = self._recorder
+        if rec is not None:
+            if len(codes) == 1 and not reader.compressed:
+                rec.stage_tx(_time_ns(), codes[0], frames[0].data)  # what stage_rx does with one frame
+            else:
+                rec.stage_rx(_time_ns(), codes, frames, reader.compressed, reader.joined)
         self._queue.extend(frames)
-        if self._conn.controls:
+        if reader.controls:
             self._on_controls(frames, codes)
-        feed = self._feed
-        if feed.waiters:
-            feed.wake()
+        if self._feed.waiters:
+            self._feed.wake()
 
     def _on_controls(self, frames: list[Frame], codes: Sequence[int]) -> None:
         for code, frame in zip(codes, frames, strict=True):

@@ -51,6 +51,7 @@ __all__ = [
     "encode_frame",
     "frame_header",
     "header_bytes",
+    "masked_frame",
     "parse_header",
     "split_frames",
 ]
@@ -66,6 +67,7 @@ CONTROL_MAX = 125
 
 _read_simple: Any = None
 _c_mask: Any = None
+_c_masked_frame: Any = None
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
         # By name: an optional extension module (the import graph checks see no .py here).
@@ -73,8 +75,8 @@ if not os.environ.get("RAWWS_NB_PURE"):
     except ImportError:  # not built (no compiler): the pure-Python path does everything
         pass
     else:
-        _c.configure(Frame.__dict__["data"], Frame.__dict__["fin"])
-        _read_simple, _c_mask = _c.read_simple, _c.mask
+        _c.configure(Frame.__dict__["data"], Frame.__dict__["fin"], Frame.__dict__["_ext"])
+        _read_simple, _c_mask, _c_masked_frame = _c.read_simple, _c.mask, _c.masked_frame
 COMPILED: bool = _read_simple is not None
 
 _BIG_FRAME = 65536  # pending frames from this size on are assembled without an extra copy
@@ -128,6 +130,16 @@ def header_bytes(b0: int, length: int, mask: bytes | None = None) -> bytes:
     if length < 65536:
         return _pack_h(b0, 254, length) + mask
     return _pack_q(b0, 255, length) + mask
+
+
+def masked_frame(b0: int, payload: bytes, keys: bytes, pos: int, *, compiled: bool = True) -> bytes:
+    """A whole masked frame in one buffer: `header_bytes(b0, len(payload), key)` and the
+    payload masked with `key = keys[pos:pos + 4]` (a client's writer takes its keys from
+    a pool of random bytes). One C call when the fast path is built."""
+    if _c_masked_frame is not None and compiled:
+        return _c_masked_frame(b0, payload, keys, pos)  # type: ignore[no-any-return]
+    key = keys[pos : pos + 4]
+    return bytes(apply_mask(payload, key, header_bytes(b0, len(payload), key), compiled=False))
 
 
 def frame_header(opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None) -> bytes:
@@ -400,6 +412,60 @@ class FrameReader:
         rest stays buffered, unparsed, and `limited` says so: `feed(b"", n)` goes on.
         The codes come as an `array("q")`."""
         self.joined = None
+        fast = self._fast
+        if (
+            fast is not None
+            and not self._chunks
+            and self._held is None
+            and self._msg_cls is None
+            and self.failed is None
+            and len(data) < _JOIN_MIN_BYTES
+            and (limit is None or limit > 0)
+        ):
+            # A short read with nothing buffered (a request's answer): the compiled path
+            # straight away; the general path below goes on from where it stopped, if it did.
+            out: list[Frame] = []
+            codes: array[int] = array("q")
+            mf = self.max_frame_size
+            mm = self.max_message_size
+            pos, longest = fast(
+                data,
+                0,
+                not self.client,
+                -1 if mf is None else mf,
+                -1 if mm is None else mm,
+                _NO_LIMIT if limit is None else limit,
+                _Text,
+                _Binary,
+                self.tag,
+                out,
+                codes,
+                None,
+                -1,
+            )
+            if pos == len(data) or (limit is not None and len(out) >= limit):
+                self.controls = self.compressed = 0
+                self._longest = longest
+                self._pending_text = None
+                if pos == len(data):
+                    self.limited = False
+                    self._need = 2
+                else:
+                    self.limited = True
+                    self._held, self._held_pos = data, pos
+                    self._chunks_len = len(data) - pos
+                    self._need = 2
+                return out, codes, None
+            self.controls = self.compressed = 0
+            self.limited = False
+            violation = self._parse(data, out, codes, None, limit, pos)
+            if violation is not None:
+                self.failed = violation
+                self._chunks = []
+                self._chunks_len = 0
+            if self._longest > self.join_max:
+                self.joined = None
+            return out, codes, violation
         if self.failed is not None:
             return [], array("q"), None
         self.controls = 0
@@ -451,8 +517,8 @@ class FrameReader:
                 data = b"".join(self._chunks)
             self._chunks = []
             self._chunks_len = 0
-            out: list[Frame] = []
-            codes: array[int] = array("q")
+            out = []
+            codes = array("q")
             violation = self._parse(data, out, codes, first, limit)
         else:
             out = []

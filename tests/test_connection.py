@@ -8,7 +8,7 @@ import pytest
 
 from rawws_nb import CloseReason, Frame, InvalidSend, MessageTooBig, PeerProtocolError, SessionClosed
 from rawws_nb.connection import FAIL_AT_ONCE, TRANSITIONS, Connection, Event, State
-from rawws_nb.frames import RX, header_code
+from rawws_nb.frames import FRAME_CLASSES, RX, header_code, make_frame
 from rawws_nb.wire import Violation, encode_frame, parse_header
 
 SIDES = pytest.mark.parametrize("client_side", [True, False], ids=["client", "server"])
@@ -119,6 +119,44 @@ def test_nothing_is_sent_after_a_close_except_raw_bytes(client_side):
     before = me.bytes_to_send
     me.send_raw(b"\x81\x00")  # raw bytes: no check, no state change
     assert me.bytes_to_send == before + 2 and me.state is State.CLOSING
+
+
+def _outcome(conn: Connection, peer: Connection, call) -> tuple[object, ...]:
+    """What a send did: its code or its exception, the frames the peer got, the state."""
+    try:
+        result: object = call()
+    except (InvalidSend, SessionClosed) as exc:
+        result = (type(exc), str(exc))
+    got, codes, violation = transfer(conn, peer)
+    return result, got, list(codes), violation, conn.state, conn.sending_message, conn.close_sent
+
+
+def _in_state(client_side: bool, state: str) -> tuple[Connection, Connection]:
+    me, peer = ends(client_side)
+    if state == "fragmenting":
+        me.send(Frame.Text("part", fin=False))
+    elif state == "close received":
+        peer.send(Frame.Close(CloseReason(1000)))
+        transfer(peer, me)
+    elif state == "close sent":
+        me.send(Frame.Close(CloseReason(1000)))
+    elif state == "connecting":
+        me = Connection(client=client_side)
+    transfer(me, peer)
+    return me, peer
+
+
+@SIDES
+@pytest.mark.parametrize("state", ["open", "fragmenting", "close received", "close sent", "connecting"])
+@pytest.mark.parametrize("opcode", [1, 2, 8, 9, 10])
+def test_send_data_is_send_of_a_whole_frame_in_every_state(client_side, state, opcode):
+    payload = b"\x03\xe8" if opcode == 8 else b"abc"
+    frame = FRAME_CLASSES[opcode]
+    a, a_peer = _in_state(client_side, state)
+    b, b_peer = _in_state(client_side, state)
+    by_frame = _outcome(a, a_peer, lambda: a.send(make_frame(frame, payload)))
+    by_data = _outcome(b, b_peer, lambda: b.send_data(opcode, payload))
+    assert by_data == by_frame
 
 
 def test_sending_before_the_handshake_is_done_is_local_misuse():

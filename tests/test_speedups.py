@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from rawws_nb import wire
 from rawws_nb.frames import RX, Frame
-from rawws_nb.wire import FrameReader, apply_mask, encode_frame
+from rawws_nb.wire import FrameReader, apply_mask, encode_frame, masked_frame, parse_header
 
 PURE = bool(os.environ.get("RAWWS_NB_PURE"))
 
@@ -190,6 +190,27 @@ def test_compiled_mask_of_large_and_odd_sizes() -> None:
             apply_mask(data, b"\x01\x80\xff\x10", b"HD", compiled=False)
         )
         assert apply_mask(memoryview(data), b"abcd") == bytes(apply_mask(data, b"abcd", compiled=False))
+
+
+@pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE: this run checks the pure-Python path alone")
+@given(
+    b0=st.integers(0, 255),
+    payload=st.one_of(st.binary(max_size=200), st.sampled_from([125, 126, 65535, 65536, 70_000]).map(bytes)),
+    pos=st.integers(0, 12),
+)
+def test_compiled_masked_frame_matches_python(b0: int, payload: bytes, pos: int) -> None:
+    keys = bytes(range(7, 23))
+    whole = masked_frame(b0, payload, keys, pos)
+    assert whole == masked_frame(b0, payload, keys, pos, compiled=False)
+    header = parse_header(whole)
+    assert header is not None and header.length == len(payload) and header.mask == keys[pos : pos + 4]
+    assert bytes(apply_mask(whole[header.size :], header.mask)) == payload
+
+
+@pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE: this run checks the pure-Python path alone")
+def test_compiled_masked_frame_refuses_a_key_outside_the_pool() -> None:
+    with pytest.raises(ValueError, match="4 bytes at pos"):
+        masked_frame(0x81, b"x", b"abcdef", 3)
 
 
 @pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE: this run checks the pure-Python path alone")
