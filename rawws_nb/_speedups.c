@@ -6,6 +6,8 @@
  *
  *   flush_rows(...): the recorder's flush (rawws_nb/timeline/recorder.py), see below.
  *
+ *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below.
+ *
  *   mask(data, key, prefix=b"") -> bytes
  *       prefix + (data XOR the 4-byte key repeated): RFC 6455 section 5.3.
  *
@@ -158,6 +160,114 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyBuffer_Release(&data);
     return out;
+}
+
+/* stage(state, t_ns, code, payload) -> None: the recorder's stage_tx (rawws_nb/timeline/
+ * recorder.py, `Recorder._stage_tx`, the reference) in one call, for the recorder that
+ * built `state` = (stage, tpos, tval, payloads, payload_cap, flush_at, capacity, recorder):
+ * three array('q')s, the payload list, the limits, and a weak proxy of the recorder for
+ * what stays in Python (a compressed frame: recorder._stage_tx; a flush; a trim). */
+static PyObject *array_append = NULL; /* array.array.append, a method descriptor */
+static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
+
+static int
+append_long(PyObject *arr, long long value)
+{
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL) return -1;
+    PyObject *call[2] = {arr, v};
+    PyObject *r = PyObject_Vectorcall(array_append, call, 2, NULL);
+    Py_DECREF(v);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+append_obj(PyObject *arr, PyObject *v)
+{
+    PyObject *call[2] = {arr, v};
+    PyObject *r = PyObject_Vectorcall(array_append, call, 2, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+call_back(PyObject *recorder, PyObject *name)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(recorder, name);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "stage() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *state = args[0], *t_ns = args[1], *code_obj = args[2], *payload = args[3];
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 8) {
+        PyErr_SetString(PyExc_TypeError, "stage(): state is the recorder's 8-tuple");
+        return NULL;
+    }
+    if (array_append == NULL) {
+        PyObject *mod = PyImport_ImportModule("array");
+        if (mod == NULL) return NULL;
+        PyObject *type = PyObject_GetAttrString(mod, "array");
+        Py_DECREF(mod);
+        if (type == NULL) return NULL;
+        array_append = PyObject_GetAttrString(type, "append");
+        Py_DECREF(type);
+        if (array_append == NULL) return NULL;
+        if ((stage_tx_name = PyUnicode_InternFromString("_stage_tx")) == NULL ||
+            (flush_name = PyUnicode_InternFromString("_flush")) == NULL ||
+            (trim_name = PyUnicode_InternFromString("_trim")) == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
+    PyObject *tval = PyTuple_GET_ITEM(state, 2), *payloads = PyTuple_GET_ITEM(state, 3);
+    PyObject *recorder = PyTuple_GET_ITEM(state, 7);
+    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
+    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
+    Py_ssize_t capacity = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 6));
+    long long code = PyLong_AsLongLong(code_obj);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyList_CheckExact(payloads)) {
+        PyErr_SetString(PyExc_TypeError, "stage(): payloads must be a list");
+        return NULL;
+    }
+    if (code & (1 << 9)) { /* COMPRESSED: the Python reference does it */
+        return PyObject_CallMethodObjArgs(recorder, stage_tx_name, t_ns, code_obj, payload, NULL);
+    }
+    if (t_ns != Py_None) {
+        Py_ssize_t n = PyObject_Length(stage);
+        if (n < 0) return NULL;
+        if (n >= flush_at) {
+            if (call_back(recorder, flush_name) < 0) return NULL;
+            if ((n = PyObject_Length(stage)) < 0) return NULL;
+        }
+        if (append_long(tpos, n) < 0 || append_obj(tval, t_ns) < 0) return NULL;
+    }
+    if (append_obj(stage, code_obj) < 0) return NULL;
+    long long length = code >> 16;
+    int keep_whole = length <= cap || (code & 8);
+    if (keep_whole) {
+        if (PyList_Append(payloads, payload) < 0) return NULL;
+    }
+    else {
+        PyObject *head = PySequence_GetSlice(payload, 0, (Py_ssize_t)cap);
+        if (head == NULL) return NULL;
+        int bad = PyList_Append(payloads, head);
+        Py_DECREF(head);
+        if (bad < 0) return NULL;
+    }
+    if (PyList_GET_SIZE(payloads) > capacity && call_back(recorder, trim_name) < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* Strict UTF-8 (as bytes.decode("utf-8") accepts it: no overlong forms, no surrogates,
@@ -528,6 +638,8 @@ static PyMethodDef methods[] = {
      "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
     {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,
      "masked_frame(b0, payload, keys, pos) -> bytes: a whole masked frame, the key keys[pos:pos+4]."},
+    {"stage", (PyCFunction)(void (*)(void))speedups_stage, METH_FASTCALL,
+     "stage(state, t_ns, code, payload): the recorder's stage_tx in one call."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},
     {"flush_rows", speedups_flush_rows, METH_VARARGS,
      "flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1, want_ends): the recorder's flush."},

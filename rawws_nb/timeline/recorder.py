@@ -42,9 +42,11 @@ import importlib
 import os
 import struct
 import time
+import weakref
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
@@ -135,11 +137,13 @@ _DATA = attrgetter("data")
 # The flush in C when rawws_nb's compiled fast path is built (the numpy code below is the
 # reference and the fallback; RAWWS_NB_PURE=1 or Recorder(compiled=False) uses it).
 _c_flush: Any = None
+_c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
-        _c_flush = importlib.import_module("rawws_nb._speedups").flush_rows
+        _speedups = importlib.import_module("rawws_nb._speedups")
+        _c_flush, _c_stage = _speedups.flush_rows, _speedups.stage
     except (ImportError, AttributeError):
-        pass
+        _c_flush = _c_stage = None
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
@@ -312,8 +316,11 @@ class Recorder:
     """
 
     __slots__ = (
+        "__weakref__",
         "_base",
         "_c_flush",
+        "_capacity",
+        "_compiled",
         "_decoded",
         "_decoders",
         "_errors",
@@ -325,15 +332,17 @@ class Recorder:
         "_open_msg",
         "_packing",
         "_payload",
+        "_payload_cap",
         "_rows",
         "_stage",
         "_t0",
         "_tpos",
         "_tval",
-        "capacity",
         "dropped",
-        "payload_cap",
+        "stage_tx",
     )
+
+    stage_tx: Callable[[int | None, int, bytes], None]
 
     def __init__(
         self,
@@ -346,8 +355,8 @@ class Recorder:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._c_flush: Any = _c_flush if compiled else None
-        self.capacity = int(capacity)
-        self.payload_cap = max(int(payload_cap), 0)  # bytes kept of a data frame's payload
+        self._capacity = int(capacity)
+        self._payload_cap = max(int(payload_cap), 0)
         self.dropped = 0
         self._rows = _RowStore()  # per frame: t, code, length, message
         # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
@@ -373,6 +382,52 @@ class Recorder:
         # its continuations may still be kept.
         self._open_kinds: dict[int, tuple[int, int]] = {}
         self._t0 = t0
+        self._compiled = compiled
+        self._bind_stage_tx()
+
+    def _bind_stage_tx(self) -> None:
+        """`stage_tx(t_ns, code, payload)`: record one sent frame (or one received alone).
+        In C when the fast path is built: one call, no Python frame (`_stage_tx` is the
+        reference; the C side calls back into it for what it does not do itself). Bound
+        again when a limit it applies changes."""
+        if self._compiled and _c_stage is not None:
+            state = (
+                self._stage,
+                self._tpos,
+                self._tval,
+                self._payload,
+                self._payload_cap,
+                _FLUSH_AT,
+                self._capacity,
+                weakref.proxy(self),  # no reference cycle: a dropped recorder is freed at once
+            )
+            self.stage_tx = partial(_c_stage, state)
+        else:
+            self.stage_tx = self._stage_tx
+
+    @property
+    def capacity(self) -> int:
+        """The most frames kept (lowering it drops the oldest now)."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = int(value)
+        self._bind_stage_tx()
+        if len(self._payload) > self._capacity:
+            self._trim()
+
+    @property
+    def payload_cap(self) -> int:
+        """The bytes kept of a data frame's payload (from the next frame on when changed)."""
+        return self._payload_cap
+
+    @payload_cap.setter
+    def payload_cap(self, value: int) -> None:
+        self._payload_cap = max(int(value), 0)
+        self._bind_stage_tx()
 
     def __len__(self) -> int:
         return len(self._payload)
@@ -380,7 +435,7 @@ class Recorder:
     def __repr__(self) -> str:
         return (
             f"<Recorder {len(self._payload):,} frames kept, {self.dropped:,} dropped, "
-            f"capacity {self.capacity:,}, payload_cap {self.payload_cap:,}>"
+            f"capacity {self._capacity:,}, payload_cap {self._payload_cap:,}>"
         )
 
     @property
@@ -400,8 +455,8 @@ class Recorder:
 
     # -- the hot path ----------------------------------------------------------------
 
-    def stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:
-        """Record one sent frame (or one received alone: `stage_rx` hands it here): `code`
+    def _stage_tx(self, t_ns: int | None, code: int, payload: bytes) -> None:
+        """`stage_tx`: record one sent frame (or one received alone: `stage_rx` hands it here): `code`
         is its header code (`length << 16 | b0`, as `rawws_nb.frames.header_code` packs it,
         direction `TX`, or `RX`), `payload` its payload
         (kept as is, or capped at `payload_cap` for a data frame). `t_ns` None: the same
@@ -417,11 +472,11 @@ class Recorder:
         if code & COMPRESSED:  # `payload` is the message data before compression
             self._inflated_row.append(self._base + len(kept))
             self._inflated_len.append(len(payload))
-            kept.append(payload if len(payload) <= self.payload_cap else payload[: self.payload_cap])
+            kept.append(payload if len(payload) <= self._payload_cap else payload[: self._payload_cap])
         else:
             # Control frames (opcode bit 3) are kept whole: at most 125 bytes.
-            kept.append(payload if code >> 16 <= self.payload_cap or code & 8 else payload[: self.payload_cap])
-        if len(kept) > self.capacity:
+            kept.append(payload if code >> 16 <= self._payload_cap or code & 8 else payload[: self._payload_cap])
+        if len(kept) > self._capacity:
             self._trim()
 
     @property
@@ -429,7 +484,7 @@ class Recorder:
         """The longest payload of a batch that `stage_rx` takes `joined` for (the payload
         cap, at most 512 bytes): a reader joining its frames' payloads up to this length
         saves the recorder touching each frame."""
-        return min(self.payload_cap, _PACK_MAX_LENGTH)
+        return min(self._payload_cap, _PACK_MAX_LENGTH)
 
     def stage_rx(
         self,
@@ -457,7 +512,7 @@ class Recorder:
         self._tval.append(t_ns)
         stage.extend(codes)
         payload = self._payload
-        cap = self.payload_cap
+        cap = self._payload_cap
         if compressed:
             start = self._base + len(payload)
             for i, (c, f) in enumerate(zip(codes, frames, strict=True)):
@@ -486,7 +541,7 @@ class Recorder:
                 payload.extend(repeat(packed, len(codes)))
             else:
                 payload.extend(map(_DATA, frames))
-        if len(payload) > self.capacity:
+        if len(payload) > self._capacity:
             self._trim()
         elif len(stage) >= _FLUSH_AT:
             self._flush()
@@ -632,8 +687,8 @@ class Recorder:
         self._rows.append(t_ns, code, n, message)
         kept = self._payload
         # Control frames (opcode bit 3) are kept whole: at most 125 bytes from a valid peer.
-        kept.append(payload if n <= self.payload_cap or code & 8 else payload[: self.payload_cap])
-        if len(kept) > self.capacity:
+        kept.append(payload if n <= self._payload_cap or code & 8 else payload[: self._payload_cap])
+        if len(kept) > self._capacity:
             self._trim()
         return self._base + len(kept) - 1
 
@@ -659,15 +714,15 @@ class Recorder:
         message = self._number(code, message)
         self._last_t = t_ns
         self._rows.append(t_ns, code, length, message)
-        keep = len(data) <= self.payload_cap or (code & 8 and len(data) <= 125)
-        self._payload.append(data if keep else data[: self.payload_cap])
+        keep = len(data) <= self._payload_cap or (code & 8 and len(data) <= 125)
+        self._payload.append(data if keep else data[: self._payload_cap])
         row = self._base + len(self._payload) - 1
         if inflated is not None and code & COMPRESSED:
             self._inflated_row.append(row)
             self._inflated_len.append(inflated)
         if error is not None:
             self._errors[row] = error
-        if len(self._payload) > self.capacity:
+        if len(self._payload) > self._capacity:
             self._trim()
         return row
 
@@ -697,7 +752,7 @@ class Recorder:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
         # from the front of a bytearray or a list is cheap.
         self._flush()
-        k = len(self._payload) - self.capacity + max(self.capacity // 8, 1) - 1
+        k = len(self._payload) - self._capacity + max(self._capacity // 8, 1) - 1
         k = min(k, len(self._payload))
         # The last data message each direction started in the dropped rows: continuations
         # kept after them still know their type.
@@ -940,7 +995,7 @@ class Recorder:
 
             meta["started_at_ns"] = self._t0
             meta["started_at"] = pd.Timestamp(self._t0, tz="UTC").isoformat()
-        meta.update(capacity=self.capacity, payload_cap=self.payload_cap, dropped=self.dropped, total=self.total)
+        meta.update(capacity=self._capacity, payload_cap=self._payload_cap, dropped=self.dropped, total=self.total)
         return meta
 
     def count(self, since: int = 0) -> tuple[int, int]:
@@ -992,6 +1047,6 @@ class Recorder:
                 parts = [self._payload_at(r) for r in rows]
                 lengths = [self._rows.row(r)[2] for r in rows]
             if any(len(p) < n for p, n in zip(parts, lengths, strict=True)):
-                self._decoded[row] = (None, None, f"payload capped at {self.payload_cap} bytes; not decoded")
+                self._decoded[row] = (None, None, f"payload capped at {self._payload_cap} bytes; not decoded")
                 continue
             self._decoded[row] = decode_safely(decode, b"".join(parts) if len(parts) > 1 else parts[0])

@@ -290,3 +290,16 @@ def test_a_continuation_recorded_after_a_view_of_its_first_frame():
     rec.stage_tx(2, header_code(FrameType.CONTINUATION, True, 0, 3, TX), b"def")
     rows = rec.recent(5)
     assert [(r.opcode, r.message, r.text) for r in rows] == [("text", 0, "abc"), ("continuation", 0, "def")]
+
+
+def test_lowering_the_capacity_drops_the_oldest_frames_now():
+    for compiled in (True, False):
+        rec = Recorder(capacity=100, compiled=compiled)
+        for i in range(80):
+            rec.stage_tx(T0 + i, header_code(2, length=1), bytes([i]))
+        rec.capacity = 40
+        kept = rec.to_dataframe().payload.tolist()
+        assert len(kept) <= 40 and kept == [bytes([i]) for i in range(80 - len(kept), 80)]
+        assert rec.dropped == 80 - len(kept)
+        with pytest.raises(ValueError):
+            rec.capacity = 0

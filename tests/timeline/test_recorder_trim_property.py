@@ -17,7 +17,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rawws_nb.frames import RX, TX, Frame, FrameType, header_code, make_frame
+from rawws_nb.frames import COMPRESSED, RX, TX, Frame, FrameType, header_code, make_frame
 from rawws_nb.timeline import recorder as recorder_module
 from rawws_nb.timeline.recorder import Recorder
 
@@ -29,6 +29,8 @@ _FRAME = st.tuples(
 )
 _EVENT = st.one_of(
     st.tuples(st.just("tx"), _FRAME),
+    st.tuples(st.just("tx-stamped-with-the-last"), _FRAME),
+    st.tuples(st.just("tx-compressed"), _FRAME),
     st.tuples(st.just("rx"), st.lists(_FRAME, min_size=1, max_size=30), st.booleans()),
     st.tuples(st.just("add"), _FRAME),
     st.tuples(st.just("error"), _FRAME),
@@ -48,6 +50,12 @@ def _feed(rec: Recorder, events: list[tuple]) -> None:
         if kind == "tx":
             opcode, fin, payload = event[1]
             rec.stage_tx(t, _code(opcode, fin, payload, TX), payload)
+        elif kind == "tx-stamped-with-the-last":
+            opcode, fin, payload = event[1]
+            rec.stage_tx(None, _code(opcode, fin, payload, TX), payload)
+        elif kind == "tx-compressed":  # the length on the wire differs from the payload's
+            opcode, fin, payload = event[1]
+            rec.stage_tx(t, _code(opcode, fin, payload[:5], TX) | COMPRESSED, payload)
         elif kind == "rx":
             frames_in, joined = event[1], event[2]
             codes = array("q", [_code(o, f, p, RX) for o, f, p in frames_in])
@@ -89,19 +97,27 @@ def test_a_bounded_recorder_keeps_the_newest_rows_of_the_whole(
 
 
 @settings(max_examples=int(os.environ.get("RAWWS_NB_EXAMPLES", "120")), deadline=None)
-@given(events=st.lists(_EVENT, max_size=60), capacity=st.integers(1, 40), flush_at=st.sampled_from([1, 5, 32768]))
-def test_the_compiled_flush_gives_the_rows_the_numpy_flush_gives(
-    events: list[tuple], capacity: int, flush_at: int
+@given(
+    events=st.lists(_EVENT, max_size=60),
+    capacity=st.integers(1, 40),
+    flush_at=st.sampled_from([1, 5, 32768]),
+    payload_cap=st.sampled_from([1024, 3, 0]),
+)
+def test_the_compiled_recorder_gives_the_rows_the_reference_gives(
+    events: list[tuple], capacity: int, flush_at: int, payload_cap: int
 ) -> None:
+    # Compiled: the staging of single frames (`stage`) and the flush (`flush_rows`) in C.
     saved = recorder_module._FLUSH_AT
     recorder_module._FLUSH_AT = flush_at
     try:
-        fast, reference = Recorder(capacity=capacity), Recorder(capacity=capacity, compiled=False)
+        fast = Recorder(capacity=capacity, payload_cap=payload_cap)
+        reference = Recorder(capacity=capacity, payload_cap=payload_cap, compiled=False)
         _feed(fast, events)
         _feed(reference, events)
     finally:
         recorder_module._FLUSH_AT = saved
     assert (recorder_module._c_flush is not None) is not bool(os.environ.get("RAWWS_NB_PURE"))  # make test builds it
+    assert (recorder_module._c_stage is not None) is not bool(os.environ.get("RAWWS_NB_PURE"))
     pd.testing.assert_frame_equal(fast.to_dataframe(), reference.to_dataframe())
     assert fast.recent(7) == reference.recent(7)
     assert (fast.total, fast.dropped, fast.count()) == (reference.total, reference.dropped, reference.count())
