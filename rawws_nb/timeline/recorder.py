@@ -47,7 +47,6 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from functools import partial
-from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
@@ -526,8 +525,8 @@ class Recorder:
         elif joined is not None and len(codes) >= _PACK_MIN:
             # Small frames whose payloads the reader already joined: no per-frame work.
             packed = _Packed(joined)  # the reader's buffer, handed over (a new one per read)
-            self._packing.append((len(stage) - len(codes), len(codes), packed))
-            payload.extend(repeat(packed, len(codes)))
+            self._packing.append((len(stage) - n, n, packed))
+            payload += [packed] * n  # (a list product is the cheapest way to n references)
         else:
             longest = max(codes) >> 16
             if longest > cap:
@@ -537,8 +536,8 @@ class Recorder:
             elif len(codes) >= _PACK_MIN and longest <= _PACK_MAX_LENGTH:
                 # Small frames, all kept whole: one joined copy of their payloads.
                 packed = _Packed(b"".join([f.data for f in frames]))
-                self._packing.append((len(stage) - len(codes), len(codes), packed))
-                payload.extend(repeat(packed, len(codes)))
+                self._packing.append((len(stage) - n, n, packed))
+                payload += [packed] * n
             else:
                 payload.extend(map(_DATA, frames))
         if len(payload) > self._capacity:
