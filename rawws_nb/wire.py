@@ -413,13 +413,14 @@ class FrameReader:
         The codes come as an `array("q")`."""
         self.joined = None
         fast = self._fast
+        size = len(data)
         if (
             fast is not None
+            and size < _JOIN_MIN_BYTES
             and not self._chunks
             and self._held is None
             and self._msg_cls is None
             and self.failed is None
-            and len(data) < _JOIN_MIN_BYTES
             and (limit is None or limit > 0)
         ):
             # A short read with nothing buffered (a request's answer): the compiled path
@@ -443,18 +444,17 @@ class FrameReader:
                 None,
                 -1,
             )
-            if pos == len(data) or (limit is not None and len(out) >= limit):
+            if pos == size or (limit is not None and len(out) >= limit):
                 self.controls = self.compressed = 0
                 self._longest = longest
                 self._pending_text = None
-                if pos == len(data):
+                self._need = 2
+                if pos == size:
                     self.limited = False
-                    self._need = 2
                 else:
                     self.limited = True
                     self._held, self._held_pos = data, pos
-                    self._chunks_len = len(data) - pos
-                    self._need = 2
+                    self._chunks_len = size - pos
                 return out, codes, None
             self.controls = self.compressed = 0
             self.limited = False

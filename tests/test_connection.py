@@ -159,6 +159,20 @@ def test_send_data_is_send_of_a_whole_frame_in_every_state(client_side, state, o
     assert by_data == by_frame
 
 
+@pytest.mark.parametrize("slice_size", [8, 1 << 26])
+def test_a_large_client_frame_masked_in_slices_reads_back_whole(monkeypatch, slice_size):
+    from rawws_nb import connection
+
+    monkeypatch.setattr(connection, "_MASK_SLICE", slice_size)
+    me, peer = ends(True)
+    payload = bytes(range(256)) * 7 + b"odd"  # not a multiple of the slice size
+    me.send(Frame.Binary(payload))
+    out = me.data_to_send()
+    assert (len(out) > 2) is (slice_size == 8)  # header and slices, or one buffer
+    got, _, violation = peer.receive_data(b"".join(bytes(b) for b in out))
+    assert violation is None and got == [Frame.Binary(payload)]
+
+
 def test_sending_before_the_handshake_is_done_is_local_misuse():
     conn = Connection(client=True)
     assert conn.state is State.CONNECTING
