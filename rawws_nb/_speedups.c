@@ -8,6 +8,8 @@
  *
  *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below.
  *
+ *   PayloadBuffer(n): bytes to read a large frame's payload into, see below.
+ *
  *   mask(data, key, prefix=b"") -> bytes
  *       prefix + (data XOR the 4-byte key repeated): RFC 6455 section 5.3.
  *
@@ -633,6 +635,89 @@ done:
     return result;
 }
 
+/* PayloadBuffer(n): a bytes object of n bytes, writable through the buffer protocol until
+ * take() hands it over (the reader's receive-into path: a front end reads a large frame's
+ * payload straight into the bytes the frame will hold, with no copy after the socket's).
+ * The buffer it exports holds a reference to the PayloadBuffer, so a memoryview on it
+ * keeps the memory alive. Nobody sees the bytes object before take(). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data; /* bytes, kept to the end: a view taken before take() never dangles */
+    int taken;
+} PayloadBuffer;
+
+static PyObject *
+payload_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "n:PayloadBuffer", &n)) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer(n): n >= 0");
+        return NULL;
+    }
+    PayloadBuffer *self = (PayloadBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->data = PyBytes_FromStringAndSize(NULL, n);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+payload_buffer_dealloc(PayloadBuffer *self)
+{
+    Py_XDECREF(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+payload_buffer_getbuffer(PayloadBuffer *self, Py_buffer *view, int flags)
+{
+    if (self->taken) {
+        PyErr_SetString(PyExc_BufferError, "PayloadBuffer: already taken");
+        return -1;
+    }
+    return PyBuffer_FillInfo(view, (PyObject *)self, PyBytes_AS_STRING(self->data), PyBytes_GET_SIZE(self->data),
+                             0, flags);
+}
+
+static PyObject *
+payload_buffer_take(PayloadBuffer *self, PyObject *unused)
+{
+    if (self->taken) {
+        PyErr_SetString(PyExc_RuntimeError, "PayloadBuffer: already taken");
+        return NULL;
+    }
+    self->taken = 1; /* no new export can write into it */
+    Py_INCREF(self->data);
+    return self->data;
+}
+
+static PyMethodDef payload_buffer_methods[] = {
+    {"take", (PyCFunction)payload_buffer_take, METH_NOARGS,
+     "take() -> bytes: the filled bytes; no new buffer can be taken afterwards."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyBufferProcs payload_buffer_as_buffer = {(getbufferproc)payload_buffer_getbuffer, NULL};
+
+static PyTypeObject PayloadBufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rawws_nb._speedups.PayloadBuffer",
+    .tp_basicsize = sizeof(PayloadBuffer),
+    .tp_dealloc = (destructor)payload_buffer_dealloc,
+    .tp_as_buffer = &payload_buffer_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "PayloadBuffer(n): n bytes to read into, then take() them as bytes.",
+    .tp_methods = payload_buffer_methods,
+    .tp_new = payload_buffer_new,
+};
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_VARARGS | METH_KEYWORDS,
      "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
@@ -658,5 +743,18 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&PayloadBufferType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&PayloadBufferType);
+    if (PyModule_AddObject(module, "PayloadBuffer", (PyObject *)&PayloadBufferType) < 0) {
+        Py_DECREF(&PayloadBufferType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -255,6 +255,17 @@ class Connection:
             self._on_violation(violation)
         return frames, codes, violation
 
+    def received_into(self, n: int, limit: int | None = None) -> tuple[list[Frame], array[int], Violation | None]:
+        """`receive_data` for `n` bytes a front end read straight into
+        `reader.receive_buffer()` (while `reader.receiving_large`): the large frame once
+        complete, or the peer's violation."""
+        if self.close_sent is not None:
+            limit = None
+        frames, codes, violation = self.reader.received_into(n, limit)
+        if violation is not None:
+            self._on_violation(violation)
+        return frames, codes, violation
+
     def _on_close(self, frame: Frame) -> None:
         if self.close_received is not None:
             return

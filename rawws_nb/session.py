@@ -200,6 +200,33 @@ class _SessionProtocol(asyncio.Protocol):
         return None  # close the transport: the connection is over
 
 
+class _SessionIntoProtocol(asyncio.BufferedProtocol):
+    """The same callbacks while the rest of a large frame is read straight into its
+    payload buffer (`FrameReader.receive_buffer`): `get_buffer` and `buffer_updated`
+    instead of `data_received`."""
+
+    def __init__(
+        self,
+        get_buffer: Callable[[int], memoryview],
+        on_filled: Callable[[int], None],
+        on_data: Callable[[bytes], None],
+        on_lost: Callable[[BaseException | None], None],
+        on_pause: Callable[[], None],
+        on_resume: Callable[[], None],
+    ) -> None:
+        self.get_buffer = get_buffer  # type: ignore[method-assign,assignment]
+        self.buffer_updated = on_filled  # type: ignore[method-assign,assignment]
+        # A transport that was delivering data when the protocol changed may deliver the
+        # rest of it as data (asyncio's TLS transport does): the reader takes it as usual.
+        self.data_received = on_data
+        self.connection_lost = on_lost  # type: ignore[method-assign,assignment]
+        self.pause_writing = on_pause  # type: ignore[method-assign]
+        self.resume_writing = on_resume  # type: ignore[method-assign]
+
+    def eof_received(self) -> bool | None:
+        return None
+
+
 class RawSession:
     """A raw WebSocket session (client or server side). Open one with
     `web_socket_raw_session` / `web_socket_raw` / `ws_raw` / `wss_raw`."""
@@ -252,6 +279,20 @@ class RawSession:
         self._queue = self._feed.queue
         self.incoming = Incoming(self._feed, self._loop)
         self._transport: asyncio.Transport | None = None
+        # The transport's callbacks: data as it comes, or (a large frame's payload) read
+        # straight into its buffer (`_read_into`).
+        self._protocol = _SessionProtocol(
+            self._on_data, self._connection_lost, self._pause_writing, self._resume_writing
+        )
+        self._into_protocol = _SessionIntoProtocol(
+            self._get_buffer,
+            self._on_filled,
+            self._on_data,
+            self._connection_lost,
+            self._pause_writing,
+            self._resume_writing,
+        )
+        self._scratch: memoryview | None = None
         # Write batching: `_corked` once something was written and nothing since showed a
         # new loop turn (data received, or `_uncork` ran); `_uncork_pending` while later
         # writes wait for the next turn (see `_written`).
@@ -596,9 +637,7 @@ class RawSession:
         self._transport = transport
         self.extensions = list(extensions or [])
         self._conn.opened(deflate, passthrough)
-        transport.set_protocol(
-            _SessionProtocol(self._on_data, self._connection_lost, self._pause_writing, self._resume_writing)
-        )
+        transport.set_protocol(self._protocol)
         if data:
             self._on_data(data)
         if self.ping_interval is not None:
@@ -715,8 +754,48 @@ class RawSession:
             self._deliver(frames, codes)
         if violation is not None:
             self._on_violation(violation)
+        else:
+            if len(queue) >= self.max_queue and not self._feed.paused:
+                self._pause_reading()
+            if self._reader.receiving_large:
+                self._read_into()
+
+    def _read_into(self) -> None:
+        """A large frame's payload is coming: read the rest straight into its buffer
+        (no copy after the socket's), until `_on_filled` completes it."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and self._reader.failed is None:
+            transport.set_protocol(self._into_protocol)
+
+    def _get_buffer(self, sizehint: int) -> memoryview:
+        reader = self._reader
+        if reader.receiving_large:
+            return reader.receive_buffer()
+        # Not expected (the protocol is switched back when the frame is complete), but
+        # harmless: a scratch buffer, whose bytes go through `_on_data`.
+        self._scratch = memoryview(bytearray(65536))
+        return self._scratch
+
+    def _on_filled(self, n: int) -> None:
+        scratch = self._scratch
+        if scratch is not None:
+            self._scratch = None
+            self._on_data(bytes(scratch[:n]))
+            if not self._reader.receiving_large and self._transport is not None:
+                self._transport.set_protocol(self._protocol)
+            return
+        if not self._uncork_pending:
+            self._corked = False
+        queue = self._queue
+        frames, codes, violation = self._conn.received_into(n, self.max_queue - len(queue))
+        if frames:
+            self._deliver(frames, codes)
+        if violation is not None:
+            self._on_violation(violation)
         elif len(queue) >= self.max_queue and not self._feed.paused:
             self._pause_reading()
+        if not self._reader.receiving_large and self._transport is not None:
+            self._transport.set_protocol(self._protocol)  # back to data_received for what follows
 
     def _deliver(self, frames: list[Frame], codes: Sequence[int]) -> None:
         reader = self._reader

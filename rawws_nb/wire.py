@@ -68,6 +68,7 @@ CONTROL_MAX = 125
 _read_simple: Any = None
 _c_mask: Any = None
 _c_masked_frame: Any = None
+_PayloadBuffer: Any = None
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
         # By name: an optional extension module (the import graph checks see no .py here).
@@ -77,6 +78,7 @@ if not os.environ.get("RAWWS_NB_PURE"):
     else:
         _c.configure(Frame.__dict__["data"], Frame.__dict__["fin"], Frame.__dict__["_ext"])
         _read_simple, _c_mask, _c_masked_frame = _c.read_simple, _c.mask, _c.masked_frame
+        _PayloadBuffer = _c.PayloadBuffer
 COMPILED: bool = _read_simple is not None
 
 _BIG_FRAME = 65536  # pending frames from this size on are assembled without an extra copy
@@ -303,6 +305,10 @@ class FrameReader:
         "_fast",
         "_held",
         "_held_pos",
+        "_into",
+        "_into_at",
+        "_into_head",
+        "_into_view",
         "_longest",
         "_msg_cls",
         "_msg_compressed",
@@ -322,6 +328,7 @@ class FrameReader:
         "limited",
         "max_frame_size",
         "max_message_size",
+        "receiving_large",
         "tag",
     )
 
@@ -364,6 +371,14 @@ class FrameReader:
         self._validated = 0  # payload bytes of the pending text frame already UTF-8-checked
         self._pending_text: tuple[int, bool] | None = None  # (opcode, fin) of a pending unmasked text frame
         self._big: tuple[Any, ...] | None = None  # header of a pending large unmasked frame
+        # Receiving into (`receive_buffer`): True while a large frame's payload is still to
+        # come; once a front end asks for the buffer, the payload so far is in `_into`
+        # (`_into_view` on it, the header in `_into_head`) instead of `_chunks`.
+        self.receiving_large = False
+        self._into: Any = None
+        self._into_view: memoryview | None = None
+        self._into_at = 0
+        self._into_head = b""
         self.failed: Violation | None = None
 
     def use_inflater(self, inflater: Inflater | None) -> None:
@@ -375,7 +390,91 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame (or not parsed yet)."""
+        if self._into is not None:
+            return len(self._into_head) + self._into_at
         return self._chunks_len
+
+    # -- receiving a large frame's payload straight into its buffer --------------------
+
+    def receive_buffer(self) -> memoryview:
+        """Where the rest of a large frame's payload may be read straight into, while
+        `receiving_large` is True (an unmasked frame of 64 KiB or more whose header is
+        read): a writable view on exactly the bytes still to come, in the buffer the
+        frame's `data` will be. Read into it (`recv_into`, asyncio's `BufferedProtocol`)
+        and call `received_into(n)`: the payload then takes no copy after the socket's.
+        `feed` may still be called instead; what was read into the buffer is kept."""
+        if not self.receiving_large:
+            raise RuntimeError("receive_buffer(): no large frame is being received")
+        if self._into is None:
+            assert self._big is not None
+            head, length = self._big[2], self._big[3]
+            chunk = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+            self._into_head = chunk[:head]
+            self._into = _PayloadBuffer(length) if self._fast is not None else bytearray(length)
+            view = self._into_view = memoryview(self._into)
+            self._into_at = len(chunk) - head
+            view[: self._into_at] = memoryview(chunk)[head:]
+            self._chunks = []
+            self._chunks_len = 0
+        assert self._into_view is not None
+        return self._into_view[self._into_at :]
+
+    def received_into(self, n: int, limit: int | None = None) -> tuple[list[Frame], array[int], Violation | None]:
+        """`n` bytes were read into `receive_buffer()`: returns what `feed` returns (the
+        large frame once its payload is complete, checked as `feed` checks it)."""
+        self.joined = None
+        self.controls = 0
+        self.compressed = 0
+        self.limited = False
+        view = self._into_view
+        if n <= 0 or view is None or self.failed is not None:
+            return [], array("q"), None
+        at = self._into_at
+        if self._pending_text is not None:
+            # Fail fast, as `feed` does: the UTF-8 of a text frame is checked as it arrives.
+            v = self._validate_partial(bytes(view[at : at + n]), *self._pending_text)
+            if v is not None:
+                self._fail(v)
+                return [], array("q"), v
+        at = self._into_at = at + n
+        assert self._big is not None
+        b0, cls, _head, length, compressed = self._big
+        if at < length:
+            return [], array("q"), None
+        self._big = None
+        self.receiving_large = False
+        buf = self._into
+        view.release()
+        self._into = self._into_view = None
+        self._into_head = b""
+        payload = buf.take() if self._fast is not None else bytes(buf)
+        out: list[Frame] = []
+        codes: array[int] = array("q")
+        violation = self._parse(b"", out, codes, (b0, cls, payload, length, compressed), limit)
+        if violation is not None:
+            self._fail(violation)
+        return out, codes, violation
+
+    def _leave_into(self) -> None:
+        """Back from the payload buffer to buffered chunks (bytes came through `feed`)."""
+        view = self._into_view
+        if view is not None:
+            chunk = self._into_head + bytes(view[: self._into_at])
+            view.release()
+            self._into = self._into_view = None
+            self._into_head = b""
+            self._chunks = [chunk]
+            self._chunks_len = len(chunk)
+
+    def _fail(self, violation: Violation) -> None:
+        self.failed = violation
+        self._chunks = []
+        self._chunks_len = 0
+        self._big = None
+        self.receiving_large = False
+        if self._into_view is not None:
+            self._into_view.release()
+        self._into = self._into_view = None
 
     @property
     def in_message(self) -> bool:
@@ -385,6 +484,7 @@ class FrameReader:
     def partial(self) -> Violation | None:
         """The incomplete frame still buffered (when the connection ended mid-frame),
         described as a 1006 `Violation`, or None when nothing is buffered."""
+        self._leave_into()
         if not self._chunks_len:
             return None
         self._unhold()
@@ -412,6 +512,12 @@ class FrameReader:
         rest stays buffered, unparsed, and `limited` says so: `feed(b"", n)` goes on.
         The codes come as an `array("q")`."""
         self.joined = None
+        if self._into is not None:  # a large frame's payload was being read into its buffer
+            if not data:
+                self.controls = self.compressed = 0
+                self.limited = False
+                return [], array("q"), None
+            self._leave_into()
         fast = self._fast
         size = len(data)
         if (
@@ -460,9 +566,7 @@ class FrameReader:
             self.limited = False
             violation = self._parse(data, out, codes, None, limit, pos)
             if violation is not None:
-                self.failed = violation
-                self._chunks = []
-                self._chunks_len = 0
+                self._fail(violation)
             if self._longest > self.join_max:
                 self.joined = None
             return out, codes, violation
@@ -493,9 +597,7 @@ class FrameReader:
                 room = self._need - self._chunks_len
                 v = self._validate_partial(data if room >= len(data) else data[:room], *self._pending_text)
                 if v is not None:
-                    self.failed = v
-                    self._chunks = []
-                    self._chunks_len = 0
+                    self._fail(v)
                     return [], array("q"), v
             self._chunks.append(data)
             self._chunks_len += len(data)
@@ -507,6 +609,7 @@ class FrameReader:
                 # (one copy), without first joining the header and the next frame's bytes.
                 b0, cls, head, length, compressed = self._big
                 self._big = None
+                self.receiving_large = False
                 chunks = self._chunks
                 last = chunks[-1]
                 k = len(last) - (self._chunks_len - self._need)
@@ -525,9 +628,7 @@ class FrameReader:
             codes = array("q")
             violation = self._parse(data, out, codes, None, limit, start)
         if violation is not None:
-            self.failed = violation
-            self._chunks = []
-            self._chunks_len = 0
+            self._fail(violation)
         if self._longest > self.join_max:
             self.joined = None
         return out, codes, violation
@@ -679,6 +780,7 @@ class FrameReader:
                     self._keep(data, pos, head + length)
                     if length >= _BIG_FRAME and not masked:
                         self._big = (b0, cls, head, length, compressed)
+                        self.receiving_large = True
                     if cls is _Text and not masked and not compressed:
                         self._pending_text = (opcode, fin != 0)
                         start = pos + head + self._validated

@@ -20,13 +20,22 @@ async def _exchange() -> dict[str, object]:
             await session.send(Frame.Binary(b"\x02", fin=True))
             await session.send(Frame.Ping(b"p"))
             got = [await session.incoming.receive() for _ in range(4)]
+            # A large frame: both client sessions read its payload straight into its buffer.
+            big = bytes(range(256)) * 3000  # 768 kB: within the default max_message_size
+            await session.send(big)
+            big_echo = await session.incoming.receive()
             await session.close()
             legs = set(relay.timeline["leg"])
         finally:
             await relay.close()
     finally:
         await server.close()
-    return {"got": [(type(f).__name__, f.data, f.fin) for f in got], "legs": legs, "rows": len(session.timeline)}
+    return {
+        "got": [(type(f).__name__, f.data, f.fin) for f in got],
+        "big": big_echo == Frame.Binary(big),
+        "legs": legs,
+        "rows": len(session.timeline),
+    }
 
 
 def test_client_server_and_relay_on_uvloop() -> None:
@@ -37,5 +46,6 @@ def test_client_server_and_relay_on_uvloop() -> None:
         ("Binary", b"\x02", True),
         ("Pong", b"p", True),
     ]
+    assert result["big"] is True
     assert result["legs"] == {"client", "upstream"}
     assert result["rows"] >= 10  # 4 sent, 4 received, the Close exchange

@@ -274,3 +274,76 @@ def test_feed_with_a_limit_keeps_the_rest_unparsed():
     assert frames == [] and reader.limited
     frames, _, _ = reader.feed(b"", None)
     assert [f.data for f in frames] == [b"2", b"3", b"4"] and not reader.limited and reader.buffered == 0
+
+
+# -- reading a large frame's payload straight into its buffer -----------------------------
+
+_LARGE = st.tuples(
+    st.sampled_from([1, 2, 2, 0]),  # opcode (0: continuation)
+    st.booleans(),  # fin
+    st.one_of(
+        st.integers(65_536, 140_000).map(lambda n: b"b" * n),
+        st.integers(65_536, 70_000).map(lambda n: "é".encode() * (n // 2)),
+        st.integers(65_536, 70_000).map(lambda n: b"a" * n + b"\xff"),  # invalid UTF-8 at the end
+        st.integers(65_536, 70_000).map(lambda n: b"\xc3" + b"a" * n),  # invalid at the start
+        st.binary(max_size=30),  # small frames between
+    ),
+)
+
+
+def _into_run(data: bytes, seed: int, use_buffer: bool, **limits) -> list[object]:
+    """Read `data` in random pieces; while a large frame is pending, into its buffer
+    (`use_buffer`, now and then through `feed` instead) or always through `feed`."""
+    import random
+
+    rng = random.Random(seed)
+    reader = FrameReader(client=True, **limits)
+    frames: list[object] = []
+    violations = []
+    pos = 0
+    while pos < len(data) and reader.failed is None:
+        n = min(rng.choice([1, 7, 1000, 30_000, 70_000, 200_000]), len(data) - pos)
+        if use_buffer and reader.receiving_large and rng.random() < 0.85:
+            buf = reader.receive_buffer()
+            assert len(buf) > 0
+            n = min(n, len(buf))
+            buf[:n] = data[pos : pos + n]
+            got, codes, violation = reader.received_into(n)
+        else:
+            got, codes, violation = reader.feed(data[pos : pos + n])
+        pos += n
+        frames.extend((type(f).__name__, f.data, f.fin, c) for f, c in zip(got, codes, strict=True))
+        if violation is not None:
+            # Where invalid UTF-8 is found depends on how the bytes were cut; the rest may not.
+            reason = "invalid UTF-8" if violation.code == 1007 else violation.reason
+            violations.append((violation.code, reason, violation.opcode, violation.fin))
+    partial = reader.partial() if reader.failed is None else None
+    return [frames, violations, reader.buffered, partial and (partial.reason, partial.payload)]
+
+
+@settings(max_examples=int(os.environ.get("RAWWS_NB_EXAMPLES", "80")), deadline=None)
+@given(
+    frames=st.lists(_LARGE, min_size=1, max_size=6),
+    seed=st.integers(0, 2**32),
+    cut=st.integers(0, 40),
+    limits=st.sampled_from([{}, {"max_message_size": 100_000}, {"max_frame_size": 80_000}]),
+)
+def test_reading_large_frames_into_their_buffers_gives_what_feed_gives(frames, seed, cut, limits):
+    data = b"".join(encode_frame(op, payload, fin=fin, mask=False) for op, fin, payload in frames)
+    data = data[: len(data) - cut]  # sometimes the connection drops inside the last frame
+    assert _into_run(data, seed, True, **limits) == _into_run(data, seed, False, **limits)
+
+
+def test_a_large_frame_read_into_its_buffer_is_that_buffer():
+    payload = bytes(range(256)) * 1024  # 256 KiB
+    data = encode_frame(2, payload, mask=False)
+    reader = FrameReader(client=True)
+    assert reader.feed(data[:1000]) == ([], reader.feed(b"")[1], None) and reader.receiving_large
+    buf = reader.receive_buffer()
+    assert len(buf) == len(payload) - (1000 - 10) and not buf.readonly
+    buf[: len(buf)] = data[1000:]
+    frames, codes, violation = reader.received_into(len(buf))
+    assert violation is None and frames == [Frame.Binary(payload)] and not reader.receiving_large
+    assert type(frames[0].data) is bytes and list(codes) == [len(payload) << 16 | 0x82]
+    with pytest.raises(RuntimeError, match="no large frame"):
+        reader.receive_buffer()

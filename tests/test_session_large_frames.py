@@ -1,0 +1,145 @@
+"""Large frames read straight into their payload buffer (`FrameReader.receive_buffer`).
+
+A session receiving an unmasked frame of 64 KiB or more reads the rest of its payload
+with `recv_into` (asyncio's `BufferedProtocol`) into the bytes the frame's `data` will
+be. Checked here with real sockets: echoes from the websockets library's server, plain
+and over TLS, and scripted peers that trickle, break or cut a large frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+
+import pytest
+import websockets.asyncio.server
+
+import rawws_nb as rw
+from rawws_nb import Frame, PeerProtocolError, SessionClosed
+from rawws_nb.wire import FrameReader, encode_frame
+
+from .test_hostile_peers import ScriptedServer, response
+
+SIZES = [65_536, 1_000_003, 5 * 2**20]
+
+
+@pytest.fixture
+def into_calls(monkeypatch):
+    """How many times a reader took bytes read into a frame's buffer."""
+    calls: list[int] = []
+    original = FrameReader.received_into
+
+    def counted(self, n, limit=None):
+        calls.append(n)
+        return original(self, n, limit)
+
+    monkeypatch.setattr(FrameReader, "received_into", counted)
+    return calls
+
+
+async def _websockets_echo(tls: ssl.SSLContext | None = None):
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    return await websockets.asyncio.server.serve(
+        echo, "127.0.0.1", 0, compression=None, max_size=None, ssl=tls, ping_interval=None
+    )
+
+
+@pytest.mark.parametrize("use_tls", [False, True], ids=["ws", "wss"])
+async def test_large_echoes_from_the_websockets_server_arrive_whole(use_tls, ca, client_tls, into_calls):
+    tls = None
+    if use_tls:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(tls)
+    server = await _websockets_echo(tls)
+    port = server.sockets[0].getsockname()[1]
+    url = f"{'wss' if use_tls else 'ws'}://127.0.0.1:{port}/"
+    try:
+        session = await rw.web_socket_raw_session(url, tls=client_tls if use_tls else None, max_message_size=None)
+        for size in SIZES:
+            payload = os.urandom(size)
+            await session.send(payload)
+            text = ("ü" * (size // 2)).encode()
+            await session.send(text.decode())
+            got = [await session.incoming.receive() for _ in range(2)]
+            assert got == [Frame.Binary(payload), Frame.Text(text)]
+        await session.send("small after large")
+        assert (await session.incoming.receive()).data == b"small after large"
+        await session.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert sum(into_calls) > 0  # the payloads really were read into their buffers
+    rows = session.timeline
+    rx = rows[rows.dir == "rx"]
+    assert rx.length.tolist()[:2] == [SIZES[0], SIZES[0] // 2 * 2] and rows.error.isna().all()
+
+
+async def test_a_trickled_large_frame_with_small_frames_around_it_arrives_in_order(into_calls):
+    payload = bytes(range(256)) * 1000
+    frame = encode_frame(2, payload, mask=False)
+
+    async def script(reader, writer, request):
+        writer.write(response(request) + encode_frame(1, b"before", mask=False) + frame[:5000])
+        await writer.drain()
+        for start in range(5000, len(frame), 40_000):
+            await asyncio.sleep(0.01)  # the rest comes in pieces, while the client waits
+            writer.write(frame[start : start + 40_000])
+            await writer.drain()
+        writer.write(encode_frame(1, b"after", mask=False) + encode_frame(8, b"\x03\xe8", mask=False))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with ScriptedServer(script) as srv:
+        session = await rw.web_socket_raw_session(srv.url)
+        got = [await session.incoming.receive() for _ in range(4)]
+        await session.close()
+    assert got[:3] == [Frame.Text("before"), Frame.Binary(payload), Frame.Text("after")]
+    assert isinstance(got[3], Frame.Close) and len(into_calls) >= 5
+
+
+async def test_invalid_utf8_inside_a_large_text_frame_fails_with_1007_before_it_is_complete(into_calls):
+    head = encode_frame(1, b"a" * 200_000, mask=False)[:10]  # the header of a 200 kB text frame
+
+    async def script(reader, writer, request):
+        writer.write(response(request) + head + b"a" * 1000)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"a" * 50_000 + b"\xff")  # read into the buffer: checked as it comes
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    async with ScriptedServer(script) as srv:
+        session = await rw.web_socket_raw_session(srv.url)
+        with pytest.raises(PeerProtocolError) as info:
+            await asyncio.wait_for(session.incoming.receive(), 3)
+        await session.wait_closed()
+    assert info.value.code == 1007 and "before the frame was complete" in str(info.value)
+    errors = session.timeline.dropna(subset=["error"])
+    assert len(errors) == 1 and "invalid UTF-8" in errors.error.iloc[0]
+    assert into_calls
+
+
+async def test_a_connection_dropped_inside_a_large_frame_records_what_had_arrived(into_calls):
+    frame = encode_frame(2, b"z" * 300_000, mask=False)
+
+    async def script(reader, writer, request):
+        writer.write(response(request) + frame[:2000])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(frame[2000:120_010])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()
+
+    async with ScriptedServer(script) as srv:
+        session = await rw.web_socket_raw_session(srv.url)
+        with pytest.raises(SessionClosed):
+            await asyncio.wait_for(session.incoming.receive(), 3)
+    assert session.close_reason is not None and session.close_reason.code == 1006
+    error = session.timeline.dropna(subset=["error"]).iloc[-1]
+    assert "(120000 of 300000 payload bytes received)" in error.error
+    assert into_calls
