@@ -13,6 +13,8 @@
  *   mask(data, key, prefix=b"") -> bytes
  *       prefix + (data XOR the 4-byte key repeated): RFC 6455 section 5.3.
  *
+ *   mask_in_place(buffer, key): the same XOR, in a writable buffer.
+ *
  *   masked_frame(b0, payload, keys, pos) -> bytes
  *       A whole masked frame: wire.header_bytes(b0, len(payload), key) + the payload
  *       masked with key, where key = keys[pos:pos + 4] (the client's writer).
@@ -106,6 +108,31 @@ done:
         PyBuffer_Release(&prefix);
     }
     return out;
+}
+
+/* mask_in_place(buffer, key): XOR a writable buffer with the 4-byte key, in place (a
+ * large masked frame read into its payload buffer is unmasked where it lies). */
+static PyObject *
+speedups_mask_in_place(PyObject *module, PyObject *args)
+{
+    Py_buffer data, key;
+    if (!PyArg_ParseTuple(args, "w*y*:mask_in_place", &data, &key)) {
+        return NULL;
+    }
+    if (key.len != 4) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "the mask key must be 4 bytes");
+        return NULL;
+    }
+    unsigned char k[4];
+    memcpy(k, key.buf, 4);
+    Py_BEGIN_ALLOW_THREADS
+    xor_mask((unsigned char *)data.buf, (const unsigned char *)data.buf, data.len, k);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&key);
+    Py_RETURN_NONE;
 }
 
 /* masked_frame(b0, payload, keys, pos) -> bytes: a whole client frame (header with the
@@ -721,6 +748,8 @@ static PyTypeObject PayloadBufferType = {
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_VARARGS | METH_KEYWORDS,
      "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
+    {"mask_in_place", speedups_mask_in_place, METH_VARARGS,
+     "mask_in_place(buffer, key): buffer XOR the 4-byte key repeated, in place."},
     {"masked_frame", (PyCFunction)(void (*)(void))speedups_masked_frame, METH_FASTCALL,
      "masked_frame(b0, payload, keys, pos) -> bytes: a whole masked frame, the key keys[pos:pos+4]."},
     {"stage", (PyCFunction)(void (*)(void))speedups_stage, METH_FASTCALL,

@@ -69,6 +69,7 @@ _read_simple: Any = None
 _c_mask: Any = None
 _c_masked_frame: Any = None
 _PayloadBuffer: Any = None
+_c_mask_in_place: Any = None
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
         # By name: an optional extension module (the import graph checks see no .py here).
@@ -78,7 +79,7 @@ if not os.environ.get("RAWWS_NB_PURE"):
     else:
         _c.configure(Frame.__dict__["data"], Frame.__dict__["fin"], Frame.__dict__["_ext"])
         _read_simple, _c_mask, _c_masked_frame = _c.read_simple, _c.mask, _c.masked_frame
-        _PayloadBuffer = _c.PayloadBuffer
+        _PayloadBuffer, _c_mask_in_place = _c.PayloadBuffer, _c.mask_in_place
 COMPILED: bool = _read_simple is not None
 
 _BIG_FRAME = 65536  # pending frames from this size on are assembled without an extra copy
@@ -115,6 +116,20 @@ def apply_mask(
     if prefix:
         buf[start - len(prefix) : start] = np.frombuffer(prefix, dtype=np.uint8)
     return buf.data[start - len(prefix) :]
+
+
+def _mask_in_place(buffer: Any, mask: bytes) -> None:
+    """XOR a writable buffer with the 4-byte `mask`, in place (numpy without the fast path)."""
+    if _c_mask_in_place is not None:
+        _c_mask_in_place(buffer, mask)
+        return
+    arr = np.frombuffer(buffer, dtype=np.uint8)
+    n8 = len(arr) & ~7
+    if n8:
+        words = arr[:n8].view(np.uint64)
+        np.bitwise_xor(words, np.frombuffer(mask * 2, dtype=np.uint64)[0], out=words)
+    if n8 != len(arr):
+        arr[n8:] ^= np.frombuffer((mask * 2)[: len(arr) - n8], dtype=np.uint8)
 
 
 def header_bytes(b0: int, length: int, mask: bytes | None = None) -> bytes:
@@ -370,7 +385,7 @@ class FrameReader:
         self._utf8: Any = None
         self._validated = 0  # payload bytes of the pending text frame already UTF-8-checked
         self._pending_text: tuple[int, bool] | None = None  # (opcode, fin) of a pending unmasked text frame
-        self._big: tuple[Any, ...] | None = None  # header of a pending large unmasked frame
+        self._big: tuple[Any, ...] | None = None  # header of a pending large frame (and its mask key)
         # Receiving into (`receive_buffer`): True while a large frame's payload is still to
         # come; once a front end asks for the buffer, the payload so far is in `_into`
         # (`_into_view` on it, the header in `_into_head`) instead of `_chunks`.
@@ -398,11 +413,12 @@ class FrameReader:
 
     def receive_buffer(self) -> memoryview:
         """Where the rest of a large frame's payload may be read straight into, while
-        `receiving_large` is True (an unmasked frame of 64 KiB or more whose header is
-        read): a writable view on exactly the bytes still to come, in the buffer the
-        frame's `data` will be. Read into it (`recv_into`, asyncio's `BufferedProtocol`)
-        and call `received_into(n)`: the payload then takes no copy after the socket's.
-        `feed` may still be called instead; what was read into the buffer is kept."""
+        `receiving_large` is True (a frame of 64 KiB or more whose header is read; a
+        masked one is unmasked in place once complete): a writable view on exactly the
+        bytes still to come, in the buffer the frame's `data` will be. Read into it
+        (`recv_into`, asyncio's `BufferedProtocol`) and call `received_into(n)`: the
+        payload then takes no copy after the socket's. `feed` may still be called
+        instead; what was read into the buffer is kept."""
         if not self.receiving_large:
             raise RuntimeError("receive_buffer(): no large frame is being received")
         if self._into is None:
@@ -438,12 +454,14 @@ class FrameReader:
                 return [], array("q"), v
         at = self._into_at = at + n
         assert self._big is not None
-        b0, cls, _head, length, compressed = self._big
+        b0, cls, _head, length, compressed, key = self._big
         if at < length:
             return [], array("q"), None
         self._big = None
         self.receiving_large = False
         buf = self._into
+        if key is not None:
+            _mask_in_place(view, key)  # a client's frame: unmasked where it lies
         view.release()
         self._into = self._into_view = None
         self._into_head = b""
@@ -607,13 +625,15 @@ class FrameReader:
             if self._big is not None:
                 # A large frame is complete: join its payload straight out of the chunks
                 # (one copy), without first joining the header and the next frame's bytes.
-                b0, cls, head, length, compressed = self._big
+                b0, cls, head, length, compressed, key = self._big
                 self._big = None
                 self.receiving_large = False
                 chunks = self._chunks
                 last = chunks[-1]
                 k = len(last) - (self._chunks_len - self._need)
                 payload = b"".join([memoryview(chunks[0])[head:], *chunks[1:-1], memoryview(last)[:k]])
+                if key is not None:
+                    payload = bytes(apply_mask(payload, key))
                 first = (b0, cls, payload, length, compressed)
                 data = last[k:]
             else:
@@ -778,8 +798,9 @@ class FrameReader:
                 stop = pos + head + length
                 if stop > end:
                     self._keep(data, pos, head + length)
-                    if length >= _BIG_FRAME and not masked:
-                        self._big = (b0, cls, head, length, compressed)
+                    if length >= _BIG_FRAME and end - pos >= head:  # the header whole, mask key included
+                        key = data[pos + head - 4 : pos + head] if masked else None
+                        self._big = (b0, cls, head, length, compressed, key)
                         self.receiving_large = True
                     if cls is _Text and not masked and not compressed:
                         self._pending_text = (opcode, fin != 0)

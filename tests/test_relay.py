@@ -689,3 +689,25 @@ async def test_keep_flows_forgets_the_oldest_ended_flows(server):
             assert texts == {"flow 3", "flow 4", "open"}
     with pytest.raises(ValueError, match="keep_flows"):
         rw.relay(server.url, keep_flows=-1)
+
+
+async def test_large_messages_cross_the_relay_whole_both_ways():
+    # The upstream leg (a client session) reads a large frame's payload straight into
+    # its buffer; the client leg (a server session) reads masked frames as they come.
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async with ws_serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with rw.relay(f"ws://127.0.0.1:{port}", max_message_size=None) as relay:
+            payload, text = os.urandom(3 * 2**20), "ß" * 150_000
+            async with ws_connect(relay.url + "/", compression=None, max_size=None) as ws:
+                await ws.send(payload)
+                assert await ws.recv() == payload
+                await ws.send(text)
+                assert await ws.recv() == text
+            await ended(relay)
+            df = relay.timeline
+            for leg, direction in [("client", "rx"), ("upstream", "tx"), ("upstream", "rx"), ("client", "tx")]:
+                assert data_rows(df, leg, direction).length.tolist() == [len(payload), len(text.encode())]

@@ -143,3 +143,15 @@ async def test_a_connection_dropped_inside_a_large_frame_records_what_had_arrive
     error = session.timeline.dropna(subset=["error"]).iloc[-1]
     assert "(120000 of 300000 payload bytes received)" in error.error
     assert into_calls
+
+
+async def test_the_embedded_server_reads_a_clients_large_masked_frames_into_their_buffers(server, into_calls):
+    from websockets.asyncio.client import connect
+
+    payload, text = os.urandom(3 * 2**20 + 5), "ж" * 100_001
+    async with connect(server.url + "/echo", compression=None, max_size=None) as ws:
+        await ws.send(payload)
+        assert await ws.recv() == payload
+        await ws.send(text)
+        assert await ws.recv() == text
+    assert sum(into_calls) > 0  # read into the buffer, unmasked in place

@@ -193,6 +193,20 @@ def test_compiled_mask_of_large_and_odd_sizes() -> None:
 
 
 @pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE: this run checks the pure-Python path alone")
+def test_compiled_mask_in_place_matches_apply_mask() -> None:
+    from rawws_nb import _speedups  # type: ignore[attr-defined]
+
+    rng = random.Random(11)
+    for n in (0, 1, 3, 8, 31, 33, 70_001):
+        data = rng.randbytes(n)
+        buf = bytearray(data)
+        _speedups.mask_in_place(buf, b"\x9a\x01\xff\x42")
+        assert bytes(buf) == bytes(apply_mask(data, b"\x9a\x01\xff\x42", compiled=False))
+    with pytest.raises(TypeError):
+        _speedups.mask_in_place(b"read-only", b"abcd")
+
+
+@pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE: this run checks the pure-Python path alone")
 @given(
     b0=st.integers(0, 255),
     payload=st.one_of(st.binary(max_size=200), st.sampled_from([125, 126, 65535, 65536, 70_000]).map(bytes)),

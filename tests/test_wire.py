@@ -291,13 +291,13 @@ _LARGE = st.tuples(
 )
 
 
-def _into_run(data: bytes, seed: int, use_buffer: bool, **limits) -> list[object]:
+def _into_run(data: bytes, seed: int, use_buffer: bool, client: bool = True, **limits) -> list[object]:
     """Read `data` in random pieces; while a large frame is pending, into its buffer
     (`use_buffer`, now and then through `feed` instead) or always through `feed`."""
     import random
 
     rng = random.Random(seed)
-    reader = FrameReader(client=True, **limits)
+    reader = FrameReader(client=client, **limits)
     frames: list[object] = []
     violations = []
     pos = 0
@@ -327,11 +327,13 @@ def _into_run(data: bytes, seed: int, use_buffer: bool, **limits) -> list[object
     seed=st.integers(0, 2**32),
     cut=st.integers(0, 40),
     limits=st.sampled_from([{}, {"max_message_size": 100_000}, {"max_frame_size": 80_000}]),
+    client=st.booleans(),
 )
-def test_reading_large_frames_into_their_buffers_gives_what_feed_gives(frames, seed, cut, limits):
-    data = b"".join(encode_frame(op, payload, fin=fin, mask=False) for op, fin, payload in frames)
+def test_reading_large_frames_into_their_buffers_gives_what_feed_gives(frames, seed, cut, limits, client):
+    # client=False: a server reading a client's masked frames (unmasked in place at the end).
+    data = b"".join(encode_frame(op, payload, fin=fin, mask=not client) for op, fin, payload in frames)
     data = data[: len(data) - cut]  # sometimes the connection drops inside the last frame
-    assert _into_run(data, seed, True, **limits) == _into_run(data, seed, False, **limits)
+    assert _into_run(data, seed, True, client, **limits) == _into_run(data, seed, False, client, **limits)
 
 
 def test_a_large_frame_read_into_its_buffer_is_that_buffer():
