@@ -118,20 +118,6 @@ def apply_mask(
     return buf.data[start - len(prefix) :]
 
 
-def _mask_in_place(buffer: Any, mask: bytes) -> None:
-    """XOR a writable buffer with the 4-byte `mask`, in place (numpy without the fast path)."""
-    if _c_mask_in_place is not None:
-        _c_mask_in_place(buffer, mask)
-        return
-    arr = np.frombuffer(buffer, dtype=np.uint8)
-    n8 = len(arr) & ~7
-    if n8:
-        words = arr[:n8].view(np.uint64)
-        np.bitwise_xor(words, np.frombuffer(mask * 2, dtype=np.uint64)[0], out=words)
-    if n8 != len(arr):
-        arr[n8:] ^= np.frombuffer((mask * 2)[: len(arr) - n8], dtype=np.uint8)
-
-
 def header_bytes(b0: int, length: int, mask: bytes | None = None) -> bytes:
     """The 2-14 byte header of a frame whose first byte is `b0` (fin, rsv bits, opcode),
     with the shortest length form and, when `mask` is given, the mask bit and key. The one
@@ -413,8 +399,8 @@ class FrameReader:
 
     def receive_buffer(self) -> memoryview:
         """Where the rest of a large frame's payload may be read straight into, while
-        `receiving_large` is True (a frame of 64 KiB or more whose header is read; a
-        masked one is unmasked in place once complete): a writable view on exactly the
+        `receiving_large` is True (with the compiled fast path: a frame of 64 KiB or more
+        whose header is read; a masked one is unmasked in place once complete): a writable view on exactly the
         bytes still to come, in the buffer the frame's `data` will be. Read into it
         (`recv_into`, asyncio's `BufferedProtocol`) and call `received_into(n)`: the
         payload then takes no copy after the socket's. `feed` may still be called
@@ -426,7 +412,7 @@ class FrameReader:
             head, length = self._big[2], self._big[3]
             chunk = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._into_head = chunk[:head]
-            self._into = _PayloadBuffer(length) if self._fast is not None else bytearray(length)
+            self._into = _PayloadBuffer(length)
             view = self._into_view = memoryview(self._into)
             self._into_at = len(chunk) - head
             view[: self._into_at] = memoryview(chunk)[head:]
@@ -461,11 +447,11 @@ class FrameReader:
         self.receiving_large = False
         buf = self._into
         if key is not None:
-            _mask_in_place(view, key)  # a client's frame: unmasked where it lies
+            _c_mask_in_place(view, key)  # a client's frame: unmasked where it lies
         view.release()
         self._into = self._into_view = None
         self._into_head = b""
-        payload = buf.take() if self._fast is not None else bytes(buf)
+        payload = buf.take()
         out: list[Frame] = []
         codes: array[int] = array("q")
         violation = self._parse(b"", out, codes, (b0, cls, payload, length, compressed), limit)
@@ -801,7 +787,10 @@ class FrameReader:
                     if length >= _BIG_FRAME and end - pos >= head:  # the header whole, mask key included
                         key = data[pos + head - 4 : pos + head] if masked else None
                         self._big = (b0, cls, head, length, compressed, key)
-                        self.receiving_large = True
+                        # Read into its buffer only with the compiled path's PayloadBuffer:
+                        # its pages are committed as they are written, so a peer's header
+                        # alone commits no memory (a bytearray would be zero-filled at once).
+                        self.receiving_large = self._fast is not None
                     if cls is _Text and not masked and not compressed:
                         self._pending_text = (opcode, fin != 0)
                         start = pos + head + self._validated
