@@ -157,3 +157,34 @@ async def test_the_embedded_server_reads_a_clients_large_masked_frames_into_thei
         await ws.send(text)
         assert await ws.recv() == text
     assert (sum(into_calls) > 0) is COMPILED  # read into the buffer, unmasked in place
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_a_header_claiming_a_huge_frame_commits_no_memory():
+    head = encode_frame(2, b"", mask=False)[:1] + bytes([127]) + (200 * 2**20).to_bytes(8, "big")
+    measured = asyncio.Event()
+
+    async def script(reader, writer, request):
+        writer.write(response(request) + head + b"x" * 70_000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"y" * 1000)  # read into the frame's buffer
+        await writer.drain()
+        await measured.wait()
+        writer.transport.abort()
+
+    async with ScriptedServer(script) as srv:
+        before = _rss()
+        session = await rw.web_socket_raw_session(srv.url, max_message_size=None)
+        await asyncio.sleep(0.4)
+        grown = _rss() - before  # while the frame is pending
+        measured.set()
+        with pytest.raises(SessionClosed):
+            await asyncio.wait_for(session.incoming.receive(), 3)
+    assert grown < 20 * 2**20  # far below the 200 MiB the header claims
+    error = session.timeline.dropna(subset=["error"]).iloc[-1]
+    assert "(71000 of 209715200 payload bytes received)" in error.error
