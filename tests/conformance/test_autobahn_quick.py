@@ -1,8 +1,8 @@
 """The quick part of the Autobahn|Testsuite conformance run, inside `make test`.
 
-Sections 1-7 and 10 and seven permessage-deflate cases of sections 12 and 13 (254 cases,
-about 25 s); `make conformance` runs all 517 (adding section 9, limits and performance,
-and the rest of 12 and 13). The summary table goes to the terminal
+Sections 1-7, 9 (limits and performance: messages up to 16 MiB) and 10 and seven
+permessage-deflate cases of sections 12 and 13 (308 cases, about 30 s); `make
+conformance` runs all 517 (adding the rest of 12 and 13). The summary table goes to the terminal
 (even with output capture on) and to test-artifacts/conformance.md.
 """
 
@@ -53,8 +53,8 @@ def test_autobahn_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with capsys.disabled():
         print("\n\n" + text)
 
-    expected = 247 + len(run.QUICK_COMPRESSION)
-    assert len(result.cases) == expected, f"expected {expected} cases (1-7, 10, compression), got {len(result.cases)}"
+    expected = 247 + 54 + len(run.QUICK_COMPRESSION)
+    assert len(result.cases) == expected, f"expected {expected} cases (1-7, 9, 10, compression), got {len(result.cases)}"
     compressed = [c for c in result.cases if c.id.startswith(("12.", "13."))]
     assert len(compressed) == len(run.QUICK_COMPRESSION) and all(c.behavior == "OK" for c in compressed)
     assert not result.failed, "Autobahn cases FAILED or without result:\n" + "\n".join(
