@@ -54,7 +54,8 @@ def test_autobahn_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         print("\n\n" + text)
 
     expected = 247 + 54 + len(run.QUICK_COMPRESSION)
-    assert len(result.cases) == expected, f"expected {expected} cases (1-7, 9, 10, compression), got {len(result.cases)}"
+    got = len(result.cases)
+    assert got == expected, f"expected {expected} cases (1-7, 9, 10, compression), got {got}"
     compressed = [c for c in result.cases if c.id.startswith(("12.", "13."))]
     assert len(compressed) == len(run.QUICK_COMPRESSION) and all(c.behavior == "OK" for c in compressed)
     assert not result.failed, "Autobahn cases FAILED or without result:\n" + "\n".join(
