@@ -292,7 +292,7 @@ class RawSession:
             self._pause_writing,
             self._resume_writing,
         )
-        self._scratch: memoryview | None = None
+        self._reading_into = False  # the transport has `_into_protocol`
         # Write batching: `_corked` once something was written and nothing since showed a
         # new loop turn (data received, or `_uncork` ran); `_uncork_pending` while later
         # writes wait for the next turn (see `_written`).
@@ -750,52 +750,43 @@ class RawSession:
         conn = self._conn
         queue = self._queue
         frames, codes, violation = conn.receive_data(data, self.max_queue - len(queue))
-        if frames:
-            self._deliver(frames, codes)
-        if violation is not None:
-            self._on_violation(violation)
-        else:
-            if len(queue) >= self.max_queue and not self._feed.paused:
-                self._pause_reading()
-            if self._reader.receiving_large:
-                self._read_into()
-
-    def _read_into(self) -> None:
-        """A large frame's payload is coming: read the rest straight into its buffer
-        (no copy after the socket's), until `_on_filled` completes it."""
-        transport = self._transport
-        if transport is not None and not transport.is_closing() and self._reader.failed is None:
-            transport.set_protocol(self._into_protocol)
-
-    def _get_buffer(self, sizehint: int) -> memoryview:
-        reader = self._reader
-        if reader.receiving_large:
-            return reader.receive_buffer()
-        # Not expected (the protocol is switched back when the frame is complete), but
-        # harmless: a scratch buffer, whose bytes go through `_on_data`.
-        self._scratch = memoryview(bytearray(65536))
-        return self._scratch
-
-    def _on_filled(self, n: int) -> None:
-        scratch = self._scratch
-        if scratch is not None:
-            self._scratch = None
-            self._on_data(bytes(scratch[:n]))
-            if not self._reader.receiving_large and self._transport is not None:
-                self._transport.set_protocol(self._protocol)
-            return
-        if not self._uncork_pending:
-            self._corked = False
-        queue = self._queue
-        frames, codes, violation = self._conn.received_into(n, self.max_queue - len(queue))
+        if self._reader.receiving_large:
+            if not self._reading_into:
+                self._read_into(True)
+        elif self._reading_into:
+            self._read_into(False)  # the large frame came through data_received after all
         if frames:
             self._deliver(frames, codes)
         if violation is not None:
             self._on_violation(violation)
         elif len(queue) >= self.max_queue and not self._feed.paused:
             self._pause_reading()
-        if not self._reader.receiving_large and self._transport is not None:
-            self._transport.set_protocol(self._protocol)  # back to data_received for what follows
+
+    def _read_into(self, into: bool) -> None:
+        """While a large frame's payload is coming, read the rest straight into its buffer
+        (no copy after the socket's: `_get_buffer`, `_on_filled`); then data as it comes."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._reading_into = into
+        transport.set_protocol(self._into_protocol if into else self._protocol)
+
+    def _get_buffer(self, sizehint: int) -> memoryview:
+        return self._reader.receive_buffer()  # only while receiving_large (`_read_into`)
+
+    def _on_filled(self, n: int) -> None:
+        if not self._uncork_pending:
+            self._corked = False
+        queue = self._queue
+        frames, codes, violation = self._conn.received_into(n, self.max_queue - len(queue))
+        if not self._reader.receiving_large:
+            self._read_into(False)  # back to data_received for what follows (or a violation)
+        if frames:
+            self._deliver(frames, codes)
+        if violation is not None:
+            self._on_violation(violation)
+        elif len(queue) >= self.max_queue and not self._feed.paused:
+            self._pause_reading()
 
     def _deliver(self, frames: list[Frame], codes: Sequence[int]) -> None:
         reader = self._reader

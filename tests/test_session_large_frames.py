@@ -188,3 +188,32 @@ async def test_a_header_claiming_a_huge_frame_commits_no_memory():
     assert grown < 20 * 2**20  # far below the 200 MiB the header claims
     error = session.timeline.dropna(subset=["error"]).iloc[-1]
     assert "(71000 of 209715200 payload bytes received)" in error.error
+
+
+async def test_a_large_compressed_frame_that_does_not_inflate_fails_with_1002_and_reading_goes_on():
+    # The violation (1002) may wait for the consumer; meanwhile the peer goes on sending:
+    # those bytes must be read as data again, not into a buffer that no longer exists.
+    broken = encode_frame(2, b"\xff" * 100_000, rsv=4, mask=False)  # rsv1 and no deflate stream
+    errors: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+
+    async def script(reader, writer, request):
+        before = encode_frame(1, b"before", mask=False)  # queued, so the failure waits for it
+        writer.write(response(request, "Sec-WebSocket-Extensions: permessage-deflate") + before + broken[:3000])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(broken[3000:])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(encode_frame(1, b"after", mask=False) * 50)
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with ScriptedServer(script) as srv:
+        session = await rw.web_socket_raw_session(srv.url, compression="deflate")
+        await asyncio.sleep(0.3)
+        assert (await session.incoming.receive()).data == b"before"
+        with pytest.raises(PeerProtocolError) as info:
+            await asyncio.wait_for(session.incoming.receive(), 3)
+        await asyncio.wait_for(session.wait_closed(), 3)
+    assert info.value.code == 1002 and not errors
