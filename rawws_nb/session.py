@@ -284,14 +284,7 @@ class RawSession:
         self._protocol = _SessionProtocol(
             self._on_data, self._connection_lost, self._pause_writing, self._resume_writing
         )
-        self._into_protocol = _SessionIntoProtocol(
-            self._get_buffer,
-            self._on_filled,
-            self._on_data,
-            self._connection_lost,
-            self._pause_writing,
-            self._resume_writing,
-        )
+        self._into_protocol: _SessionIntoProtocol | None = None  # made at the first large frame
         self._reading_into = False  # the transport has `_into_protocol`
         # Write batching: `_corked` once something was written and nothing since showed a
         # new loop turn (data received, or `_uncork` ran); `_uncork_pending` while later
@@ -769,7 +762,19 @@ class RawSession:
         if transport is None or transport.is_closing():
             return
         self._reading_into = into
-        transport.set_protocol(self._into_protocol if into else self._protocol)
+        if not into:
+            transport.set_protocol(self._protocol)
+            return
+        if self._into_protocol is None:
+            self._into_protocol = _SessionIntoProtocol(
+                self._get_buffer,
+                self._on_filled,
+                self._on_data,
+                self._connection_lost,
+                self._pause_writing,
+                self._resume_writing,
+            )
+        transport.set_protocol(self._into_protocol)
 
     def _get_buffer(self, sizehint: int) -> memoryview:
         return self._reader.receive_buffer()  # only while receiving_large (`_read_into`)
