@@ -7,6 +7,7 @@ server, both compressing."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -185,3 +186,24 @@ async def test_relay_passthrough_in_proxy_mode_and_hooks_see_compressed_frames()
             await ws.send(TEXT)
             assert await ws.recv() == TEXT
     assert kinds == [("up", True, True), ("down", True, True)]
+
+
+async def test_relay_passthrough_of_large_compressed_messages_both_ways():
+    # Compressed frames of 64 KiB and more: read into their buffers on both legs (the
+    # client's masked, the server's not) and forwarded compressed as they came.
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    payload = os.urandom(300_000)  # incompressible: its compressed frame is as large
+    async with ws_serve(echo, "127.0.0.1", 0, max_size=None) as server:
+        upstream = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with rw.relay(upstream, compression="passthrough") as relay:
+            async with ws_connect(relay.url + "/p", max_size=None) as ws:
+                await ws.send(payload)
+                assert await ws.recv() == payload
+            async with asyncio.timeout(5):
+                await relay.flows[0].wait_closed()
+    df = relay.timeline
+    data = df[df.opcode.isin(["binary", "continuation"]) & df.error.isna()]
+    assert len(data) == 4 and (data.length > 300_000).all() and data.rsv1.all()
