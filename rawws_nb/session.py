@@ -191,19 +191,19 @@ class _SessionProtocol(asyncio.Protocol):
         on_resume: Callable[[], None],
     ) -> None:
         # Bound straight to the handlers: no extra call per read on the hot path.
-        self.data_received = on_data  # type: ignore[method-assign,assignment]
-        self.connection_lost = on_lost  # type: ignore[method-assign,assignment]
-        self.pause_writing = on_pause  # type: ignore[method-assign]
-        self.resume_writing = on_resume  # type: ignore[method-assign]
+        _bind(self, on_data, on_lost, on_pause, on_resume)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: the connection is over
 
 
 class _SessionIntoProtocol(asyncio.BufferedProtocol):
-    """The same callbacks while the rest of a large frame is read straight into its
-    payload buffer (`FrameReader.receive_buffer`): `get_buffer` and `buffer_updated`
-    instead of `data_received`."""
+    """The same callbacks, and a buffered protocol's, while the rest of a large frame is
+    read straight into its payload buffer (`FrameReader.receive_buffer`): the transport
+    calls `get_buffer` and `buffer_updated`. `data_received` stays: a transport that was
+    delivering data when the protocol changed may deliver the rest of it as data
+    (asyncio's TLS transport does), and the reader takes it as usual. (Not a subclass of
+    `_SessionProtocol`: uvloop takes any `asyncio.Protocol` for a plain one.)"""
 
     def __init__(
         self,
@@ -216,15 +216,23 @@ class _SessionIntoProtocol(asyncio.BufferedProtocol):
     ) -> None:
         self.get_buffer = get_buffer  # type: ignore[method-assign,assignment]
         self.buffer_updated = on_filled  # type: ignore[method-assign,assignment]
-        # A transport that was delivering data when the protocol changed may deliver the
-        # rest of it as data (asyncio's TLS transport does): the reader takes it as usual.
-        self.data_received = on_data
-        self.connection_lost = on_lost  # type: ignore[method-assign,assignment]
-        self.pause_writing = on_pause  # type: ignore[method-assign]
-        self.resume_writing = on_resume  # type: ignore[method-assign]
+        _bind(self, on_data, on_lost, on_pause, on_resume)
 
     def eof_received(self) -> bool | None:
         return None
+
+
+def _bind(
+    protocol: asyncio.BaseProtocol,
+    on_data: Callable[[bytes], None],
+    on_lost: Callable[[BaseException | None], None],
+    on_pause: Callable[[], None],
+    on_resume: Callable[[], None],
+) -> None:
+    protocol.data_received = on_data  # type: ignore[attr-defined]
+    protocol.connection_lost = on_lost  # type: ignore[method-assign,assignment]
+    protocol.pause_writing = on_pause  # type: ignore[method-assign]
+    protocol.resume_writing = on_resume  # type: ignore[method-assign]
 
 
 class RawSession:
