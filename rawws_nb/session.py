@@ -748,19 +748,22 @@ class RawSession:
     def _on_data(self, data: bytes) -> None:
         if not self._uncork_pending:
             self._corked = False  # a new loop turn: the next write may go out at once
-        conn = self._conn
-        queue = self._queue
-        frames, codes, violation = conn.receive_data(data, self.max_queue - len(queue))
+        self._after_read(*self._conn.receive_data(data, self.max_queue - len(self._queue)))
+
+    def _after_read(self, frames: list[Frame], codes: Sequence[int], violation: Violation | None) -> None:
+        """What a read gave (`_on_data`, `_on_filled`): the transport reads into a large
+        frame's buffer while one is pending, and data as it comes otherwise (a violation
+        included); then the frames are delivered, and the session fails or pauses."""
         if self._reader.receiving_large:
             if not self._reading_into:
                 self._read_into(True)
         elif self._reading_into:
-            self._read_into(False)  # the large frame came through data_received after all
+            self._read_into(False)
         if frames:
             self._deliver(frames, codes)
         if violation is not None:
             self._on_violation(violation)
-        elif len(queue) >= self.max_queue and not self._feed.paused:
+        elif len(self._queue) >= self.max_queue and not self._feed.paused:
             self._pause_reading()
 
     def _read_into(self, into: bool) -> None:
@@ -790,16 +793,7 @@ class RawSession:
     def _on_filled(self, n: int) -> None:
         if not self._uncork_pending:
             self._corked = False
-        queue = self._queue
-        frames, codes, violation = self._conn.received_into(n, self.max_queue - len(queue))
-        if not self._reader.receiving_large:
-            self._read_into(False)  # back to data_received for what follows (or a violation)
-        if frames:
-            self._deliver(frames, codes)
-        if violation is not None:
-            self._on_violation(violation)
-        elif len(queue) >= self.max_queue and not self._feed.paused:
-            self._pause_reading()
+        self._after_read(*self._conn.received_into(n, self.max_queue - len(self._queue)))
 
     def _deliver(self, frames: list[Frame], codes: Sequence[int]) -> None:
         reader = self._reader
