@@ -572,12 +572,12 @@ error:
     return result;
 }
 
-/* flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1, want_ends)
- *   -> (rows, ends, last_t, next_msg, open0, open1, last0, last1)
+/* flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1)
+ *   -> (rows, last_t, next_msg, open0, open1, last0, last1)
  * The recorder's flush (rawws_nb/timeline/recorder.py, `Recorder._flush`, whose numpy
  * code is the reference): `stage` holds header codes (array('q')), `tpos`/`tval` the
  * stage index and timestamp of each batch. `rows` packs each row as "<qHqq" (t, code,
- * length, message); `ends` (when asked) is the running total of the lengths, int64.
+ * length, message).
  * Every frame but a continuation starts a message; a continuation belongs to its
  * direction's last data message (`open0`/`open1`, -1: none). `last0`/`last1`: (message,
  * opcode) of the last data message started here per direction, or None. */
@@ -586,26 +586,19 @@ speedups_flush_rows(PyObject *module, PyObject *args)
 {
     Py_buffer stage, tpos, tval;
     long long last_t, next_msg, open_[2];
-    int want_ends;
-    if (!PyArg_ParseTuple(args, "y*y*y*LLLLp:flush_rows", &stage, &tpos, &tval, &last_t, &next_msg, &open_[0],
-                          &open_[1], &want_ends)) {
+    if (!PyArg_ParseTuple(args, "y*y*y*LLLL:flush_rows", &stage, &tpos, &tval, &last_t, &next_msg, &open_[0],
+                          &open_[1])) {
         return NULL;
     }
-    PyObject *rows = NULL, *ends = NULL, *result = NULL;
+    PyObject *rows = NULL, *result = NULL;
     Py_ssize_t k = stage.len / 8, nt = tpos.len / 8;
     const int64_t *codes = (const int64_t *)stage.buf, *tp = (const int64_t *)tpos.buf, *tv = (const int64_t *)tval.buf;
     long long last_msg[2] = {-1, -1}, last_op[2] = {0, 0};
     rows = PyBytes_FromStringAndSize(NULL, k * 26);
     if (rows == NULL) goto done;
-    int64_t *end_buf = NULL;
-    if (want_ends) {
-        ends = PyBytes_FromStringAndSize(NULL, k * 8);
-        if (ends == NULL) goto done;
-        end_buf = (int64_t *)PyBytes_AS_STRING(ends);
-    }
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(rows);
     Py_ssize_t j = 0;
-    int64_t t = last_t, acc = 0;
+    int64_t t = last_t;
     for (Py_ssize_t i = 0; i < k; i++) {
         while (j < nt && tp[j] <= i) {
             t = tv[j++];
@@ -639,23 +632,17 @@ speedups_flush_rows(PyObject *module, PyObject *args)
         for (int b = 0; b < 8; b++) out[18 + b] = (unsigned char)((uint64_t)msg >> (8 * b));
 #endif
         out += 26;
-        if (end_buf != NULL) {
-            acc += length;
-            end_buf[i] = acc;
-        }
     }
     if (nt) last_t = tv[nt - 1];
     PyObject *l0 = last_msg[0] >= 0 ? Py_BuildValue("(LL)", last_msg[0], last_op[0]) : Py_NewRef(Py_None);
     PyObject *l1 = last_msg[1] >= 0 ? Py_BuildValue("(LL)", last_msg[1], last_op[1]) : Py_NewRef(Py_None);
     if (l0 != NULL && l1 != NULL) {
-        result = Py_BuildValue("(OOLLLLOO)", rows, ends ? ends : Py_None, last_t, next_msg, open_[0], open_[1], l0,
-                               l1);
+        result = Py_BuildValue("(OLLLLOO)", rows, last_t, next_msg, open_[0], open_[1], l0, l1);
     }
     Py_XDECREF(l0);
     Py_XDECREF(l1);
 done:
     Py_XDECREF(rows);
-    Py_XDECREF(ends);
     PyBuffer_Release(&stage);
     PyBuffer_Release(&tpos);
     PyBuffer_Release(&tval);
@@ -756,7 +743,7 @@ static PyMethodDef methods[] = {
      "stage(state, t_ns, code, payload): the recorder's stage_tx in one call."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},
     {"flush_rows", speedups_flush_rows, METH_VARARGS,
-     "flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1, want_ends): the recorder's flush."},
+     "flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1): the recorder's flush."},
     {"configure", speedups_configure, METH_VARARGS,
      "configure(data_descriptor, fin_descriptor, ext_descriptor): the Frame slots read_simple() sets."},
     {"read_simple", (PyCFunction)(void (*)(void))speedups_read_simple, METH_FASTCALL,

@@ -273,7 +273,6 @@ class RecentFrame(NamedTuple):
     error: str | None
 
 
-_NO_ENDS = np.zeros(0, dtype=np.int64)
 
 
 class _Packed:
@@ -281,23 +280,28 @@ class _Packed:
     frames' own payload objects can be freed as soon as the consumer drops them: keeping
     them alive was most of the cost of recording a flood). Each row of the batch holds a
     reference to this object in the recorder's payload list. When the batch is flushed,
-    `ends` is the running total of the payload lengths of the rows flushed with it and
-    `at` the batch's first index there: row i's payload ends at `ends[i]`."""
+    `rows` is the flush's rows, `at` the batch's first index there and `n` its length;
+    where each payload ends is worked out from the rows' lengths when first asked (a
+    recorded flood keeps no per-row offsets)."""
 
-    __slots__ = ("at", "blob", "ends", "first")
+    __slots__ = ("at", "blob", "ends", "first", "n", "rows")
 
     def __init__(self, blob: bytes | bytearray) -> None:
         self.blob = blob
         self.first = -1  # absolute row number of the batch's first frame
         self.at = 0
-        self.ends: np.ndarray = _NO_ENDS  # set by the flush
+        self.n = 0
+        self.rows: np.ndarray | None = None  # set by the flush
+        self.ends: np.ndarray | None = None  # running payload lengths, from the first `payload`
 
     def payload(self, row: int) -> bytes:
-        ends, at = self.ends, self.at
-        i = at + row - self.first
-        base = int(ends[at - 1]) if at else 0
-        start = int(ends[i - 1]) - base if i > at else 0
-        return bytes(self.blob[start : int(ends[i]) - base])
+        ends = self.ends
+        if ends is None:
+            assert self.rows is not None
+            ends = self.ends = np.cumsum(self.rows["len"][self.at : self.at + self.n])
+        i = row - self.first
+        start = int(ends[i - 1]) if i else 0
+        return bytes(self.blob[start : int(ends[i])])
 
 
 _FLUSH_AT = 32768  # staged frames materialised at once (their temporaries stay in cache)
@@ -567,32 +571,30 @@ class Recorder:
             self._last_t = int(tval[-1])
         else:
             t = np.full(k, self._last_t, dtype=np.int64)
-        lengths = codes >> 16
-        if self._packing:
-            self._place_packed(np.cumsum(lengths), k)
         code = codes & 0xFFFF
         rows = np.empty(k, dtype=ROW_DTYPE)
         rows["t"] = t
         rows["code"] = code
-        rows["len"] = lengths
+        rows["len"] = codes >> 16
         last: dict[int, tuple[int, int]] = {}
         rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1, last)
+        if self._packing:
+            self._place_packed(rows)
         self._rows.extend(rows, last)
 
-    def _place_packed(self, ends: np.ndarray, k: int) -> None:
-        """Tell the packed batches among the `k` rows being flushed where their payloads
-        end (`ends`: the running total of those rows' lengths)."""
-        first = self._base + len(self._payload) - k  # absolute row of stage index 0
-        for start, _count, packed in self._packing:
-            packed.ends = ends
+    def _place_packed(self, rows: np.ndarray) -> None:
+        """Tell the packed batches among the `rows` being flushed where their rows are."""
+        first = self._base + len(self._payload) - len(rows)  # absolute row of stage index 0
+        for start, count, packed in self._packing:
+            packed.rows = rows
             packed.at = start
+            packed.n = count
             packed.first = first + start
         self._packing.clear()
 
     def _flush_compiled(self, k: int) -> None:
         """`_flush` in C (`rawws_nb._speedups.flush_rows`): the same rows, in one pass."""
-        packing = self._packing
-        rows, ends, self._last_t, self._next_msg, open0, open1, last0, last1 = self._c_flush(
+        raw, self._last_t, self._next_msg, open0, open1, last0, last1 = self._c_flush(
             self._stage,
             self._tpos,
             self._tval,
@@ -600,16 +602,16 @@ class Recorder:
             self._next_msg,
             self._open_msg.get(0, -1),
             self._open_msg.get(1, -1),
-            bool(packing),
         )
         del self._stage[:], self._tpos[:], self._tval[:]
         for d, value in ((0, open0), (1, open1)):
             if value >= 0:
                 self._open_msg[d] = value
-        if packing:
-            self._place_packed(np.frombuffer(ends, dtype=np.int64), k)
+        rows = np.frombuffer(raw, dtype=ROW_DTYPE)
+        if self._packing:
+            self._place_packed(rows)
         last = {d: (int(v[0]), int(v[1])) for d, v in ((0, last0), (1, last1)) if v is not None}
-        self._rows.extend(np.frombuffer(rows, dtype=ROW_DTYPE), last)
+        self._rows.extend(rows, last)
 
     def _numbers(
         self, opcode: np.ndarray, direction: np.ndarray, last: dict[int, tuple[int, int]] | None = None
