@@ -193,9 +193,11 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* stage(state, t_ns, code, payload) -> None: the recorder's stage_tx (rawws_nb/timeline/
  * recorder.py, `Recorder._stage_tx`, the reference) in one call, for the recorder that
- * built `state` = (stage, tpos, tval, payloads, payload_cap, flush_at, capacity, recorder):
- * three array('q')s, the payload list, the limits, and a weak proxy of the recorder for
- * what stays in Python (a compressed frame: recorder._stage_tx; a flush; a trim). */
+ * built `state` = (stage, tpos, tval, holder, payload_cap, flush_at, recorder): three
+ * array('q')s; holder = [the list single payloads go to, how many it may hold before
+ * the recorder must trim] (the payload store's tail); the limits; and a weak proxy of the
+ * recorder for what stays in Python (a compressed frame: recorder._stage_tx; a flush; a
+ * trim). */
 static PyObject *array_append = NULL; /* array.array.append, a method descriptor */
 static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
 
@@ -239,8 +241,8 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *state = args[0], *t_ns = args[1], *code_obj = args[2], *payload = args[3];
-    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 8) {
-        PyErr_SetString(PyExc_TypeError, "stage(): state is the recorder's 8-tuple");
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 7) {
+        PyErr_SetString(PyExc_TypeError, "stage(): state is the recorder's 7-tuple");
         return NULL;
     }
     if (array_append == NULL) {
@@ -259,15 +261,14 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
-    PyObject *tval = PyTuple_GET_ITEM(state, 2), *payloads = PyTuple_GET_ITEM(state, 3);
-    PyObject *recorder = PyTuple_GET_ITEM(state, 7);
+    PyObject *tval = PyTuple_GET_ITEM(state, 2), *holder = PyTuple_GET_ITEM(state, 3);
+    PyObject *recorder = PyTuple_GET_ITEM(state, 6);
     long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
     Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
-    Py_ssize_t capacity = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 6));
     long long code = PyLong_AsLongLong(code_obj);
     if (PyErr_Occurred()) return NULL;
-    if (!PyList_CheckExact(payloads)) {
-        PyErr_SetString(PyExc_TypeError, "stage(): payloads must be a list");
+    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 2 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int]");
         return NULL;
     }
     if (code & (1 << 9)) { /* COMPRESSED: the Python reference does it */
@@ -283,6 +284,10 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (append_long(tpos, n) < 0 || append_obj(tval, t_ns) < 0) return NULL;
     }
     if (append_obj(stage, code_obj) < 0) return NULL;
+    /* Read after a flush (which may run Python): the store's current tail and its room. */
+    PyObject *payloads = PyList_GET_ITEM(holder, 0);
+    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
+    if (room == -1 && PyErr_Occurred()) return NULL;
     long long length = code >> 16;
     int keep_whole = length <= cap || (code & 8);
     if (keep_whole) {
@@ -295,7 +300,7 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(head);
         if (bad < 0) return NULL;
     }
-    if (PyList_GET_SIZE(payloads) > capacity && call_back(recorder, trim_name) < 0) return NULL;
+    if (PyList_GET_SIZE(payloads) > room && call_back(recorder, trim_name) < 0) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -304,6 +304,103 @@ class _Packed:
         return bytes(self.blob[start : int(ends[i])])
 
 
+class _PayloadStore:
+    """The kept rows' payloads, in runs: a run of single payloads (a list, one entry per
+    row) or a packed batch (one `_Packed` for all its rows, so a recorded flood keeps no
+    entry per row). The last run is always a list, `tail`, which `holder[0]` also holds
+    for the compiled stager to append to; `holder[1]` is how many rows the tail may hold
+    before the recorder must trim (its capacity less the rows in the other runs)."""
+
+    __slots__ = ("_capacity", "_off", "_sealed", "_segs", "_starts", "holder")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._off = 0  # store positions (rows since the start) dropped from the front
+        tail: list[Any] = []
+        self._segs: list[Any] = [tail]  # the runs, oldest first
+        self._starts: list[int] = [0]  # store position of each run's first kept row
+        self._sealed = 0  # rows kept in the runs other than the tail
+        self.holder: list[Any] = [tail, capacity]
+
+    def __len__(self) -> int:
+        return self._sealed + len(self.holder[0])
+
+    def set_capacity(self, capacity: int) -> None:
+        self._capacity = capacity
+        self.holder[1] = capacity - self._sealed
+
+    def append(self, payload: Any) -> None:
+        self.holder[0].append(payload)
+
+    def extend(self, payloads: Any) -> None:
+        self.holder[0].extend(payloads)
+
+    def add_packed(self, packed: _Packed, n: int) -> None:
+        """`n` rows whose payloads are all in `packed`."""
+        tail = self.holder[0]
+        pos = self._off + len(self)  # the store position of the batch's first row
+        if tail:
+            self._sealed += len(tail)
+        else:  # an empty tail gives its place to the batch
+            self._segs.pop()
+            self._starts.pop()
+        self._segs.append(packed)
+        self._starts.append(pos)
+        self._sealed += n
+        tail = []
+        self._segs.append(tail)
+        self._starts.append(pos + n)
+        self.holder[0] = tail
+        self.holder[1] = self._capacity - self._sealed
+
+    def get(self, i: int) -> Any:
+        """Kept row `i`'s entry: its payload, or the `_Packed` holding it."""
+        pos = self._off + i
+        j = bisect_right(self._starts, pos) - 1
+        seg = self._segs[j]
+        return seg[pos - self._starts[j]] if type(seg) is list else seg
+
+    def slice(self, start: int, stop: int) -> list[Any]:
+        """The entries of kept rows `start:stop` (one per row)."""
+        stop = min(stop, len(self))
+        if start >= stop:
+            return []
+        lo, hi = self._off + start, self._off + stop
+        starts, segs = self._starts, self._segs
+        j = bisect_right(starts, lo) - 1
+        out: list[Any] = []
+        while j < len(segs) and starts[j] < hi:
+            seg, first = segs[j], starts[j]
+            end = starts[j + 1] if j + 1 < len(segs) else first + len(seg)
+            a, b = max(lo, first), min(hi, end)
+            if type(seg) is list:
+                out += seg[a - first : b - first]
+            else:
+                out += [seg] * (b - a)
+            j += 1
+        return out
+
+    def drop_front(self, k: int) -> None:
+        """Forget the first `k` kept rows."""
+        k = min(k, len(self))
+        cut = self._off + k
+        segs, starts = self._segs, self._starts
+        while len(segs) > 1 and starts[1] <= cut:  # whole runs (the tail always stays)
+            del segs[0], starts[0]
+        first = starts[0]
+        if cut > first:
+            seg = segs[0]
+            if type(seg) is list:
+                del seg[: cut - first]
+            starts[0] = cut
+        self._off = cut
+        self._sealed = sum((starts[j + 1] - starts[j]) for j in range(len(segs) - 1))
+        self.holder[1] = self._capacity - self._sealed
+
+    def clear(self) -> None:
+        self.drop_front(len(self))
+
+
 _FLUSH_AT = 32768  # staged frames materialised at once (their temporaries stay in cache)
 _PACK_MIN = 8  # frames read at once from which a batch's payloads are packed
 _PACK_MAX_LENGTH = 512  # ... when none of them is longer than this
@@ -334,10 +431,10 @@ class Recorder:
         "_open_kinds",
         "_open_msg",
         "_packing",
-        "_payload",
         "_payload_cap",
         "_rows",
         "_stage",
+        "_store",
         "_t0",
         "_tpos",
         "_tval",
@@ -371,7 +468,7 @@ class Recorder:
         self._last_t = t0
         self._next_msg = 0  # the next message number
         self._open_msg: dict[int, int] = {}  # direction -> number of its last data message
-        self._payload: list[Any] = []  # per kept row: its payload, or the `_Packed` batch holding it
+        self._store = _PayloadStore(self._capacity)  # per kept row: its payload, or its `_Packed` batch
         self._packing: list[tuple[int, int, _Packed]] = []  # staged packed batches: (stage index, count, batch)
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
@@ -398,10 +495,9 @@ class Recorder:
                 self._stage,
                 self._tpos,
                 self._tval,
-                self._payload,
+                self._store.holder,  # [the list singles go to, the rows it may hold]
                 self._payload_cap,
                 _FLUSH_AT,
-                self._capacity,
                 weakref.proxy(self),  # no reference cycle: a dropped recorder is freed at once
             )
             self.stage_tx = partial(_c_stage, state)
@@ -418,8 +514,8 @@ class Recorder:
         if value < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = int(value)
-        self._bind_stage_tx()
-        if len(self._payload) > self._capacity:
+        self._store.set_capacity(self._capacity)
+        if len(self._store) > self._capacity:
             self._trim()
 
     @property
@@ -433,18 +529,18 @@ class Recorder:
         self._bind_stage_tx()
 
     def __len__(self) -> int:
-        return len(self._payload)
+        return len(self._store)
 
     def __repr__(self) -> str:
         return (
-            f"<Recorder {len(self._payload):,} frames kept, {self.dropped:,} dropped, "
+            f"<Recorder {len(self._store):,} frames kept, {self.dropped:,} dropped, "
             f"capacity {self._capacity:,}, payload_cap {self._payload_cap:,}>"
         )
 
     @property
     def total(self) -> int:
         """Frames recorded since the start, dropped ones included."""
-        return self._base + len(self._payload)
+        return self._base + len(self._store)
 
     @property
     def first(self) -> int:
@@ -471,7 +567,7 @@ class Recorder:
             self._tpos.append(len(self._stage))
             self._tval.append(t_ns)
         self._stage.append(code)
-        kept = self._payload
+        kept = self._store
         if code & COMPRESSED:  # `payload` is the message data before compression
             self._inflated_row.append(self._base + len(kept))
             self._inflated_len.append(len(payload))
@@ -514,7 +610,7 @@ class Recorder:
         self._tpos.append(len(stage))
         self._tval.append(t_ns)
         stage.extend(codes)
-        payload = self._payload
+        payload = self._store
         cap = self._payload_cap
         if compressed:
             start = self._base + len(payload)
@@ -530,7 +626,7 @@ class Recorder:
             # Small frames whose payloads the reader already joined: no per-frame work.
             packed = _Packed(joined)  # the reader's buffer, handed over (a new one per read)
             self._packing.append((len(stage) - n, n, packed))
-            payload += [packed] * n  # (a list product is the cheapest way to n references)
+            payload.add_packed(packed, n)
         else:
             longest = max(codes) >> 16
             if longest > cap:
@@ -541,7 +637,7 @@ class Recorder:
                 # Small frames, all kept whole: one joined copy of their payloads.
                 packed = _Packed(b"".join([f.data for f in frames]))
                 self._packing.append((len(stage) - n, n, packed))
-                payload += [packed] * n
+                payload.add_packed(packed, n)
             else:
                 payload.extend(map(_DATA, frames))
         if len(payload) > self._capacity:
@@ -584,7 +680,7 @@ class Recorder:
 
     def _place_packed(self, rows: np.ndarray) -> None:
         """Tell the packed batches among the `rows` being flushed where their rows are."""
-        first = self._base + len(self._payload) - len(rows)  # absolute row of stage index 0
+        first = self._base + len(self._store) - len(rows)  # absolute row of stage index 0
         for start, count, packed in self._packing:
             packed.rows = rows
             packed.at = start
@@ -686,7 +782,7 @@ class Recorder:
         self._last_t = t_ns
         n = len(payload)
         self._rows.append(t_ns, code, n, message)
-        kept = self._payload
+        kept = self._store
         # Control frames (opcode bit 3) are kept whole: at most 125 bytes from a valid peer.
         kept.append(payload if n <= self._payload_cap or code & 8 else payload[: self._payload_cap])
         if len(kept) > self._capacity:
@@ -716,14 +812,14 @@ class Recorder:
         self._last_t = t_ns
         self._rows.append(t_ns, code, length, message)
         keep = len(data) <= self._payload_cap or (code & 8 and len(data) <= 125)
-        self._payload.append(data if keep else data[: self._payload_cap])
-        row = self._base + len(self._payload) - 1
+        self._store.append(data if keep else data[: self._payload_cap])
+        row = self._base + len(self._store) - 1
         if inflated is not None and code & COMPRESSED:
             self._inflated_row.append(row)
             self._inflated_len.append(inflated)
         if error is not None:
             self._errors[row] = error
-        if len(self._payload) > self._capacity:
+        if len(self._store) > self._capacity:
             self._trim()
         return row
 
@@ -738,7 +834,7 @@ class Recorder:
 
     def _payloads(self, start: int, stop: int) -> list[bytes]:
         """The kept payloads of rows `start:stop` (positions in the kept rows), as bytes."""
-        items = self._payload[start:stop]
+        items = self._store.slice(start, stop)
         base = self._base + start
         for i, item in enumerate(items):
             if type(item) is _Packed:
@@ -746,19 +842,19 @@ class Recorder:
         return items
 
     def _payload_at(self, i: int) -> bytes:
-        item = self._payload[i]
+        item = self._store.get(i)
         return item.payload(self._base + i) if type(item) is _Packed else bytes(item)
 
     def _trim(self) -> None:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
         # from the front of a bytearray or a list is cheap.
         self._flush()
-        k = len(self._payload) - self._capacity + max(self._capacity // 8, 1) - 1
-        k = min(k, len(self._payload))
+        k = len(self._store) - self._capacity + max(self._capacity // 8, 1) - 1
+        k = min(k, len(self._store))
         # The last data message each direction started in the dropped rows: continuations
         # kept after them still know their type.
         self._open_kinds.update(self._rows.drop_front(k))
-        del self._payload[:k]
+        self._store.drop_front(k)
         self._base += k
         self.dropped += k
         if self._errors:
@@ -770,11 +866,11 @@ class Recorder:
     def clear(self) -> None:
         """Forget every recorded frame (counted in `dropped`)."""
         self._flush()
-        n = len(self._payload)
+        n = len(self._store)
         self._open_kinds.update(self._rows.clear())
         self._base += n
         self.dropped += n
-        self._payload.clear()
+        self._store.clear()
         self._errors.clear()
         self._decoded.clear()
         self._drop_inflated()
@@ -797,7 +893,7 @@ class Recorder:
         """The last `n` frames as plain tuples, oldest first: what live views need,
         without building a DataFrame (a few hundred microseconds for 50 rows)."""
         self._flush()
-        kept = len(self._payload)
+        kept = len(self._store)
         skip = max(kept - max(n, 0), 0)
         if skip >= kept:
             return []
@@ -891,7 +987,7 @@ class Recorder:
         from .schema import DIR_DTYPE, OPCODE_DTYPE
 
         self._flush()
-        kept = len(self._payload)
+        kept = len(self._store)
         skip = 0 if since is None else min(max(since - self._base, 0), kept)
         n = kept - skip
         rows = self._rows.rows(skip, kept)
@@ -947,7 +1043,7 @@ class Recorder:
         error = sparse_strings(n, list(errors), list(errors.values()))
         msg_type = sparse_strings(n, msg_type_pos, msg_type_val)
 
-        t0 = self._t0 or (self._rows.row(0)[0] if self._payload else 0)
+        t0 = self._t0 or (self._rows.row(0)[0] if len(self._store) else 0)
         data = {
             "t": pd.array(t_ns.view("datetime64[ns]")).tz_localize("UTC"),
             "t_rel": (t_ns - t0) / 1e9,
@@ -1002,7 +1098,7 @@ class Recorder:
     def count(self, since: int = 0) -> tuple[int, int]:
         """`(tx, rx)`: kept frames recorded from absolute row `since` on (for live counters)."""
         self._flush()
-        kept = len(self._payload)
+        kept = len(self._store)
         start = min(max(since - self._base, 0), kept)
         rx = int(np.count_nonzero((self._rows.field("code", start, kept) >> 8) & 1))
         return kept - start - rx, rx
