@@ -278,8 +278,8 @@ class RecentFrame(NamedTuple):
 class _Packed:
     """The payloads of a batch of small received frames, joined into one `bytes` (so the
     frames' own payload objects can be freed as soon as the consumer drops them: keeping
-    them alive was most of the cost of recording a flood). Each row of the batch holds a
-    reference to this object in the recorder's payload list. When the batch is flushed,
+    them alive was most of the cost of recording a flood). The recorder's payload store
+    keeps this one object for all the batch's rows. When the batch is flushed,
     `rows` is the flush's rows, `at` the batch's first index there and `n` its length;
     where each payload ends is worked out from the rows' lengths when first asked (a
     recorded flood keeps no per-row offsets)."""
