@@ -524,6 +524,9 @@ class FrameReader:
             self._leave_into()
         fast = self._fast
         size = len(data)
+        out: list[Frame] = []
+        codes: array[int] = array("q")
+        start = 0
         if (
             fast is not None
             and size < _JOIN_MIN_BYTES
@@ -535,8 +538,6 @@ class FrameReader:
         ):
             # A short read with nothing buffered (a request's answer): the compiled path
             # straight away; the general path below goes on from where it stopped, if it did.
-            out: list[Frame] = []
-            codes: array[int] = array("q")
             mf = self.max_frame_size
             mm = self.max_message_size
             pos, longest = fast(
@@ -554,32 +555,24 @@ class FrameReader:
                 None,
                 -1,
             )
-            if pos == size or (limit is not None and len(out) >= limit):
+            if pos == size or (limit is not None and len(out) >= limit and size - pos >= 2):
                 self.controls = self.compressed = 0
                 self._longest = longest
                 self._pending_text = None
                 self._need = 2
                 if pos == size:
                     self.limited = False
-                else:
+                else:  # as `_parse` keeps the rest of a read that the limit stopped
                     self.limited = True
                     self._held, self._held_pos = data, pos
                     self._chunks_len = size - pos
                 return out, codes, None
-            self.controls = self.compressed = 0
-            self.limited = False
-            violation = self._parse(data, out, codes, None, limit, pos)
-            if violation is not None:
-                self._fail(violation)
-            if self._longest > self.join_max:
-                self.joined = None
-            return out, codes, violation
-        if self.failed is not None:
-            return [], array("q"), None
+            start = pos  # nothing is buffered: the general path parses on from here
+        elif self.failed is not None:
+            return out, codes, None
         self.controls = 0
         self.compressed = 0
         self.limited = False
-        start = 0
         if self._held is not None:
             # The rest of a read that a limit stopped: go on in it where the limit was
             # (no copy), unless more bytes came (then they are joined as usual).
@@ -626,12 +619,8 @@ class FrameReader:
                 data = b"".join(self._chunks)
             self._chunks = []
             self._chunks_len = 0
-            out = []
-            codes = array("q")
             violation = self._parse(data, out, codes, first, limit)
         else:
-            out = []
-            codes = array("q")
             violation = self._parse(data, out, codes, None, limit, start)
         if violation is not None:
             self._fail(violation)
