@@ -69,6 +69,8 @@ test: lint system-deps kernel701 node-deps speedups
 # is newer; without a C compiler rawws_nb runs its pure-Python reader.
 speedups: venv
 	$(PY) .ci/hatch_build.py
+	@# The second kernel's Python (3.12) has its own build of it, in the same folder.
+	@if [ -x .venv-kernel701/bin/python ]; then .venv-kernel701/bin/python .ci/hatch_build.py; fi
 
 # Local stand-in for a Binder build: fresh Python 3.12 venv from binder/, pip check,
 # every notebook, and the browser tests with its JupyterLab 4.4.9 + ipykernel 7.0.1.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .lab import ARTIFACTS, CHROMIUM, ROOT, JupyterLab, launch_chromium
+from .lab import ARTIFACTS, CHROMIUM, ROOT, JupyterLab, console_lines, launch_chromium
 
 KERNEL701_SETUP = ROOT / ".ci" / "kernel-7.0.1" / "setup.sh"
 KERNEL701_NAME = "rawws-ipykernel701"
@@ -119,9 +119,7 @@ def page(browser, artifacts: Path, request: pytest.FixtureRequest):
     """A fresh browser context and page; the browser console goes to test-artifacts."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    lines: list[str] = []
-    pg.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
-    pg.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
+    lines = console_lines(pg)
     yield pg
     name = request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
     (artifacts / f"{name}.console.log").write_text("\n".join(lines) + "\n")

@@ -325,6 +325,27 @@ def wait_kernel_ready(page: Any, lab: JupyterLab, rel_path: str, timeout: float 
         return wait_until(ready, timeout, what + " (after one page reload)", interval=0.3)
 
 
+def open_with_probe(
+    page: Any, lab: JupyterLab, rel_path: str, expected_kernel: str
+) -> tuple[dict[str, Any], KernelProbe]:
+    """Open `rel_path`, wait until its kernel is idle and connected (the first kernel
+    WebSocket can fail with a 500 before JupyterLab reconnects), check it is
+    `expected_kernel`; returns the session and a second, silent client on that kernel (to
+    check what ran, and on which thread)."""
+    open_notebook(page, lab, rel_path)
+    session = wait_kernel_ready(page, lab, rel_path)
+    assert session["kernel"]["name"] == expected_kernel
+    return session, KernelProbe(lab.connection_file(session["kernel"]["id"]))
+
+
+def console_lines(page: Any) -> list[str]:
+    """The page's console messages and uncaught errors, collected as they come."""
+    lines: list[str] = []
+    page.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
+    page.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
+    return lines
+
+
 def run_all_cells(page: Any) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-item:visible .lm-Menu-itemLabel", has_text="Run All Cells").first.click()

@@ -51,12 +51,12 @@ from .lab import (
     JupyterLab,
     KernelProbe,
     code_sources,
+    console_lines,
     copy_notebook,
     error_outputs,
-    open_notebook,
+    open_with_probe,
     run_all_and_wait,
     scroll_to_end,
-    wait_kernel_ready,
     wait_until,
 )
 
@@ -141,11 +141,8 @@ def _check_run(
     def mark(step: str) -> None:
         summary["timings_s"][step] = round(time.monotonic() - t0, 2)
 
-    open_notebook(page, lab, rel_path)
-    session = wait_kernel_ready(page, lab, rel_path)
-    assert session["kernel"]["name"] == expected_kernel
+    session, probe = open_with_probe(page, lab, rel_path, expected_kernel)
     mark("kernel ready")
-    probe = KernelProbe(lab.connection_file(session["kernel"]["id"]))
     try:
         # 1. Run All: exactly the notebook's code cells, in order, none raising.
         run_all_and_wait(page, probe, code_sources(lab.root_dir / rel_path))
@@ -300,9 +297,7 @@ def proxied_page(browser, artifacts: Path):
     )
     context = b.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    lines: list[str] = []
-    pg.on("console", lambda m: lines.append(f"[{m.type}] {m.text}"))
-    pg.on("pageerror", lambda e: lines.append(f"[pageerror] {e}"))
+    lines = console_lines(pg)
     yield pg
     (artifacts / "notebook06-binder-proxy.console.log").write_text("\n".join(lines) + "\n")
     context.close()

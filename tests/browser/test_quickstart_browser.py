@@ -26,15 +26,13 @@ from .conftest import KERNEL701_DISPLAY, KERNEL701_NAME, notebook_runs
 from .lab import (
     PROBE_INSTALL,
     ROOT,
-    KernelProbe,
     code_cell_prompts,
     code_sources,
     copy_notebook,
     error_outputs,
-    open_notebook,
+    open_with_probe,
     run_all_and_wait,
     scroll_to_end,
-    wait_kernel_ready,
 )
 
 QUICKSTART = ROOT / "notebooks" / "01-quickstart.ipynb"
@@ -64,14 +62,9 @@ def test_quickstart_dashboard_in_jupyterlab(chromium, lab, page, artifacts: Path
     def mark(step: str) -> None:
         summary["timings_s"][step] = round(time.monotonic() - t0, 2)
 
-    # 1. Open the notebook and wait until its kernel is idle and connected (the first
-    #    kernel WebSocket can fail with a 500 before JupyterLab reconnects).
-    open_notebook(page, lab, rel_path)
-    session = wait_kernel_ready(page, lab, rel_path)
-    assert session["kernel"]["name"] == expected_kernel
+    # 1. Open the notebook; a second, silent client on its kernel checks what ran.
+    session, probe = open_with_probe(page, lab, rel_path, expected_kernel)
     mark("kernel ready")
-    # A second, silent client on the same kernel, to check what ran and on which thread.
-    probe = KernelProbe(lab.connection_file(session["kernel"]["id"]))
     try:
         # 2. Run all cells: the kernel must run exactly the notebook's code cells, none
         #    raising, and the page must show no error output.
