@@ -61,9 +61,10 @@ node-deps:
 
 test: lint system-deps kernel701 node-deps speedups
 	$(PY) -m pytest
-	@echo "again without the compiled fast path (RAWWS_NB_PURE=1): the reader, the core and the session"
+	@echo "again without the compiled fast path (RAWWS_NB_PURE=1): the reader, the core, the session and the recorder"
 	RAWWS_NB_PURE=1 $(PY) -m pytest -q tests/test_wire.py tests/test_connection.py \
-		tests/test_session.py tests/test_speedups.py tests/test_hostile_peers.py tests/test_session_large_frames.py
+		tests/test_session.py tests/test_speedups.py tests/test_hostile_peers.py tests/test_session_large_frames.py \
+		tests/timeline
 
 # The optional compiled fast path (rawws_nb/_speedups.c), built in place when its source
 # is newer; without a C compiler rawws_nb runs its pure-Python reader.

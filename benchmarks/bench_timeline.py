@@ -10,7 +10,9 @@
   same runs is given too (equal on an idle machine, noisier on a shared one);
 * bytes per recorded frame: tracemalloc growth while recording frames with 16-byte
   payloads, minus the payload bytes themselves (so: columns, list slot and the bytes
-  object header), and the columns alone (payload objects allocated beforehand);
+  object header), and the columns alone (payload objects allocated beforehand); and
+  for a received flood (batches of 192 frames whose payloads the reader joined, as a
+  session records them), everything kept, payload bytes included;
 * the recorder's hot path: nanoseconds per frame of `Recorder.stage_tx` (a timestamp on
   every 16th frame, as for sends within one event-loop turn) and `Recorder.stage_rx`
   (batches of 16 frames), the staged rows materialised included (`count()` at the end),
@@ -62,6 +64,7 @@ LABELS = {
     "pipe_off_msgs_s": "pipe, recording off (msg/s, median)",
     "bytes_per_frame": "bytes per recorded frame, 16-byte payload (excluding the 16 payload bytes)",
     "bytes_per_frame_columns": "bytes per recorded frame, columns only (payload object not counted)",
+    "bytes_per_frame_flood": "bytes per recorded frame, received flood of 16-byte frames (payload included)",
     "stage_tx_ns_per_frame": "Recorder.stage_tx (send path), ns per frame",
     "stage_rx_ns_per_frame": "Recorder.stage_rx (receive path, batches of 16), ns per frame",
     "record_ns_per_frame": "Recorder.add, ns per frame",
@@ -235,6 +238,27 @@ def _bytes_per_frame(n: int) -> tuple[float, float]:
     return with_payload, columns
 
 
+def _bytes_per_flood_frame(n: int, batch: int = 192) -> float:
+    """What recording a received flood keeps per frame (the frames themselves freed)."""
+    t0 = time.time_ns()
+    payload = b"x" * PAYLOAD
+    codes = [header_code(TEXT, length=PAYLOAD, direction=RX)] * batch
+    frames = [make_frame(Text, payload)] * batch
+    from array import array
+
+    codes_array = array("q", codes)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    rec = Recorder(capacity=n)
+    for i in range(n // batch):
+        rec.stage_rx(t0 + i, codes_array, frames, 0, bytearray(payload * batch))
+    rec.count()
+    kept = (tracemalloc.get_traced_memory()[0] - base) / (n // batch * batch)
+    tracemalloc.stop()
+    return kept
+
+
 def _build_times(rec: Recorder, repeat: int) -> tuple[float, float, Any]:
     times = []
     df = None
@@ -263,6 +287,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["bytes_per_frame"] = round(with_payload, 1)
     out["bytes_per_frame_columns"] = round(columns, 1)
     print(f"  {with_payload:.1f} bytes per frame + payload ({columns:.1f} for the columns alone)", flush=True)
+    out["bytes_per_frame_flood"] = round(_bytes_per_flood_frame(MEM_FRAMES // 4 if quick else MEM_FRAMES), 1)
+    print(f"  {out['bytes_per_frame_flood']:.1f} bytes per frame of a received flood, payload included", flush=True)
 
     n = FRAMES
     payloads = _payloads(n)

@@ -8,6 +8,8 @@
  *
  *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below.
  *
+ *   stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): its stage_rx.
+ *
  *   PayloadBuffer(n): bytes to read a large frame's payload into, see below.
  *
  *   mask(data, key, prefix=b"") -> bytes
@@ -193,13 +195,22 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* stage(state, t_ns, code, payload) -> None: the recorder's stage_tx (rawws_nb/timeline/
  * recorder.py, `Recorder._stage_tx`, the reference) in one call, for the recorder that
- * built `state` = (stage, tpos, tval, holder, payload_cap, flush_at, recorder): three
- * array('q')s; holder = [the list single payloads go to, how many it may hold before
- * the recorder must trim] (the payload store's tail); the limits; and a weak proxy of the
- * recorder for what stays in Python (a compressed frame: recorder._stage_tx; a flush; a
- * trim). */
+ * built `state` = (stage, tpos, tval, holder, payload_cap, flush_at, recorder, pack_min):
+ * three array('q')s; holder = [the list single payloads go to, how many it may hold
+ * before the recorder must trim, the open run of packed batches or None] (the payload
+ * store's tail, `_PayloadStore`); the limits; a weak proxy of the recorder for what stays
+ * in Python (a compressed frame: recorder._stage_tx; a flush; a trim); and the fewest
+ * frames a batch is packed from (stage_rx's).
+ *
+ * stage_rx(state, t_ns, codes, frames, compressed=0, joined=None) -> None: the recorder's
+ * stage_rx (`Recorder._stage_rx`, the reference) for the same state: a batch of small
+ * frames whose payloads the reader joined (`joined`) joins the open run in a few calls;
+ * one frame is staged as stage_tx stages it; anything else goes to the reference. */
 static PyObject *array_append = NULL; /* array.array.append, a method descriptor */
+static PyObject *array_extend = NULL; /* array.array.extend */
 static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
+static PyObject *stage_rx_name = NULL, *blobs_name = NULL, *ends_name = NULL, *add_packed_name = NULL;
+static PyObject *store_name = NULL;
 
 static int
 append_long(PyObject *arr, long long value)
@@ -233,6 +244,155 @@ call_back(PyObject *recorder, PyObject *name)
     return 0;
 }
 
+/* Checks `state` and, once, looks up what the stagers call. */
+static int
+stage_init(PyObject *state)
+{
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 8) {
+        PyErr_SetString(PyExc_TypeError, "stage(): state is the recorder's 8-tuple");
+        return -1;
+    }
+    if (array_append != NULL) return 0;
+    PyObject *mod = PyImport_ImportModule("array");
+    if (mod == NULL) return -1;
+    PyObject *type = PyObject_GetAttrString(mod, "array");
+    Py_DECREF(mod);
+    if (type == NULL) return -1;
+    array_extend = PyObject_GetAttrString(type, "extend");
+    array_append = array_extend == NULL ? NULL : PyObject_GetAttrString(type, "append");
+    Py_DECREF(type);
+    if (array_append == NULL) return -1;
+    if ((stage_tx_name = PyUnicode_InternFromString("_stage_tx")) == NULL ||
+        (stage_rx_name = PyUnicode_InternFromString("_stage_rx")) == NULL ||
+        (flush_name = PyUnicode_InternFromString("_flush")) == NULL ||
+        (trim_name = PyUnicode_InternFromString("_trim")) == NULL ||
+        (blobs_name = PyUnicode_InternFromString("blobs")) == NULL ||
+        (ends_name = PyUnicode_InternFromString("ends")) == NULL ||
+        (add_packed_name = PyUnicode_InternFromString("add_packed")) == NULL ||
+        (store_name = PyUnicode_InternFromString("_store")) == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+static PyObject *
+speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 4 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError, "stage_rx() takes 4 to 6 arguments");
+        return NULL;
+    }
+    PyObject *state = args[0], *t_ns = args[1], *codes = args[2], *frames = args[3];
+    PyObject *compressed = nargs > 4 ? args[4] : NULL, *joined = nargs > 5 ? args[5] : Py_None;
+    if (stage_init(state) < 0) return NULL;
+    PyObject *recorder = PyTuple_GET_ITEM(state, 6);
+    int squeezed = compressed == NULL ? 0 : PyObject_IsTrue(compressed);
+    if (squeezed < 0) return NULL;
+    Py_ssize_t n = PyObject_Length(codes);
+    if (n < 0) return NULL;
+    Py_ssize_t pack_min = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 7));
+    if (pack_min == -1 && PyErr_Occurred()) return NULL;
+    if (n == 1 && !squeezed) { /* one frame: as stage_tx stages it */
+        PyObject *code = PySequence_GetItem(codes, 0);
+        PyObject *frame = code == NULL ? NULL : PySequence_GetItem(frames, 0);
+        PyObject *data = frame == NULL ? NULL : PyObject_GetAttrString(frame, "data");
+        PyObject *r = NULL;
+        if (data != NULL) {
+            PyObject *call[4] = {state, t_ns, code, data};
+            r = speedups_stage(module, call, 4);
+        }
+        Py_XDECREF(code);
+        Py_XDECREF(frame);
+        Py_XDECREF(data);
+        return r;
+    }
+    if (n == 0) Py_RETURN_NONE;
+    PyObject *holder = PyTuple_GET_ITEM(state, 3);
+    if (squeezed || joined == Py_None || n < pack_min || !PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3) {
+        PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
+        return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
+    PyObject *tval = PyTuple_GET_ITEM(state, 2);
+    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
+    Py_ssize_t staged = PyObject_Length(stage);
+    if (staged < 0 || (flush_at == -1 && PyErr_Occurred())) return NULL;
+    if (append_long(tpos, staged) < 0 || append_obj(tval, t_ns) < 0) return NULL;
+    {
+        PyObject *call[2] = {stage, codes};
+        PyObject *r = PyObject_Vectorcall(array_extend, call, 2, NULL);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    /* The payloads: the batch joins the open run (the tail is empty), or the store
+     * starts a new run. */
+    PyObject *tail = PyList_GET_ITEM(holder, 0), *run = PyList_GET_ITEM(holder, 2);
+    if (!PyList_CheckExact(tail)) {
+        PyErr_SetString(PyExc_TypeError, "stage_rx(): holder must be [list, int, run]");
+        return NULL;
+    }
+    PyObject *n_obj = PyLong_FromSsize_t(n);
+    if (n_obj == NULL) return NULL;
+    if (PyList_GET_SIZE(tail) == 0 && run != Py_None) {
+        PyObject *blobs = PyObject_GetAttr(run, blobs_name);
+        PyObject *ends = blobs == NULL ? NULL : PyObject_GetAttr(run, ends_name);
+        int bad = ends == NULL || !PyList_CheckExact(blobs) || !PyList_CheckExact(ends) || PyList_GET_SIZE(ends) == 0;
+        if (!bad) {
+            Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(ends, PyList_GET_SIZE(ends) - 1));
+            Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
+            PyObject *new_end = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(end + n);
+            PyObject *new_room = new_end == NULL ? NULL : PyLong_FromSsize_t(room - n);
+            bad = new_room == NULL || PyList_Append(blobs, joined) < 0 || PyList_Append(ends, new_end) < 0;
+            if (!bad) {
+                PyList_SetItem(holder, 1, new_room); /* steals the reference */
+                new_room = NULL;
+            }
+            Py_XDECREF(new_end);
+            Py_XDECREF(new_room);
+        }
+        else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "stage_rx(): the open run has no batch");
+        }
+        Py_XDECREF(blobs);
+        Py_XDECREF(ends);
+        if (bad) {
+            Py_DECREF(n_obj);
+            return NULL;
+        }
+    }
+    else {
+        PyObject *store = PyObject_GetAttr(recorder, store_name);
+        PyObject *r = NULL;
+        if (store != NULL) {
+            PyObject *call[3] = {store, joined, n_obj};
+            r = PyObject_VectorcallMethod(add_packed_name, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_DECREF(store);
+        }
+        if (r == NULL) {
+            Py_DECREF(n_obj);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(n_obj);
+    /* As the reference ends: trim when the store is over capacity, else flush when the
+     * stage is full. (Read after add_packed, which may have replaced the tail.) */
+    tail = PyList_GET_ITEM(holder, 0);
+    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
+    if (room == -1 && PyErr_Occurred()) return NULL;
+    if (PyList_GET_SIZE(tail) > room) {
+        if (call_back(recorder, trim_name) < 0) return NULL;
+    }
+    else {
+        staged = PyObject_Length(stage);
+        if (staged < 0) return NULL;
+        if (staged >= flush_at && call_back(recorder, flush_name) < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -241,25 +401,7 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *state = args[0], *t_ns = args[1], *code_obj = args[2], *payload = args[3];
-    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 7) {
-        PyErr_SetString(PyExc_TypeError, "stage(): state is the recorder's 7-tuple");
-        return NULL;
-    }
-    if (array_append == NULL) {
-        PyObject *mod = PyImport_ImportModule("array");
-        if (mod == NULL) return NULL;
-        PyObject *type = PyObject_GetAttrString(mod, "array");
-        Py_DECREF(mod);
-        if (type == NULL) return NULL;
-        array_append = PyObject_GetAttrString(type, "append");
-        Py_DECREF(type);
-        if (array_append == NULL) return NULL;
-        if ((stage_tx_name = PyUnicode_InternFromString("_stage_tx")) == NULL ||
-            (flush_name = PyUnicode_InternFromString("_flush")) == NULL ||
-            (trim_name = PyUnicode_InternFromString("_trim")) == NULL) {
-            return NULL;
-        }
-    }
+    if (stage_init(state) < 0) return NULL;
     PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
     PyObject *tval = PyTuple_GET_ITEM(state, 2), *holder = PyTuple_GET_ITEM(state, 3);
     PyObject *recorder = PyTuple_GET_ITEM(state, 6);
@@ -267,8 +409,8 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
     long long code = PyLong_AsLongLong(code_obj);
     if (PyErr_Occurred()) return NULL;
-    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 2 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
-        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int]");
+    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
         return NULL;
     }
     if (code & (1 << 9)) { /* COMPRESSED: the Python reference does it */
@@ -577,37 +719,86 @@ error:
     return result;
 }
 
-/* flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1)
- *   -> (rows, last_t, next_msg, open0, open1, last0, last1)
- * The recorder's flush (rawws_nb/timeline/recorder.py, `Recorder._flush`, whose numpy
- * code is the reference): `stage` holds header codes (array('q')), `tpos`/`tval` the
- * stage index and timestamp of each batch. `rows` packs each row as "<qHqq" (t, code,
- * length, message).
+/* flush_rows(stage, next_msg, open0, open1)
+ *   -> (code, length, msg, next_msg, open0, open1, last0, last1), or None
+ * The recorder's flush (rawws_nb/timeline/recorder.py, `Recorder._flush_numpy`, the
+ * reference) for the columns of a compact chunk: `stage` holds header codes (array('q'));
+ * `code` is each row's low 16 bits (u2), `length` its length (u2 when every length fits,
+ * else u4), `msg` its message number less `next_msg` as given (i4), or None when there
+ * is no continuation frame (row i is message next_msg + i). None instead of the tuple,
+ * and nothing done, when a length does not fit in 32 bits or a message number in 32
+ * bits from `next_msg` (the numpy code keeps those in 64 bits). The timestamps stay
+ * with the recorder (runs, as staged).
  * Every frame but a continuation starts a message; a continuation belongs to its
  * direction's last data message (`open0`/`open1`, -1: none). `last0`/`last1`: (message,
  * opcode) of the last data message started here per direction, or None. */
+/* The low `width` bytes of `value`, little-endian. */
+static inline void
+put_le(unsigned char *out, uint64_t value, int width)
+{
+#if PY_LITTLE_ENDIAN
+    memcpy(out, &value, (size_t)width);
+#else
+    for (int b = 0; b < width; b++) out[b] = (unsigned char)(value >> (8 * b));
+#endif
+}
+
 static PyObject *
 speedups_flush_rows(PyObject *module, PyObject *args)
 {
-    Py_buffer stage, tpos, tval;
-    long long last_t, next_msg, open_[2];
-    if (!PyArg_ParseTuple(args, "y*y*y*LLLL:flush_rows", &stage, &tpos, &tval, &last_t, &next_msg, &open_[0],
-                          &open_[1])) {
+    Py_buffer stage;
+    long long next_msg, open_[2];
+    if (!PyArg_ParseTuple(args, "y*LLL:flush_rows", &stage, &next_msg, &open_[0], &open_[1])) {
         return NULL;
     }
-    PyObject *rows = NULL, *result = NULL;
-    Py_ssize_t k = stage.len / 8, nt = tpos.len / 8;
-    const int64_t *codes = (const int64_t *)stage.buf, *tp = (const int64_t *)tpos.buf, *tv = (const int64_t *)tval.buf;
+    PyObject *code_col = NULL, *len_col = NULL, *msg_col = NULL, *result = NULL;
+    Py_ssize_t k = stage.len / 8;
+    const int64_t *codes = (const int64_t *)stage.buf;
+    const long long base = next_msg;
     long long last_msg[2] = {-1, -1}, last_op[2] = {0, 0};
-    rows = PyBytes_FromStringAndSize(NULL, k * 26);
-    if (rows == NULL) goto done;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(rows);
-    Py_ssize_t j = 0;
-    int64_t t = last_t;
+    /* First the widths: u2 lengths when they all fit; message numbers only when a
+     * continuation frame is there. */
+    int64_t longest = 0;
+    int continued = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
-        while (j < nt && tp[j] <= i) {
-            t = tv[j++];
+        int64_t length = codes[i] >> 16;
+        if (length > longest || length < 0) longest = length < 0 ? INT64_MAX : length;
+        if ((codes[i] & 0x0F) == 0) continued = 1;
+    }
+    if (longest > (int64_t)UINT32_MAX) {
+        result = Py_NewRef(Py_None); /* the numpy code does this flush */
+        goto done;
+    }
+    const int wide = longest > 0xFFFF;
+    code_col = PyBytes_FromStringAndSize(NULL, k * 2);
+    len_col = PyBytes_FromStringAndSize(NULL, k * (wide ? 4 : 2));
+    msg_col = continued ? PyBytes_FromStringAndSize(NULL, k * 4) : Py_NewRef(Py_None);
+    if (code_col == NULL || len_col == NULL || msg_col == NULL) goto done;
+    unsigned char *oc = (unsigned char *)PyBytes_AS_STRING(code_col);
+    unsigned char *ol = (unsigned char *)PyBytes_AS_STRING(len_col);
+    unsigned char *om = continued ? (unsigned char *)PyBytes_AS_STRING(msg_col) : NULL;
+    if (!continued) {
+        /* Every frame starts the next message (the common case): the columns in one
+         * simple pass, and each direction's last data message found from the end. */
+        for (Py_ssize_t i = 0; i < k; i++) {
+            put_le(oc + 2 * i, (uint64_t)(codes[i] & 0xFFFF), 2);
         }
+        if (wide) {
+            for (Py_ssize_t i = 0; i < k; i++) put_le(ol + 4 * i, (uint64_t)(codes[i] >> 16), 4);
+        }
+        else {
+            for (Py_ssize_t i = 0; i < k; i++) put_le(ol + 2 * i, (uint64_t)(codes[i] >> 16), 2);
+        }
+        for (Py_ssize_t i = k - 1; i >= 0 && (last_msg[0] < 0 || last_msg[1] < 0); i--) {
+            int op = (int)(codes[i] & 0x0F), d = (int)((codes[i] >> 8) & 1);
+            if ((op == 1 || op == 2) && last_msg[d] < 0) {
+                last_msg[d] = open_[d] = base + i;
+                last_op[d] = op;
+            }
+        }
+        next_msg = base + k;
+    }
+    else for (Py_ssize_t i = 0; i < k; i++) {
         int64_t c = codes[i];
         int op = (int)(c & 0x0F), d = (int)((c >> 8) & 1);
         int64_t length = c >> 16, msg;
@@ -622,35 +813,29 @@ speedups_flush_rows(PyObject *module, PyObject *args)
         else {
             msg = open_[d];
         }
-        uint16_t code = (uint16_t)(c & 0xFFFF);
-#if PY_LITTLE_ENDIAN
-        memcpy(out, &t, 8);
-        memcpy(out + 8, &code, 2);
-        memcpy(out + 10, &length, 8);
-        memcpy(out + 18, &msg, 8);
-#else
-        /* little-endian packing on a big-endian machine */
-        for (int b = 0; b < 8; b++) out[b] = (unsigned char)((uint64_t)t >> (8 * b));
-        out[8] = (unsigned char)(code & 0xFF);
-        out[9] = (unsigned char)(code >> 8);
-        for (int b = 0; b < 8; b++) out[10 + b] = (unsigned char)((uint64_t)length >> (8 * b));
-        for (int b = 0; b < 8; b++) out[18 + b] = (unsigned char)((uint64_t)msg >> (8 * b));
-#endif
-        out += 26;
+        int64_t off = msg - base;
+        if (off < INT32_MIN || off > INT32_MAX) {
+            result = Py_NewRef(Py_None); /* the numpy code does this flush */
+            goto done;
+        }
+        put_le(oc + 2 * i, (uint64_t)(c & 0xFFFF), 2);
+        put_le(ol + (wide ? 4 : 2) * i, (uint64_t)length, wide ? 4 : 2);
+        if (om != NULL) put_le(om + 4 * i, (uint64_t)(uint32_t)(int32_t)off, 4);
     }
-    if (nt) last_t = tv[nt - 1];
-    PyObject *l0 = last_msg[0] >= 0 ? Py_BuildValue("(LL)", last_msg[0], last_op[0]) : Py_NewRef(Py_None);
-    PyObject *l1 = last_msg[1] >= 0 ? Py_BuildValue("(LL)", last_msg[1], last_op[1]) : Py_NewRef(Py_None);
-    if (l0 != NULL && l1 != NULL) {
-        result = Py_BuildValue("(OLLLLOO)", rows, last_t, next_msg, open_[0], open_[1], l0, l1);
+    {
+        PyObject *l0 = last_msg[0] >= 0 ? Py_BuildValue("(LL)", last_msg[0], last_op[0]) : Py_NewRef(Py_None);
+        PyObject *l1 = last_msg[1] >= 0 ? Py_BuildValue("(LL)", last_msg[1], last_op[1]) : Py_NewRef(Py_None);
+        if (l0 != NULL && l1 != NULL) {
+            result = Py_BuildValue("(OOOLLLOO)", code_col, len_col, msg_col, next_msg, open_[0], open_[1], l0, l1);
+        }
+        Py_XDECREF(l0);
+        Py_XDECREF(l1);
     }
-    Py_XDECREF(l0);
-    Py_XDECREF(l1);
 done:
-    Py_XDECREF(rows);
+    Py_XDECREF(code_col);
+    Py_XDECREF(len_col);
+    Py_XDECREF(msg_col);
     PyBuffer_Release(&stage);
-    PyBuffer_Release(&tpos);
-    PyBuffer_Release(&tval);
     return result;
 }
 
@@ -746,9 +931,11 @@ static PyMethodDef methods[] = {
      "masked_frame(b0, payload, keys, pos) -> bytes: a whole masked frame, the key keys[pos:pos+4]."},
     {"stage", (PyCFunction)(void (*)(void))speedups_stage, METH_FASTCALL,
      "stage(state, t_ns, code, payload): the recorder's stage_tx in one call."},
+    {"stage_rx", (PyCFunction)(void (*)(void))speedups_stage_rx, METH_FASTCALL,
+     "stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): the recorder's stage_rx."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},
     {"flush_rows", speedups_flush_rows, METH_VARARGS,
-     "flush_rows(stage, tpos, tval, last_t, next_msg, open0, open1): the recorder's flush."},
+     "flush_rows(stage, next_msg, open0, open1): the recorder's flush, as compact columns."},
     {"configure", speedups_configure, METH_VARARGS,
      "configure(data_descriptor, fin_descriptor, ext_descriptor): the Frame slots read_simple() sets."},
     {"read_simple", (PyCFunction)(void (*)(void))speedups_read_simple, METH_FASTCALL,

@@ -1,33 +1,40 @@
 """The frame recorder: a header code per frame on the hot path, a DataFrame on demand.
 
 Cost. The session records a batch of received frames with `stage_rx` (a few C-level
-`extend`s per batch: the reader already computed each frame's header code) and each
-sent frame with `stage_tx` (a header code and the payload appended; a timestamp only
-for the first frame of an event-loop turn). Both take header codes as
-`rawws_nb.frames.header_code` packs them. Timestamps per frame and message numbers are
-derived, vectorised, when rows are materialised (`_flush`, on any read) into packed
-26-byte rows (timestamp, header bits, full length, message). Close codes, text previews
-and codec fields are derived when the DataFrame is built; errors and codec results live
-in small side dicts. `add`/`add_error` record one explicit row (errors, imports).
+`extend`s per batch: the reader already computed each frame's header code, and joined
+small frames' payloads into one buffer) and each sent frame with `stage_tx` (a header
+code and the payload appended; a timestamp only for the first frame of an event-loop
+turn). Both take header codes as `rawws_nb.frames.header_code` packs them. Message
+numbers are derived, vectorised, when rows are materialised (`_flush`, on any read and
+every 32,768 frames) into compact chunks (`_Chunk`: per row 2 bytes of header bits and
+2, 4 or 8 of length; timestamps once per run, as staged; message numbers only where
+continuation frames make them irregular), read back as `ROW_DTYPE` rows (timestamp,
+header bits, full length, message). Close codes, text previews and codec fields are
+derived when the DataFrame is built; errors and codec results live in small side dicts.
+`add`/`add_error` record one explicit row (errors, imports).
 
 Importing this module loads numpy but not pandas or pyarrow: those are imported by the
 methods that build DataFrames. The codec is not imported either: `set_decoder` takes a
 function that decodes one Binary message.
 
-Memory (measured by `python -m benchmarks.bench_timeline`: 68 bytes per frame plus its
-payload, 35 for the row and the list slot alone; target <= 120). The payload object is
-the frame's own `bytes` (shared with the frame delivered to `incoming`, not copied)
-unless it is longer than `payload_cap`, when a capped copy is kept instead: a `bytes`
-object costs 33 bytes of header, so a recorded frame nothing else keeps alive costs
-about 26 + 8 + 33 bytes (plus allocator rounding) plus its kept payload.
+Memory (measured by `python -m benchmarks.bench_timeline`: 58 bytes per frame plus its
+payload, 25 for the row and the list slot alone; target <= 120). A received flood of
+small frames keeps about 21 bytes per frame, payload included: the payload in its
+batch's joined buffer and 4 bytes of row (the frames' own payload objects are freed as
+soon as the consumer drops them). Otherwise the payload object is the frame's own
+`bytes` (shared with the frame delivered to `incoming`, not copied) unless it is longer
+than `payload_cap`, when a capped copy is kept instead: a `bytes` object costs 33 bytes
+of header, so a recorded frame nothing else keeps alive costs its list slot (8), its row
+(4, plus 8 when it has a timestamp of its own) and 33 bytes (plus allocator rounding)
+plus its kept payload.
 
 Bounded memory. The recorder keeps at most `capacity` frames (the oldest are dropped
 first, an eighth of the capacity at a time, and counted in `dropped`) and at most
 `payload_cap` bytes of each data frame's payload (the full `length` is still recorded;
 control frames, at most 125 bytes from a valid peer, are always kept whole). The bound
-is about `capacity * (70 + min(payload, payload_cap))` bytes: with the defaults
-(500,000 frames, 1,024 bytes) at worst about 550 MB (every frame 1 KiB or more), and
-under 90 MB for a session of small frames (under 100 bytes): it fits a laptop;
+is about `capacity * (60 + min(payload, payload_cap))` bytes: with the defaults
+(500,000 frames, 1,024 bytes) at worst about 540 MB (every frame 1 KiB or more), and
+under 80 MB for a session of small frames (under 100 bytes): it fits a laptop;
 `session.timeline_dropped` says when the ring has wrapped. Raise `timeline_capacity` /
 `payload_cap` per session for more.
 
@@ -137,38 +144,134 @@ _DATA = attrgetter("data")
 # reference and the fallback; RAWWS_NB_PURE=1 or Recorder(compiled=False) uses it).
 _c_flush: Any = None
 _c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
+_c_stage_rx: Any = None  # ... and of a batch (`Recorder._stage_rx`)
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
         _speedups = importlib.import_module("rawws_nb._speedups")
-        _c_flush, _c_stage = _speedups.flush_rows, _speedups.stage
+        _c_flush, _c_stage, _c_stage_rx = _speedups.flush_rows, _speedups.stage, _speedups.stage_rx
     except (ImportError, AttributeError):
-        _c_flush = _c_stage = None
+        _c_flush = _c_stage = _c_stage_rx = None
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
 
+_U32_MAX = 2**32 - 1
+_I32 = np.iinfo(np.int32)
+
+
+class _Chunk:
+    """Rows kept compact (what a recorded flood of small frames keeps per frame, besides
+    its payload, is 4 bytes): per row its code (`u2`) and length (`u2`, `u4` or `i8`: the
+    narrowest that fits them all); message numbers as offsets from `msg_base` (`i4`, or
+    `i8`), or none at all when the rows are messages `msg_base`, `msg_base + 1`, ... (no
+    continuation frames); timestamps once per run of rows that share one (`t_at`: each
+    run's first row, from 0; `t_val`: its timestamp), as the hot path stamps them (one
+    per read, one per loop turn of sends), or one per row (`t_at` None) where runs would
+    not be shorter (explicit rows). Read back as `ROW_DTYPE` columns."""
+
+    __slots__ = ("code", "length", "msg", "msg_base", "t_at", "t_val")
+
+    def __init__(
+        self,
+        t_at: np.ndarray | None,
+        t_val: np.ndarray,
+        code: np.ndarray,
+        length: np.ndarray,
+        msg_base: int,
+        msg: np.ndarray | None,
+    ) -> None:
+        self.t_at = t_at
+        self.t_val = t_val
+        self.code = code
+        self.length = length
+        self.msg_base = msg_base
+        self.msg = msg
+
+    @classmethod
+    def build(cls, t: np.ndarray, code: np.ndarray, length: np.ndarray, msg: np.ndarray) -> _Chunk:
+        """A chunk of rows given as full `int64` columns (`t` per row)."""
+        n = len(code)
+        at = np.flatnonzero(np.diff(t)) + 1 if n > 1 else np.empty(0, dtype=np.int64)
+        if 2 * (len(at) + 1) > n:  # runs would take more room than a timestamp per row
+            return cls.compact(None, t.astype(np.int64), code, length, msg)
+        t_at = np.concatenate(([0], at)).astype(np.int64)
+        return cls.compact(t_at, t[t_at], code, length, msg)
+
+    @classmethod
+    def compact(
+        cls, t_at: np.ndarray | None, t_val: np.ndarray, code: np.ndarray, length: np.ndarray, msg: np.ndarray
+    ) -> _Chunk:
+        """A chunk from timestamp runs and full columns, narrowed where they fit."""
+        low, high = (int(length.min()), int(length.max())) if len(length) else (0, 0)
+        width = np.uint16 if 0 <= low and high <= 0xFFFF else np.uint32 if 0 <= low and high <= _U32_MAX else np.int64
+        base = int(msg[0]) if len(msg) else 0
+        off: np.ndarray | None = msg.astype(np.int64) - base
+        assert off is not None
+        if not np.array_equal(off, np.arange(len(off))):
+            if int(off.min()) >= _I32.min and int(off.max()) <= _I32.max:
+                off = off.astype(np.int32)
+        else:
+            off = None  # messages base, base + 1, ...
+        return cls(t_at, t_val, code.astype(np.uint16), length.astype(width), base, off)
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def cut(self, k: int) -> _Chunk:
+        """The chunk without its first `k` rows (views, no copy of the columns)."""
+        msg = self.msg
+        msg_base = self.msg_base + k if msg is None else self.msg_base
+        t_at, t_val = self.t_at, self.t_val[k:]
+        if t_at is not None:
+            j = int(np.searchsorted(t_at, k, side="right")) - 1
+            t_at, t_val = t_at[j:] - k, self.t_val[j:]
+            t_at[0] = 0
+        return _Chunk(t_at, t_val, self.code[k:], self.length[k:], msg_base, None if msg is None else msg[k:])
+
+    def column(self, name: str, a: int, b: int) -> np.ndarray:
+        """Rows `a:b` of column `name` (`t`, `code`, `len`, `msg`), as `ROW_DTYPE` has it."""
+        if name == "code":
+            return self.code[a:b]
+        if name == "len":
+            return self.length[a:b].astype(np.int64)
+        if name == "msg":
+            if self.msg is None:
+                return np.arange(self.msg_base + a, self.msg_base + b, dtype=np.int64)
+            return self.msg[a:b].astype(np.int64) + self.msg_base
+        if self.t_at is None:
+            return self.t_val[a:b]
+        if b - a == len(self):
+            return np.repeat(self.t_val, np.diff(self.t_at, append=len(self)))
+        return self.t_val[np.searchsorted(self.t_at, np.arange(a, b), side="right") - 1]
+
+    def fill(self, out: np.ndarray, a: int, b: int) -> None:
+        """Write rows `a:b` into `out` (`ROW_DTYPE`, `b - a` rows)."""
+        for name in ("t", "code", "len", "msg"):
+            out[name] = self.column(name, a, b)
+
+
 class _RowStore:
-    """The fixed-size part of the kept rows (`ROW_DTYPE`: t, code, len, msg), in chunks:
-    a flush adds its rows as one chunk (no copy), single rows gather in a small tail, and
-    dropping the oldest rows drops whole chunks (and a view of the first one): no buffer
-    ever grows by copying or is moved to drop its front."""
+    """The fixed-size part of the kept rows (read as `ROW_DTYPE`: t, code, len, msg), in
+    compact chunks (`_Chunk`): a flush adds its rows as one chunk, single rows gather in
+    a small tail, and dropping the oldest rows drops whole chunks (and the front of the
+    first one, as views): no buffer ever grows by copying or is moved to drop its front."""
 
     __slots__ = ("_chunks", "_starts", "_tail", "n")
 
     def __init__(self) -> None:
-        self._chunks: list[np.ndarray] = []
+        self._chunks: list[_Chunk] = []
         # Per chunk: direction -> (message, opcode) of the last data message started in
         # it, when known (None: found when needed).
         self._starts: list[dict[int, tuple[int, int]] | None] = []
-        self._tail = bytearray()  # single rows (`add`, `add_error`), packed
+        self._tail = bytearray()  # single rows (`add`, `add_error`), packed as `ROW_DTYPE`
         self.n = 0
 
-    def extend(self, rows: np.ndarray, starts: dict[int, tuple[int, int]] | None = None) -> None:
+    def extend(self, chunk: _Chunk, starts: dict[int, tuple[int, int]] | None = None) -> None:
         self._seal()
-        if len(rows):
-            self._chunks.append(rows)
+        if len(chunk):
+            self._chunks.append(chunk)
             self._starts.append(starts)
-            self.n += len(rows)
+            self.n += len(chunk)
 
     def append(self, t: int, code: int, length: int, msg: int) -> None:
         self._tail += _PACK(t, code, length, msg)
@@ -178,7 +281,8 @@ class _RowStore:
 
     def _seal(self) -> None:
         if self._tail:
-            self._chunks.append(np.frombuffer(bytes(self._tail), dtype=ROW_DTYPE))
+            rows = np.frombuffer(bytes(self._tail), dtype=ROW_DTYPE)
+            self._chunks.append(_Chunk.build(rows["t"], rows["code"], rows["len"], rows["msg"]))
             self._starts.append(None)
             self._tail = bytearray()
 
@@ -192,13 +296,13 @@ class _RowStore:
         i = 0
         while k and k >= len(chunks[i]):
             known = starts[i]
-            found.update(_last_starts(chunks[i]) if known is None else known)
+            found.update(_last_starts(chunks[i], len(chunks[i])) if known is None else known)
             k -= len(chunks[i])
             i += 1
         del chunks[:i], starts[:i]
         if k:
-            found.update(_last_starts(chunks[0][:k]))
-            chunks[0] = chunks[0][k:]
+            found.update(_last_starts(chunks[0], k))
+            chunks[0] = chunks[0].cut(k)
             starts[0] = None
         return found
 
@@ -210,24 +314,36 @@ class _RowStore:
         self.n = 0
         return found
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`)."""
+    def _pieces(self, start: int, stop: int) -> list[tuple[_Chunk, int, int]]:
+        """(chunk, a, b): where rows `start:stop` are, in order."""
         self._seal()
-        parts = []
+        out = []
         pos = 0
         for chunk in self._chunks:
             end = pos + len(chunk)
             if end > start and pos < stop:
-                parts.append(chunk[max(start - pos, 0) : min(stop, end) - pos])
+                out.append((chunk, max(start - pos, 0), min(stop, end) - pos))
             if end >= stop:
                 break
             pos = end
-        if not parts:
-            return np.empty(0, dtype=ROW_DTYPE)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+        return out
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """A copy of rows `start:stop` (structured: `t`, `code`, `len`, `msg`)."""
+        pieces = self._pieces(start, stop)
+        out = np.empty(sum(b - a for _, a, b in pieces), dtype=ROW_DTYPE)
+        pos = 0
+        for chunk, a, b in pieces:
+            chunk.fill(out[pos : pos + b - a], a, b)
+            pos += b - a
+        return out
 
     def field(self, name: str, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(self.rows(start, stop)[name])
+        """Rows `start:stop` of one column (`int64`; `code`: `uint16`)."""
+        parts = [chunk.column(name, a, b) for chunk, a, b in self._pieces(start, stop)]
+        if not parts:
+            return np.empty(0, dtype=ROW_DTYPE[name])
+        return np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
 
     def row(self, i: int) -> tuple[int, int, int, int]:
         """Row `i` as (t, code, len, msg)."""
@@ -238,9 +354,10 @@ class _RowStore:
 _TAIL_ROWS = 4096  # single rows gathered before they become a chunk
 
 
-def _last_starts(rows: np.ndarray) -> dict[int, tuple[int, int]]:
-    """Per direction, (message, opcode) of the last data message started in `rows`."""
-    code = rows["code"]
+def _last_starts(chunk: _Chunk, k: int) -> dict[int, tuple[int, int]]:
+    """Per direction, (message, opcode) of the last data message started in the first
+    `k` rows of `chunk`."""
+    code = chunk.code[:k]
     op = code & 0x0F
     starts = (op == 1) | (op == 2)
     found: dict[int, tuple[int, int]] = {}
@@ -248,8 +365,8 @@ def _last_starts(rows: np.ndarray) -> dict[int, tuple[int, int]]:
         for d in (0, 1):
             at = np.flatnonzero(starts & (((code >> 8) & 1) == d))
             if len(at):
-                i = at[-1]
-                found[d] = (int(rows["msg"][i]), int(op[i]))
+                i = int(at[-1])
+                found[d] = (int(chunk.column("msg", i, i + 1)[0]), int(op[i]))
     return found
 
 
@@ -273,61 +390,86 @@ class RecentFrame(NamedTuple):
     error: str | None
 
 
+class _PackedRun:
+    """Consecutive batches of small received frames whose payloads were joined into one
+    buffer per batch (the reader's `joined`: so the frames' own payload objects can be
+    freed as soon as the consumer drops them, keeping them alive was most of the cost of
+    recording a flood). One object for all the run's rows, one buffer and one end per
+    batch: a recorded flood keeps no entry per row. Where each payload ends in its
+    buffer is worked out from the rows' lengths when asked (`payloads`)."""
 
+    __slots__ = ("blobs", "ends")
 
-class _Packed:
-    """The payloads of a batch of small received frames, joined into one `bytes` (so the
-    frames' own payload objects can be freed as soon as the consumer drops them: keeping
-    them alive was most of the cost of recording a flood). The recorder's payload store
-    keeps this one object for all the batch's rows. When the batch is flushed,
-    `rows` is the flush's rows, `at` the batch's first index there and `n` its length;
-    where each payload ends is worked out from the rows' lengths when first asked (a
-    recorded flood keeps no per-row offsets)."""
+    def __init__(self) -> None:
+        self.blobs: list[Any] = []  # per batch: its payloads, joined (bytes, or a view once cut)
+        self.ends: list[int] = []  # per batch: the store position after its last row
 
-    __slots__ = ("at", "blob", "ends", "first", "n", "rows")
+    def add(self, blob: Any, n: int, start: int) -> None:
+        """A batch of `n` rows from store position `start` on (the run's end)."""
+        self.blobs.append(blob)
+        self.ends.append(start + n)
 
-    def __init__(self, blob: bytes | bytearray) -> None:
-        self.blob = blob
-        self.first = -1  # absolute row number of the batch's first frame
-        self.at = 0
-        self.n = 0
-        self.rows: np.ndarray | None = None  # set by the flush
-        self.ends: np.ndarray | None = None  # running payload lengths, from the first `payload`
-
-    def payload(self, row: int) -> bytes:
+    def payloads(self, start: int, lo: int, hi: int, lengths: Callable[[int, int], np.ndarray]) -> list[bytes]:
+        """The payloads of store positions `lo:hi` (inside this run, which starts at
+        `start`); `lengths(a, b)`: the recorded lengths of positions `a:b`."""
         ends = self.ends
-        if ends is None:
-            assert self.rows is not None
-            ends = self.ends = np.cumsum(self.rows["len"][self.at : self.at + self.n])
-        i = row - self.first
-        start = int(ends[i - 1]) if i else 0
-        return bytes(self.blob[start : int(ends[i])])
+        j = bisect_right(ends, lo)
+        out: list[bytes] = []
+        while lo < hi:
+            first = ends[j - 1] if j else start
+            end = min(ends[j], hi)
+            blob = self.blobs[j]
+            offsets = np.cumsum(lengths(first, end)).tolist()
+            pos = offsets[lo - first - 1] if lo > first else 0
+            for stop in offsets[lo - first :]:
+                out.append(bytes(blob[pos:stop]))
+                pos = stop
+            lo = end
+            j += 1
+        return out
+
+    def drop_front(self, start: int, cut: int, lengths: Callable[[int, int], np.ndarray]) -> None:
+        """Forget the positions before `cut` (the run starts at `start`, ends after it)."""
+        ends = self.ends
+        j = bisect_right(ends, cut)
+        first = ends[j - 1] if j else start
+        del self.blobs[:j], ends[:j]
+        if cut > first:  # the first batch kept loses its first rows
+            skip = int(lengths(first, cut).sum())
+            self.blobs[0] = memoryview(self.blobs[0])[skip:]
 
 
 class _PayloadStore:
     """The kept rows' payloads, in runs: a run of single payloads (a list, one entry per
-    row) or a packed batch (one `_Packed` for all its rows, so a recorded flood keeps no
-    entry per row). The last run is always a list, `tail`, which `holder[0]` also holds
-    for the compiled stager to append to; `holder[1]` is how many rows the tail may hold
-    before the recorder must trim (its capacity less the rows in the other runs)."""
+    row) or of packed batches (one `_PackedRun`). The last run is always a list, the
+    tail, which `holder[0]` also holds for the compiled stagers to append to;
+    `holder[1]` is how many rows the tail may hold before the recorder must trim (its
+    capacity less the rows in the other runs, the sealed ones); `holder[2]` is the run
+    of packed batches that the next one may join, while the tail is empty (else None).
+    Positions count rows since the start (dropped ones included)."""
 
-    __slots__ = ("_capacity", "_off", "_sealed", "_segs", "_starts", "holder")
+    __slots__ = ("_capacity", "_off", "_segs", "_starts", "holder")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._off = 0  # store positions (rows since the start) dropped from the front
-        tail: list[Any] = []
-        self._segs: list[Any] = [tail]  # the runs, oldest first
-        self._starts: list[int] = [0]  # store position of each run's first kept row
-        self._sealed = 0  # rows kept in the runs other than the tail
-        self.holder: list[Any] = [tail, capacity]
+        self._off = 0  # the position of the first kept row
+        self._segs: list[Any] = []  # the sealed runs, oldest first
+        self._starts: list[int] = []  # the position of each sealed run's first kept row
+        self.holder: list[Any] = [[], capacity, None]
+
+    @property
+    def _sealed(self) -> int:
+        room: int = self.holder[1]
+        return self._capacity - room
 
     def __len__(self) -> int:
-        return self._sealed + len(self.holder[0])
+        holder = self.holder
+        room: int = holder[1]
+        return self._capacity - room + len(holder[0])
 
     def set_capacity(self, capacity: int) -> None:
-        self._capacity = capacity
         self.holder[1] = capacity - self._sealed
+        self._capacity = capacity
 
     def append(self, payload: Any) -> None:
         self.holder[0].append(payload)
@@ -335,70 +477,78 @@ class _PayloadStore:
     def extend(self, payloads: Any) -> None:
         self.holder[0].extend(payloads)
 
-    def add_packed(self, packed: _Packed, n: int) -> None:
-        """`n` rows whose payloads are all in `packed`."""
-        tail = self.holder[0]
-        pos = self._off + len(self)  # the store position of the batch's first row
-        if tail:
-            self._sealed += len(tail)
-        else:  # an empty tail gives its place to the batch
-            self._segs.pop()
-            self._starts.pop()
-        self._segs.append(packed)
-        self._starts.append(pos)
-        self._sealed += n
-        tail = []
-        self._segs.append(tail)
-        self._starts.append(pos + n)
-        self.holder[0] = tail
-        self.holder[1] = self._capacity - self._sealed
+    def add_packed(self, blob: Any, n: int) -> None:
+        """`n` rows whose payloads are joined in `blob`."""
+        holder = self.holder
+        tail, run = holder[0], holder[2]
+        end = self._off + len(self)  # the batch's first position
+        if tail or run is None:
+            if tail:  # the tail is sealed; a new one follows the run
+                self._segs.append(tail)
+                self._starts.append(end - len(tail))
+                holder[1] -= len(tail)
+                holder[0] = []
+            run = holder[2] = _PackedRun()
+            self._segs.append(run)
+            self._starts.append(end)
+        run.add(blob, n, end)
+        holder[1] -= n
 
-    def get(self, i: int) -> Any:
-        """Kept row `i`'s entry: its payload, or the `_Packed` holding it."""
-        pos = self._off + i
-        j = bisect_right(self._starts, pos) - 1
+    def _end(self, j: int) -> int:
+        """The position after sealed run `j`."""
         seg = self._segs[j]
-        return seg[pos - self._starts[j]] if type(seg) is list else seg
+        return self._starts[j] + len(seg) if type(seg) is list else seg.ends[-1]
 
-    def slice(self, start: int, stop: int) -> list[Any]:
-        """The entries of kept rows `start:stop` (one per row)."""
+    def pieces(self, start: int, stop: int) -> list[tuple[Any, int, int, int]]:
+        """The runs holding kept rows `start:stop`: (run, its first position, lo, hi)
+        with `lo:hi` the positions wanted from it (the tail last)."""
         stop = min(stop, len(self))
         if start >= stop:
             return []
         lo, hi = self._off + start, self._off + stop
+        out = []
         starts, segs = self._starts, self._segs
-        j = bisect_right(starts, lo) - 1
-        out: list[Any] = []
+        j = max(bisect_right(starts, lo) - 1, 0)
         while j < len(segs) and starts[j] < hi:
-            seg, first = segs[j], starts[j]
-            end = starts[j + 1] if j + 1 < len(segs) else first + len(seg)
-            a, b = max(lo, first), min(hi, end)
-            if type(seg) is list:
-                out += seg[a - first : b - first]
-            else:
-                out += [seg] * (b - a)
+            first, end = starts[j], self._end(j)
+            if end > lo:
+                out.append((segs[j], first, max(lo, first), min(hi, end)))
             j += 1
+        tail_start = self._off + self._sealed
+        if hi > tail_start:
+            out.append((self.holder[0], tail_start, max(lo, tail_start), hi))
         return out
 
-    def drop_front(self, k: int) -> None:
-        """Forget the first `k` kept rows."""
+    def drop_front(self, k: int, lengths: Callable[[int, int], np.ndarray]) -> None:
+        """Forget the first `k` kept rows (`lengths(a, b)`: the recorded lengths of
+        positions `a:b`, which a packed batch cut in two needs)."""
         k = min(k, len(self))
         cut = self._off + k
         segs, starts = self._segs, self._starts
-        while len(segs) > 1 and starts[1] <= cut:  # whole runs (the tail always stays)
+        while segs and self._end(0) <= cut:
             del segs[0], starts[0]
-        first = starts[0]
-        if cut > first:
+        if segs and cut > starts[0]:
             seg = segs[0]
             if type(seg) is list:
-                del seg[: cut - first]
+                del seg[: cut - starts[0]]
+            else:
+                seg.drop_front(starts[0], cut, lengths)
             starts[0] = cut
+        tail_start = self._off + self._sealed
+        sealed = sum(self._end(j) - starts[j] for j in range(len(segs)))
+        holder = self.holder
+        if cut > tail_start:
+            del holder[0][: cut - tail_start]
+        if not segs:
+            holder[2] = None
         self._off = cut
-        self._sealed = sum((starts[j + 1] - starts[j]) for j in range(len(segs) - 1))
-        self.holder[1] = self._capacity - self._sealed
+        holder[1] = self._capacity - sealed
 
     def clear(self) -> None:
-        self.drop_front(len(self))
+        self._segs.clear()
+        self._starts.clear()
+        self._off += len(self)
+        self.holder[:] = [[], self._capacity, None]
 
 
 _FLUSH_AT = 32768  # staged frames materialised at once (their temporaries stay in cache)
@@ -430,7 +580,6 @@ class Recorder:
         "_next_msg",
         "_open_kinds",
         "_open_msg",
-        "_packing",
         "_payload_cap",
         "_rows",
         "_stage",
@@ -439,10 +588,12 @@ class Recorder:
         "_tpos",
         "_tval",
         "dropped",
+        "stage_rx",
         "stage_tx",
     )
 
     stage_tx: Callable[[int | None, int, bytes], None]
+    stage_rx: Callable[..., None]
 
     def __init__(
         self,
@@ -468,8 +619,7 @@ class Recorder:
         self._last_t = t0
         self._next_msg = 0  # the next message number
         self._open_msg: dict[int, int] = {}  # direction -> number of its last data message
-        self._store = _PayloadStore(self._capacity)  # per kept row: its payload, or its `_Packed` batch
-        self._packing: list[tuple[int, int, _Packed]] = []  # staged packed batches: (stage index, count, batch)
+        self._store = _PayloadStore(self._capacity)  # the kept rows' payloads
         self._base = 0  # absolute index of the first kept row
         self._errors: dict[int, str] = {}
         # Frames of compressed messages: absolute row and inflated payload length (the
@@ -486,23 +636,27 @@ class Recorder:
         self._bind_stage_tx()
 
     def _bind_stage_tx(self) -> None:
-        """`stage_tx(t_ns, code, payload)`: record one sent frame (or one received alone).
-        In C when the fast path is built: one call, no Python frame (`_stage_tx` is the
-        reference; the C side calls back into it for what it does not do itself). Bound
-        again when a limit it applies changes."""
+        """`stage_tx(t_ns, code, payload)`: record one sent frame (or one received
+        alone); `stage_rx(...)`: a batch. In C when the fast path is built: one call, no
+        Python frame (`_stage_tx` and `_stage_rx` are the reference; the C side calls
+        back into them for what it does not do itself). Bound again when a limit they
+        apply changes."""
         if self._compiled and _c_stage is not None:
             state = (
                 self._stage,
                 self._tpos,
                 self._tval,
-                self._store.holder,  # [the list singles go to, the rows it may hold]
+                self._store.holder,  # [the list singles go to, the rows it may hold, the open packed run]
                 self._payload_cap,
                 _FLUSH_AT,
                 weakref.proxy(self),  # no reference cycle: a dropped recorder is freed at once
+                _PACK_MIN,
             )
             self.stage_tx = partial(_c_stage, state)
+            self.stage_rx = partial(_c_stage_rx, state)
         else:
             self.stage_tx = self._stage_tx
+            self.stage_rx = self._stage_rx
 
     @property
     def capacity(self) -> int:
@@ -585,7 +739,7 @@ class Recorder:
         saves the recorder touching each frame."""
         return min(self._payload_cap, _PACK_MAX_LENGTH)
 
-    def stage_rx(
+    def _stage_rx(
         self,
         t_ns: int,
         codes: Sequence[int],
@@ -593,7 +747,7 @@ class Recorder:
         compressed: int = 0,
         joined: bytes | bytearray | None = None,
     ) -> None:
-        """Record frames read at once, all at `t_ns`: `codes` are their header codes (as
+        """`stage_rx`: record frames read at once, all at `t_ns`: `codes` are their header codes (as
         `rawws_nb.frames.header_code` packs them, direction `RX`), `frames` the frames, in
         the same order (payloads are kept as `stage_tx` keeps them). `compressed`: how
         many of them belong to compressed messages (their payloads are inflated, their
@@ -624,9 +778,7 @@ class Recorder:
                     payload.append(data if c >> 16 <= cap or c & 8 else data[:cap])
         elif joined is not None and len(codes) >= _PACK_MIN:
             # Small frames whose payloads the reader already joined: no per-frame work.
-            packed = _Packed(joined)  # the reader's buffer, handed over (a new one per read)
-            self._packing.append((len(stage) - n, n, packed))
-            payload.add_packed(packed, n)
+            payload.add_packed(joined, n)  # the reader's buffer, handed over (a new one per read)
         else:
             longest = max(codes) >> 16
             if longest > cap:
@@ -635,9 +787,7 @@ class Recorder:
                 )
             elif len(codes) >= _PACK_MIN and longest <= _PACK_MAX_LENGTH:
                 # Small frames, all kept whole: one joined copy of their payloads.
-                packed = _Packed(b"".join([f.data for f in frames]))
-                self._packing.append((len(stage) - n, n, packed))
-                payload.add_packed(packed, n)
+                payload.add_packed(b"".join([f.data for f in frames]), n)
             else:
                 payload.extend(map(_DATA, frames))
         if len(payload) > self._capacity:
@@ -651,63 +801,57 @@ class Recorder:
         k = len(stage)
         if not k:
             return
-        if self._c_flush is not None:
-            self._flush_compiled(k)
-            return
+        if self._c_flush is None or not self._flush_compiled():
+            self._flush_numpy()
+
+    def _flush_numpy(self) -> None:
+        """`_flush` (the reference, and the fallback)."""
+        stage = self._stage
         codes = np.frombuffer(stage, dtype=np.int64).copy()
-        tpos = np.frombuffer(self._tpos, dtype=np.int64).copy()
-        tval = np.frombuffer(self._tval, dtype=np.int64).copy()
-        del stage[:], self._tpos[:], self._tval[:]
-        if len(tpos):
-            # Each batch's timestamp repeated over its rows (rows before the first batch
-            # keep the last timestamp).
-            t = np.repeat(tval, np.diff(tpos, append=k))
-            if tpos[0]:
-                t = np.concatenate((np.full(int(tpos[0]), self._last_t, dtype=np.int64), t))
-            self._last_t = int(tval[-1])
-        else:
-            t = np.full(k, self._last_t, dtype=np.int64)
+        t_at, t_val = self._take_stamps()
+        del stage[:]
         code = codes & 0xFFFF
-        rows = np.empty(k, dtype=ROW_DTYPE)
-        rows["t"] = t
-        rows["code"] = code
-        rows["len"] = codes >> 16
         last: dict[int, tuple[int, int]] = {}
-        rows["msg"] = self._numbers(code & 0x0F, (code >> 8) & 1, last)
-        if self._packing:
-            self._place_packed(rows)
-        self._rows.extend(rows, last)
+        msg = self._numbers(code & 0x0F, (code >> 8) & 1, last)
+        self._rows.extend(_Chunk.compact(t_at, t_val, code, codes >> 16, msg), last)
 
-    def _place_packed(self, rows: np.ndarray) -> None:
-        """Tell the packed batches among the `rows` being flushed where their rows are."""
-        first = self._base + len(self._store) - len(rows)  # absolute row of stage index 0
-        for start, count, packed in self._packing:
-            packed.rows = rows
-            packed.at = start
-            packed.n = count
-            packed.first = first + start
-        self._packing.clear()
+    def _take_stamps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The staged timestamps as runs over the staged frames (each run's first stage
+        index, its value; frames before the first stamp keep the last timestamp); emptied."""
+        t_at = np.frombuffer(self._tpos, dtype=np.int64).copy()
+        t_val = np.frombuffer(self._tval, dtype=np.int64).copy()
+        del self._tpos[:], self._tval[:]
+        if not len(t_at) or t_at[0]:
+            t_at = np.concatenate(([0], t_at)).astype(np.int64)
+            t_val = np.concatenate(([self._last_t], t_val)).astype(np.int64)
+        self._last_t = int(t_val[-1])
+        return t_at, t_val
 
-    def _flush_compiled(self, k: int) -> None:
-        """`_flush` in C (`rawws_nb._speedups.flush_rows`): the same rows, in one pass."""
-        raw, self._last_t, self._next_msg, open0, open1, last0, last1 = self._c_flush(
-            self._stage,
-            self._tpos,
-            self._tval,
-            self._last_t,
-            self._next_msg,
-            self._open_msg.get(0, -1),
-            self._open_msg.get(1, -1),
-        )
-        del self._stage[:], self._tpos[:], self._tval[:]
+    def _flush_compiled(self) -> bool:
+        """`_flush` in C (`rawws_nb._speedups.flush_rows`): the same columns, in one pass;
+        False (nothing done) when one does not fit its narrow type (a length over 4 GiB,
+        or a continuation of a message 2**31 messages back): the numpy code does those."""
+        base = self._next_msg
+        done = self._c_flush(self._stage, base, self._open_msg.get(0, -1), self._open_msg.get(1, -1))
+        if done is None:
+            return False
+        code, length, msg, self._next_msg, open0, open1, last0, last1 = done
+        t_at, t_val = self._take_stamps()
+        del self._stage[:]
         for d, value in ((0, open0), (1, open1)):
             if value >= 0:
                 self._open_msg[d] = value
-        rows = np.frombuffer(raw, dtype=ROW_DTYPE)
-        if self._packing:
-            self._place_packed(rows)
+        chunk = _Chunk(
+            t_at,
+            t_val,
+            np.frombuffer(code, dtype=np.uint16),
+            np.frombuffer(length, dtype=np.uint16 if len(length) == len(code) else np.uint32),
+            base,
+            None if msg is None else np.frombuffer(msg, dtype=np.int32),
+        )
         last = {d: (int(v[0]), int(v[1])) for d, v in ((0, last0), (1, last1)) if v is not None}
-        self._rows.extend(rows, last)
+        self._rows.extend(chunk, last)
+        return True
 
     def _numbers(
         self, opcode: np.ndarray, direction: np.ndarray, last: dict[int, tuple[int, int]] | None = None
@@ -785,9 +929,10 @@ class Recorder:
         kept = self._store
         # Control frames (opcode bit 3) are kept whole: at most 125 bytes from a valid peer.
         kept.append(payload if n <= self._payload_cap or code & 8 else payload[: self._payload_cap])
-        if len(kept) > self._capacity:
+        row = self._base + len(kept) - 1  # a trim drops rows from the front: the same row
+        if row - self._base >= self._capacity:
             self._trim()
-        return self._base + len(kept) - 1
+        return row
 
     def add_error(
         self,
@@ -833,17 +978,22 @@ class Recorder:
         self._decoders.append((self.total, decode))
 
     def _payloads(self, start: int, stop: int) -> list[bytes]:
-        """The kept payloads of rows `start:stop` (positions in the kept rows), as bytes."""
-        items = self._store.slice(start, stop)
-        base = self._base + start
-        for i, item in enumerate(items):
-            if type(item) is _Packed:
-                items[i] = item.payload(base + i)
-        return items
+        """The kept payloads of rows `start:stop` (positions in the kept rows), as bytes
+        (after a flush: packed batches need the rows' lengths)."""
+        out: list[bytes] = []
+        for run, first, lo, hi in self._store.pieces(start, stop):
+            if type(run) is list:
+                out += run[lo - first : hi - first]
+            else:
+                out += run.payloads(first, lo, hi, self._lengths)
+        return out
 
     def _payload_at(self, i: int) -> bytes:
-        item = self._store.get(i)
-        return item.payload(self._base + i) if type(item) is _Packed else bytes(item)
+        return bytes(self._payloads(i, i + 1)[0])
+
+    def _lengths(self, start: int, stop: int) -> np.ndarray:
+        """The recorded lengths of absolute rows `start:stop` (kept, flushed)."""
+        return self._rows.field("len", start - self._base, stop - self._base)
 
     def _trim(self) -> None:
         # Drop a slab at once (an eighth of capacity) so trimming is amortised; deleting
@@ -853,8 +1003,8 @@ class Recorder:
         k = min(k, len(self._store))
         # The last data message each direction started in the dropped rows: continuations
         # kept after them still know their type.
+        self._store.drop_front(k, self._lengths)  # first: a packed batch cut in two needs the lengths
         self._open_kinds.update(self._rows.drop_front(k))
-        self._store.drop_front(k)
         self._base += k
         self.dropped += k
         if self._errors:
