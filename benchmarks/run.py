@@ -206,9 +206,13 @@ async def _close_quietly(client: Client) -> None:
 
 async def run_matrix(cfg: Config, ws: ServerProcess, tcp: ServerProcess) -> Results:
     """Per repetition, a fresh warmed-up connection for every client; then each test runs
-    in slices, round-robin over the clients (order rotated every slice), so each client's
-    figure mixes the same moments of machine noise. A sample is units / seconds summed
-    over a client's slices."""
+    in slices, round-robin over the clients, so each client's figure mixes the same
+    moments of machine noise. The order is rotated every slice and reversed every other
+    slice: a client runs after a different one each time, so what the previous client
+    left in the CPU caches favours nobody (with rotation alone each client always ran
+    right after the same one; `rawws-norec` after `rawws`, which put 1.5 points into the
+    recording-overhead figure for flood). A sample is units / seconds summed over a
+    client's slices."""
     res = Results()
     bulk1m, bulk16m = os.urandom(MIB), os.urandom(16 * MIB)
     seq_texts = _texts("seq ", cfg.seq_n)
@@ -246,7 +250,8 @@ async def run_matrix(cfg: Config, ws: ServerProcess, tcp: ServerProcess) -> Resu
             for j in range(cfg.slices[test]):
                 live = [name for name in plans if name in clients]
                 shift = (rep + j) % max(len(live), 1)
-                for name in live[shift:] + live[:shift]:
+                order = live[shift:] + live[:shift]
+                for name in order[::-1] if (rep + j) % 2 else order:
                     gc.collect(1)  # the young generations: a full collection takes ~40 ms here
                     size, run = plans[name][j]
                     try:
