@@ -162,6 +162,24 @@ class RawwsNoRecordClient(RawwsClient):
     record = False
 
 
+class RawwsBatchClient(RawwsClient):
+    """rawws_nb read with `incoming.receive_batch()` (every waiting frame at once),
+    recording on: the batch API, for comparison (the targets use the per-frame API)."""
+
+    name = "rawws-batch"
+
+    async def open(self, ws_url: str, tcp_port: int) -> None:
+        await super().open(ws_url, tcp_port)
+        self._batch = self.session.incoming.receive_batch
+        self._ready: deque[Any] = deque()
+
+    async def recv(self, nbytes: int) -> bytes:
+        ready = self._ready
+        if not ready:
+            ready.extend(await self._batch())
+        return ready.popleft().data
+
+
 # -- websockets (asyncio implementation) -----------------------------------------------
 
 
@@ -372,7 +390,16 @@ class TcpClient(Client):
 
 
 CLIENTS: dict[str, type[Client]] = {
-    c.name: c for c in (RawwsClient, RawwsNoRecordClient, WebsocketsClient, AiohttpClient, PicowsClient, TcpClient)
+    c.name: c
+    for c in (
+        RawwsClient,
+        RawwsNoRecordClient,
+        RawwsBatchClient,
+        WebsocketsClient,
+        AiohttpClient,
+        PicowsClient,
+        TcpClient,
+    )
 }
 
 

@@ -113,3 +113,53 @@ async def test_a_keepalive_server_closes_a_raw_session_with_1011_unless_it_answe
         assert raw.close_reason.code == 1011  # the server's keep-alive policy, not a bug
         assert answering.state is rw.SessionState.OPEN
         await answering.close()
+
+
+async def test_receive_batch_takes_every_waiting_frame_in_order_and_reading_resumes(server):
+    # 5,000 frames through a queue of 8: each batch is what waits; reading pauses and
+    # resumes under it, and nothing is lost or reordered.
+    session = await rw.web_socket_raw_session(f"{server.url}/flood?n=5000&size=16", max_queue=8)
+    got: list[Frame] = []
+    sizes: list[int] = []
+    while not got or got[-1].data != b"flood done":
+        batch = await asyncio.wait_for(session.incoming.receive_batch(), 5)
+        assert batch and len(session.incoming) <= 8
+        sizes.append(len(batch))
+        got += batch
+    assert [f.data for f in got[:-1]] == [b"x" * 16] * 5000
+    assert max(sizes) > 1  # batches, not one frame at a time
+    await session.close()
+    assert session.timeline.query("dir == 'rx' and opcode == 'text'").shape[0] == 5001
+
+
+async def test_receive_batch_stops_before_a_violation_and_raises_at_it():
+    async def frames_then_violation(session, request):
+        for i in range(5):
+            await session.send(f"m{i}")
+        await session.send_raw(encode_frame(3, b"reserved opcode", mask=False))
+        await asyncio.sleep(1)
+
+    async with rw.serve(handlers={"/v": frames_then_violation}) as srv:
+        session = await rw.web_socket_raw_session(srv.url + "/v", close_timeout=None)
+        await _until(lambda: len(session.incoming) == 5)
+        await asyncio.sleep(0.1)  # the violation has arrived too
+        first = await session.incoming.receive_batch(max_frames=2)
+        rest = await session.incoming.receive_batch()
+        assert [f.data for f in first + rest] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+        assert len(first) == 2
+        with pytest.raises(PeerProtocolError) as info:
+            await session.incoming.receive_batch()
+        assert info.value.code == 1002
+        with pytest.raises(ValueError):
+            await session.incoming.receive_batch(max_frames=0)
+
+
+async def test_receive_batch_ends_as_receive_does(server):
+    session = await rw.web_socket_raw_session(server.url + "/echo")
+    await session.send("one")
+    assert [f.data for f in await asyncio.wait_for(session.incoming.receive_batch(), 5)] == [b"one"]
+    await session.close()
+    rest = await asyncio.wait_for(session.incoming.receive_batch(), 5)
+    assert [type(f) for f in rest] == [Frame.Close]  # the peer's Close, delivered like any frame
+    with pytest.raises(rw.SessionClosed):
+        await asyncio.wait_for(session.incoming.receive_batch(), 5)
