@@ -150,30 +150,28 @@ class Incoming:
         return frame
 
     async def receive_batch(self, max_frames: int | None = None) -> list[Frame]:
-        """Every frame waiting (at most `max_frames`), in order; waits for one when none
-        is. For consumers that take frames in bulk (a flood): one call and one wake-up per
-        batch instead of per frame. A peer violation still comes after the frames before
-        it: the batch stops there, and the next call raises. Raises as `receive` does
-        once the session ended and every frame was consumed."""
+        """Every frame waiting in `incoming` (at most `max_frames`), in order; waits for
+        one when none is. For consumers that take
+        frames in bulk (a flood): one call and one wake-up per batch instead of per frame.
+        A peer violation still comes after the frames before it: the batch stops there,
+        and the next call raises. Raises as `receive` does once the session ended and
+        every frame was consumed."""
         if max_frames is not None and max_frames < 1:
             raise ValueError("max_frames must be at least 1 (or None: every waiting frame)")
         frames = [await self.receive()]
         queue = self._queue
-        feed = self._feed
-        while queue and queue[0] is not _FAILURE:
+        if queue and queue[0] is not _FAILURE:
             take = len(queue) - (queue[-1] is _FAILURE)  # a violation's marker is always last
             if max_frames is not None:
-                take = min(take, max_frames - len(frames))
+                take = min(take, max_frames - 1)
             if take == len(queue):
                 frames.extend(queue)
                 queue.clear()
             else:
                 frames.extend([queue.popleft() for _ in range(take)])
-            if not (feed.paused and len(queue) <= feed.resume_at):
-                break
-            feed.take_more()  # reading resumes: the frames the core kept back join the queue
-            if max_frames is not None and len(frames) >= max_frames:
-                break
+            feed = self._feed
+            if feed.paused and len(queue) <= feed.resume_at:
+                feed.take_more()  # what the core kept back waits for the next call (at most max_queue)
         return frames
 
     def receive_nowait(self) -> Frame | None:
