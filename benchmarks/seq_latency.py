@@ -1,10 +1,12 @@
 """Where `seq` time goes: one message, await its echo, against the picows echo server.
 
-Compares, in one run, the rawws_nb client with a bare asyncio TCP client that writes a
+Compares, in one run, the rawws_nb client (recording on and off) and the picows client
+(through the adapters `benchmarks.run` uses) with a bare asyncio TCP client that writes a
 pre-built masked WebSocket frame and waits for the 18-byte echo (no WebSocket library at
 all), and the same bare client against the plain TCP echo (the floor). When the bare
 client is no faster than rawws_nb, the round trip is set by the machine (process wake-up
-latency), not by the client's per-message work.
+latency), not by the client's per-message work. Pin it (`taskset -c 1`) to take the
+placement of the processes out of the figures.
 
     python -m benchmarks.seq_latency [--n 3000] [--rounds 3]
 """
@@ -79,11 +81,31 @@ async def _rawws(port: int, n: int, rounds: int) -> float:
     return best
 
 
+async def _adapter(name: str, url: str, n: int, rounds: int) -> float:
+    from .clients import CLIENTS
+
+    client = CLIENTS[name]()
+    await client.open(url, 0)
+    message, _ = client.prepare_text("x" * 16)
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            await client.send_text(message)
+            await client.recv(16)
+        best = max(best, n / (time.perf_counter() - start))
+    await client.close()
+    return best
+
+
 async def main(n: int, rounds: int) -> None:
     ws, tcp = start_server("picows"), start_server("tcp")
+    url = f"ws://127.0.0.1:{ws.port}/"
     try:
         results = {
-            "rawws_nb -> picows server": await _rawws(ws.port, n, rounds),
+            "rawws_nb -> picows server (no recording)": await _rawws(ws.port, n, rounds),
+            "rawws_nb, benchmark adapter (recording on)": await _adapter("rawws", url, n, rounds),
+            "picows client, benchmark adapter": await _adapter("picows", url, n, rounds),
             "bare asyncio client, WebSocket frames -> picows server": await _bare(
                 ws.port, encode_frame(1, b"x" * 16, mask=True), 18, True, n, rounds
             ),
@@ -95,7 +117,7 @@ async def main(n: int, rounds: int) -> None:
         ws.stop()
         tcp.stop()
     for name, rate in results.items():
-        print(f"{name:58s} {rate:10,.0f} msg/s")
+        print(f"{name:60s} {rate:10,.0f} msg/s")
 
 
 if __name__ == "__main__":
