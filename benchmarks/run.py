@@ -456,6 +456,15 @@ def targets(res: Results, timeline: dict[str, Any] | None) -> list[dict[str, Any
     if timeline and "error" not in timeline:
         rows.append(("timeline bytes per frame (without payload)", timeline.get("bytes_per_frame"), "<=", 120, "B"))
         rows.append(("timeline DataFrame build, 1M frames", timeline.get("dataframe_build_s"), "<=", 0.5, "s"))
+        rows.append(
+            (
+                "timeline recording overhead, in-process pipelined echo (CPU)",
+                timeline.get("recording_overhead"),
+                "<=",
+                0.05,
+                "%",
+            )
+        )
     out = []
     for name, value, op, limit, unit in rows:
         if value is None:
@@ -541,6 +550,9 @@ def markdown(data: dict[str, Any]) -> str:
             for key, label in tl.get("labels", {}).items():
                 if key in tl:
                     v = tl[key]
+                    if key.startswith("recording_overhead"):  # a fraction
+                        lines.append(f"| {label} | {v * 100:.1f}% |")
+                        continue
                     digits = 0 if not isinstance(v, float) else 3 if key.endswith("_s") else 1
                     lines.append(f"| {label} | {v:,.{digits}f} |")
             for note in tl.get("notes", []):
