@@ -6,7 +6,8 @@
  *
  *   flush_rows(...): the recorder's flush (rawws_nb/timeline/recorder.py), see below.
  *
- *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below.
+ *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below; stagers(state)
+ *   gives it and stage_rx bound to the state (what the recorder calls).
  *
  *   stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): its stage_rx.
  *
@@ -196,7 +197,8 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* stage(state, t_ns, code, payload) -> None: the recorder's stage_tx (rawws_nb/timeline/
  * recorder.py, `Recorder._stage_tx`, the reference) in one call, for the recorder that
  * built `state` = (stage, tpos, tval, holder, payload_cap, flush_at, recorder, pack_min):
- * three array('q')s; holder = [the list single payloads go to, how many it may hold
+ * three bytearrays of native int64s (the stage's header codes, each batch's stage index
+ * and timestamp); holder = [the list single payloads go to, how many it may hold
  * before the recorder must trim, the open run of packed batches or None] (the payload
  * store's tail, `_PayloadStore`); the limits; a weak proxy of the recorder for what stays
  * in Python (a compressed frame: recorder._stage_tx; a flush; a trim); and the fewest
@@ -206,33 +208,43 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * stage_rx (`Recorder._stage_rx`, the reference) for the same state: a batch of small
  * frames whose payloads the reader joined (`joined`) joins the open run in a few calls;
  * one frame is staged as stage_tx stages it; anything else goes to the reference. */
-static PyObject *array_append = NULL; /* array.array.append, a method descriptor */
-static PyObject *array_extend = NULL; /* array.array.extend */
 static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
 static PyObject *stage_rx_name = NULL, *blobs_name = NULL, *ends_name = NULL, *add_packed_name = NULL;
 static PyObject *store_name = NULL;
 
+/* The recorder's staging buffers are bytearrays of native int64s (`Recorder._stage`,
+ * `_tpos`, `_tval`): appending is a resize and a copy. */
 static int
 append_long(PyObject *arr, long long value)
 {
-    PyObject *v = PyLong_FromLongLong(value);
-    if (v == NULL) return -1;
-    PyObject *call[2] = {arr, v};
-    PyObject *r = PyObject_Vectorcall(array_append, call, 2, NULL);
-    Py_DECREF(v);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
+    if (!PyByteArray_CheckExact(arr)) {
+        PyErr_SetString(PyExc_TypeError, "stage(): the staging buffers are bytearrays");
+        return -1;
+    }
+    Py_ssize_t at = PyByteArray_GET_SIZE(arr);
+    if (PyByteArray_Resize(arr, at + 8) < 0) return -1;
+    int64_t v = (int64_t)value;
+    memcpy(PyByteArray_AS_STRING(arr) + at, &v, 8);
     return 0;
 }
 
 static int
 append_obj(PyObject *arr, PyObject *v)
 {
-    PyObject *call[2] = {arr, v};
-    PyObject *r = PyObject_Vectorcall(array_append, call, 2, NULL);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
-    return 0;
+    long long value = PyLong_AsLongLong(v);
+    if (value == -1 && PyErr_Occurred()) return -1;
+    return append_long(arr, value);
+}
+
+/* Frames staged: the length of a staging buffer in int64s. */
+static Py_ssize_t
+staged_count(PyObject *arr)
+{
+    if (!PyByteArray_CheckExact(arr)) {
+        PyErr_SetString(PyExc_TypeError, "stage(): the staging buffers are bytearrays");
+        return -1;
+    }
+    return PyByteArray_GET_SIZE(arr) / 8;
 }
 
 static int
@@ -252,16 +264,7 @@ stage_init(PyObject *state)
         PyErr_SetString(PyExc_TypeError, "stage(): state is the recorder's 8-tuple");
         return -1;
     }
-    if (array_append != NULL) return 0;
-    PyObject *mod = PyImport_ImportModule("array");
-    if (mod == NULL) return -1;
-    PyObject *type = PyObject_GetAttrString(mod, "array");
-    Py_DECREF(mod);
-    if (type == NULL) return -1;
-    array_extend = PyObject_GetAttrString(type, "extend");
-    array_append = array_extend == NULL ? NULL : PyObject_GetAttrString(type, "append");
-    Py_DECREF(type);
-    if (array_append == NULL) return -1;
+    if (stage_tx_name != NULL) return 0;
     if ((stage_tx_name = PyUnicode_InternFromString("_stage_tx")) == NULL ||
         (stage_rx_name = PyUnicode_InternFromString("_stage_rx")) == NULL ||
         (flush_name = PyUnicode_InternFromString("_flush")) == NULL ||
@@ -310,21 +313,34 @@ speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (n == 0) Py_RETURN_NONE;
     PyObject *holder = PyTuple_GET_ITEM(state, 3);
-    if (squeezed || joined == Py_None || n < pack_min || !PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3) {
+    if (squeezed || joined == Py_None || n < pack_min || !PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 ||
+        !PyObject_CheckBuffer(codes)) {
         PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
         return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }
     PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
     PyObject *tval = PyTuple_GET_ITEM(state, 2);
     Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
-    Py_ssize_t staged = PyObject_Length(stage);
+    Py_ssize_t staged = staged_count(stage);
     if (staged < 0 || (flush_at == -1 && PyErr_Occurred())) return NULL;
     if (append_long(tpos, staged) < 0 || append_obj(tval, t_ns) < 0) return NULL;
     {
-        PyObject *call[2] = {stage, codes};
-        PyObject *r = PyObject_Vectorcall(array_extend, call, 2, NULL);
-        if (r == NULL) return NULL;
-        Py_DECREF(r);
+        /* The reader's codes, an array('q'): their int64s appended as they are. */
+        Py_buffer view;
+        if (PyObject_GetBuffer(codes, &view, PyBUF_FORMAT) < 0) return NULL;
+        int bad = view.itemsize != 8 || view.format == NULL || strcmp(view.format, "q") != 0;
+        Py_ssize_t at = PyByteArray_GET_SIZE(stage);
+        if (bad) {
+            PyErr_SetString(PyExc_TypeError, "stage_rx(): codes must be an array('q')");
+        }
+        else if (PyByteArray_Resize(stage, at + view.len) < 0) {
+            bad = 1;
+        }
+        else {
+            memcpy(PyByteArray_AS_STRING(stage) + at, view.buf, (size_t)view.len);
+        }
+        PyBuffer_Release(&view);
+        if (bad) return NULL;
     }
     /* The payloads: the batch joins the open run (the tail is empty), or the store
      * starts a new run. */
@@ -386,11 +402,57 @@ speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (call_back(recorder, trim_name) < 0) return NULL;
     }
     else {
-        staged = PyObject_Length(stage);
+        staged = staged_count(stage);
         if (staged < 0) return NULL;
         if (staged >= flush_at && call_back(recorder, flush_name) < 0) return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *stage_tx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs);
+static PyObject *stage_rx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs);
+
+static PyMethodDef stage_tx_def = {"stage_tx", (PyCFunction)(void (*)(void))stage_tx_bound, METH_FASTCALL,
+                                   "stage_tx(t_ns, code, payload): the recorder's stage_tx, bound to its state."};
+static PyMethodDef stage_rx_def = {"stage_rx", (PyCFunction)(void (*)(void))stage_rx_bound, METH_FASTCALL,
+                                   "stage_rx(t_ns, codes, frames, compressed=0, joined=None), bound to its state."};
+
+/* stagers(state) -> (stage_tx, stage_rx): the two, bound to `state` (built-in functions
+ * whose self is the state: one call, nothing repacked per frame). */
+static PyObject *
+speedups_stagers(PyObject *module, PyObject *state)
+{
+    if (stage_init(state) < 0) return NULL;
+    PyObject *tx = PyCFunction_NewEx(&stage_tx_def, state, NULL);
+    PyObject *rx = tx == NULL ? NULL : PyCFunction_NewEx(&stage_rx_def, state, NULL);
+    PyObject *pair = rx == NULL ? NULL : PyTuple_Pack(2, tx, rx);
+    Py_XDECREF(tx);
+    Py_XDECREF(rx);
+    return pair;
+}
+
+static PyObject *
+stage_rx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *full[7];
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "stage_rx() takes 3 to 5 arguments");
+        return NULL;
+    }
+    full[0] = state;
+    for (Py_ssize_t i = 0; i < nargs; i++) full[i + 1] = args[i];
+    return speedups_stage_rx(NULL, full, nargs + 1);
+}
+
+static PyObject *
+stage_tx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "stage_tx() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *full[4] = {state, args[0], args[1], args[2]};
+    return speedups_stage(NULL, full, 4);
 }
 
 static PyObject *
@@ -417,11 +479,11 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyObject_CallMethodObjArgs(recorder, stage_tx_name, t_ns, code_obj, payload, NULL);
     }
     if (t_ns != Py_None) {
-        Py_ssize_t n = PyObject_Length(stage);
+        Py_ssize_t n = staged_count(stage);
         if (n < 0) return NULL;
         if (n >= flush_at) {
             if (call_back(recorder, flush_name) < 0) return NULL;
-            if ((n = PyObject_Length(stage)) < 0) return NULL;
+            if ((n = staged_count(stage)) < 0) return NULL;
         }
         if (append_long(tpos, n) < 0 || append_obj(tval, t_ns) < 0) return NULL;
     }
@@ -931,6 +993,7 @@ static PyMethodDef methods[] = {
      "masked_frame(b0, payload, keys, pos) -> bytes: a whole masked frame, the key keys[pos:pos+4]."},
     {"stage", (PyCFunction)(void (*)(void))speedups_stage, METH_FASTCALL,
      "stage(state, t_ns, code, payload): the recorder's stage_tx in one call."},
+    {"stagers", speedups_stagers, METH_O, "stagers(state) -> (stage_tx, stage_rx), bound to the recorder's state."},
     {"stage_rx", (PyCFunction)(void (*)(void))speedups_stage_rx, METH_FASTCALL,
      "stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): the recorder's stage_rx."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},

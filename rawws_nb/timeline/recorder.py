@@ -53,7 +53,6 @@ import weakref
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from functools import partial
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
@@ -144,13 +143,14 @@ _DATA = attrgetter("data")
 # reference and the fallback; RAWWS_NB_PURE=1 or Recorder(compiled=False) uses it).
 _c_flush: Any = None
 _c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
-_c_stage_rx: Any = None  # ... and of a batch (`Recorder._stage_rx`)
+_c_stagers: Any = None  # ... both bound to a recorder (`Recorder._stage_rx` is the batch's reference)
+_Q = struct.Struct("=q").pack  # one staged int64, native order (as the C stagers append them)
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
         _speedups = importlib.import_module("rawws_nb._speedups")
-        _c_flush, _c_stage, _c_stage_rx = _speedups.flush_rows, _speedups.stage, _speedups.stage_rx
+        _c_flush, _c_stage, _c_stagers = _speedups.flush_rows, _speedups.stage, _speedups.stagers
     except (ImportError, AttributeError):
-        _c_flush = _c_stage = _c_stage_rx = None
+        _c_flush = _c_stage = _c_stagers = None
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
@@ -613,9 +613,11 @@ class Recorder:
         # The hot path (`stage_rx`, `stage_tx`) appends only a header code per frame here;
         # timestamps are kept per batch (`_tpos`: stage index, `_tval`: ns) and message
         # numbers are derived, vectorised, when the rows are materialised (`_flush`).
-        self._stage = array("q")  # an array: extending it by the reader's array of codes is one copy
-        self._tpos = array("q")
-        self._tval = array("q")
+        # Native int64s in bytearrays (what the compiled stagers append to with a copy;
+        # extending by the reader's array of codes is one copy too); `_staged` counts them.
+        self._stage = bytearray()
+        self._tpos = bytearray()
+        self._tval = bytearray()
         self._last_t = t0
         self._next_msg = 0  # the next message number
         self._open_msg: dict[int, int] = {}  # direction -> number of its last data message
@@ -652,8 +654,7 @@ class Recorder:
                 weakref.proxy(self),  # no reference cycle: a dropped recorder is freed at once
                 _PACK_MIN,
             )
-            self.stage_tx = partial(_c_stage, state)
-            self.stage_rx = partial(_c_stage_rx, state)
+            self.stage_tx, self.stage_rx = _c_stagers(state)
         else:
             self.stage_tx = self._stage_tx
             self.stage_rx = self._stage_rx
@@ -716,11 +717,11 @@ class Recorder:
         timestamp as the frame recorded before it (the session stamps the first write of
         each event-loop turn only). The send path's whole recording cost: a few appends."""
         if t_ns is not None:
-            if len(self._stage) >= _FLUSH_AT:
+            if len(self._stage) >> 3 >= _FLUSH_AT:
                 self._flush()
-            self._tpos.append(len(self._stage))
-            self._tval.append(t_ns)
-        self._stage.append(code)
+            self._tpos += _Q(len(self._stage) >> 3)
+            self._tval += _Q(t_ns)
+        self._stage += _Q(code)
         kept = self._store
         if code & COMPRESSED:  # `payload` is the message data before compression
             self._inflated_row.append(self._base + len(kept))
@@ -761,9 +762,9 @@ class Recorder:
         if not n:
             return
         stage = self._stage
-        self._tpos.append(len(stage))
-        self._tval.append(t_ns)
-        stage.extend(codes)
+        self._tpos += _Q(len(stage) >> 3)
+        self._tval += _Q(t_ns)
+        stage += codes if type(codes) is array else array("q", codes)
         payload = self._store
         cap = self._payload_cap
         if compressed:
@@ -792,14 +793,12 @@ class Recorder:
                 payload.extend(map(_DATA, frames))
         if len(payload) > self._capacity:
             self._trim()
-        elif len(stage) >= _FLUSH_AT:
+        elif len(stage) >> 3 >= _FLUSH_AT:
             self._flush()
 
     def _flush(self) -> None:
         """Materialise staged frames into packed rows (timestamps and message numbers)."""
-        stage = self._stage
-        k = len(stage)
-        if not k:
+        if not self._stage:
             return
         if self._c_flush is None or not self._flush_compiled():
             self._flush_numpy()

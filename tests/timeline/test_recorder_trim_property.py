@@ -118,6 +118,7 @@ def test_the_compiled_recorder_gives_the_rows_the_reference_gives(
         recorder_module._FLUSH_AT = saved
     assert (recorder_module._c_flush is not None) is not bool(os.environ.get("RAWWS_NB_PURE"))  # make test builds it
     assert (recorder_module._c_stage is not None) is not bool(os.environ.get("RAWWS_NB_PURE"))
+    assert (recorder_module._c_stagers is not None) is not bool(os.environ.get("RAWWS_NB_PURE"))
     pd.testing.assert_frame_equal(fast.to_dataframe(), reference.to_dataframe())
     assert fast.recent(7) == reference.recent(7)
     assert (fast.total, fast.dropped, fast.count()) == (reference.total, reference.dropped, reference.count())

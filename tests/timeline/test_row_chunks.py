@@ -131,3 +131,19 @@ def test_consecutive_packed_batches_read_back_their_payloads(capacity):
     pd.testing.assert_frame_equal(fast, reference)
     assert fast["payload"].tolist() == sent[-len(fast) :]
     assert [r.payload for r in recorders[0].recent(4)] == sent[-4:]
+
+
+def test_a_batch_given_as_a_list_of_codes_is_staged_as_an_array_is():
+    from rawws_nb.frames import Frame
+
+    payloads = [b"a%d" % i for i in range(10)]
+    codes = [_text(RX, len(p)) for p in payloads]
+    frames = [Frame.Text(p) for p in payloads]
+    recorders = [Recorder(), Recorder(compiled=False), Recorder()]
+    recorders[0].stage_rx(100, codes, frames, 0, bytearray(b"".join(payloads)))  # a list: the reference takes it
+    recorders[1].stage_rx(100, codes, frames, 0, bytearray(b"".join(payloads)))
+    recorders[2].stage_rx(100, array("q", codes), frames, 0, bytearray(b"".join(payloads)))
+    first, *others = (rec.to_dataframe() for rec in recorders)
+    for other in others:
+        pd.testing.assert_frame_equal(first, other)
+    assert first["payload"].tolist() == payloads
