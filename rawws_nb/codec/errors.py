@@ -7,14 +7,11 @@ Also how construct's own exceptions are read (`construct_error_reason`,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import construct as cs
 
 from ..errors import RawWsError
-
-if TYPE_CHECKING:
-    from .message import Message
 
 __all__ = [
     "CONSTRUCT_BUILD_ERRORS",
@@ -79,7 +76,9 @@ class CodecError(RawWsError, ValueError):
         self.path = path
         self.msg_type = msg_type
         self.excerpt = hex_excerpt(bytes(data[:65536]), offset)
-        self.messages: list[Message] = []  # StreamDecoder: messages completed before the error
+        # StreamDecoder: the `Message`s completed before the error (typed loosely: the
+        # message module builds on this one).
+        self.messages: list[Any] = []
         self.stream_offset: int | None = None  # StreamDecoder: where the message starts in the stream
         super().__init__(self._format())
 

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from ..frames import Frame
 from .errors import DecodeError
-from .message import Message
+from .framing import Framing
+from .message import Message, Version
 
-if TYPE_CHECKING:
-    from .protocol import ProtocolVersion
+__all__ = ["StreamCodec", "StreamDecoder"]
 
-__all__ = ["StreamDecoder"]
+
+class StreamCodec(Protocol):
+    """What a `StreamDecoder` takes from a protocol at one version: its framing, to find
+    where each message ends, and its `decode`. A `rawws_nb.codec.ProtocolVersion` is one
+    (`ProtocolVersion.stream()` makes the decoder)."""
+
+    framing: Framing
+    version: Version
+
+    @property
+    def name(self) -> str: ...
+
+    def decode(self, data: bytes | bytearray | memoryview | Frame) -> Message: ...
 
 
 class StreamDecoder:
@@ -29,7 +41,7 @@ class StreamDecoder:
     the message boundaries: the decoder is then `broken` and every `feed` raises it.
     """
 
-    def __init__(self, codec: ProtocolVersion, *, errors: Literal["raise", "skip"] = "raise") -> None:
+    def __init__(self, codec: StreamCodec, *, errors: Literal["raise", "skip"] = "raise") -> None:
         if errors not in ("raise", "skip"):
             raise ValueError("errors must be 'raise' or 'skip'")
         self.codec = codec
