@@ -147,3 +147,38 @@ def test_a_batch_given_as_a_list_of_codes_is_staged_as_an_array_is():
     for other in others:
         pd.testing.assert_frame_equal(first, other)
     assert first["payload"].tolist() == payloads
+
+
+def test_a_bounded_recorder_stays_the_same_size_while_it_records():
+    # The compiled stagers and flush hold references by hand: a leaked object per call
+    # would grow the traced memory by megabytes here; a bounded recorder stays flat.
+    import gc
+    import tracemalloc
+
+    from rawws_nb.frames import Frame
+
+    rec = Recorder(capacity=1000, payload_cap=64)  # 16-byte payloads kept whole, 100-byte ones capped
+    codes = array("q", [_text(RX, 16)] * 20)
+    frames = [Frame.Text(b"x" * 16) for _ in range(20)]
+
+    def work(k: int) -> None:
+        for i in range(k):
+            rec.stage_tx(i if i % 3 == 0 else None, _text(TX, 16), b"y" * 16)
+            rec.stage_tx(i, _text(TX, 100), b"z" * 100)  # capped
+            rec.stage_rx(i, codes, frames, 0, bytearray(b"x" * 320))  # packed
+            rec.stage_rx(i, codes[:1], frames[:1])  # one frame
+            if i % 1000 == 0:
+                rec.count()  # flushes
+
+    work(5000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work(30000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 300_000, grown
+    assert len(rec) <= 1000
