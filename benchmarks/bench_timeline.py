@@ -23,8 +23,8 @@
 * Parquet write and read of that 1,000,000-frame timeline with
   `rawws_nb.timeline.save_timeline` / `read_timeline` (lossless: checked).
 
-`run(quick=False) -> dict` is called by `benchmarks.run` (also from inside its event
-loop: the async part then runs in a thread of its own); run alone, it prints a table.
+`run(quick=False) -> dict`; run alone, it prints a table (`--json`: and the figures as
+JSON, which `benchmarks.run` reads, running this in a process of its own).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from typing import Any
@@ -147,28 +146,6 @@ async def _overhead(n: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def _run_async(coro: Any) -> Any:
-    """`asyncio.run`, or in a thread of its own when this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="bench-timeline")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 # -- recorder ------------------------------------------------------------------------------
 
 
@@ -275,7 +252,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"labels": LABELS, "notes": []}
 
     n_pipe, rep = (5_000, 10) if quick else (10_000, 30)
-    out.update(_run_async(_overhead(n_pipe, rep)))
+    out.update(asyncio.run(_overhead(n_pipe, rep)))
     print(
         f"  recording overhead {out['recording_overhead'] * 100:.1f}% CPU, "
         f"{out['recording_overhead_wall'] * 100:.1f}% wall "

@@ -210,7 +210,7 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * one frame is staged as stage_tx stages it; anything else goes to the reference. */
 static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
 static PyObject *stage_rx_name = NULL, *blobs_name = NULL, *ends_name = NULL, *add_packed_name = NULL;
-static PyObject *store_name = NULL;
+static PyObject *store_name = NULL, *data_name = NULL;
 
 /* The recorder's staging buffers are bytearrays of native int64s (`Recorder._stage`,
  * `_tpos`, `_tval`): appending is a resize and a copy. */
@@ -272,7 +272,8 @@ stage_init(PyObject *state)
         (blobs_name = PyUnicode_InternFromString("blobs")) == NULL ||
         (ends_name = PyUnicode_InternFromString("ends")) == NULL ||
         (add_packed_name = PyUnicode_InternFromString("add_packed")) == NULL ||
-        (store_name = PyUnicode_InternFromString("_store")) == NULL) {
+        (store_name = PyUnicode_InternFromString("_store")) == NULL ||
+        (data_name = PyUnicode_InternFromString("data")) == NULL) {
         return -1;
     }
     return 0;
@@ -295,12 +296,12 @@ speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (squeezed < 0) return NULL;
     Py_ssize_t n = PyObject_Length(codes);
     if (n < 0) return NULL;
-    Py_ssize_t pack_min = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 7));
-    if (pack_min == -1 && PyErr_Occurred()) return NULL;
-    if (n == 1 && !squeezed) { /* one frame: as stage_tx stages it */
+    if (n == 1 && !squeezed) { /* one frame (a request's answer): as stage_tx stages it */
         PyObject *code = PySequence_GetItem(codes, 0);
-        PyObject *frame = code == NULL ? NULL : PySequence_GetItem(frames, 0);
-        PyObject *data = frame == NULL ? NULL : PyObject_GetAttrString(frame, "data");
+        PyObject *frame = code == NULL ? NULL
+                          : PyList_CheckExact(frames) ? Py_NewRef(PyList_GET_ITEM(frames, 0))
+                                                      : PySequence_GetItem(frames, 0);
+        PyObject *data = frame == NULL ? NULL : PyObject_GetAttr(frame, data_name);
         PyObject *r = NULL;
         if (data != NULL) {
             PyObject *call[4] = {state, t_ns, code, data};
@@ -311,6 +312,8 @@ speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(data);
         return r;
     }
+    Py_ssize_t pack_min = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 7));
+    if (pack_min == -1 && PyErr_Occurred()) return NULL;
     if (n == 0) Py_RETURN_NONE;
     PyObject *holder = PyTuple_GET_ITEM(state, 3);
     if (squeezed || joined == Py_None || n < pack_min || !PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 ||

@@ -829,10 +829,7 @@ class RawSession:
         reader = self._reader
         rec = self._recorder
         if rec is not None:
-            if len(codes) == 1 and not reader.compressed:
-                rec.stage_tx(_time_ns(), codes[0], frames[0].data)  # what stage_rx does with one frame
-            else:
-                rec.stage_rx(_time_ns(), codes, frames, reader.compressed, reader.joined)
+            rec.stage_rx(_time_ns(), codes, frames, reader.compressed, reader.joined)
         self._queue.extend(frames)
         if reader.controls:
             self._on_controls(frames, codes)
