@@ -1,10 +1,14 @@
-/* rawws_nb._speedups: the compiled fast path of rawws_nb.wire (optional).
+/* rawws_nb._speedups: the compiled fast path of rawws_nb.wire, the recorder and the
+ * session (optional).
  *
  * Functions, each with a pure-Python equivalent in wire.py that stays the reference
  * and the fallback (the module is built when a C compiler is there; RAWWS_NB_PURE=1
  * turns it off):
  *
  *   flush_rows(...): the recorder's flush (rawws_nb/timeline/recorder.py), see below.
+ *
+ *   Lane(...): the session's per-frame path for plain frames (rawws_nb/session.py,
+ *   `RawSession._on_data` and `_send_nowait`, the reference), see below.
  *
  *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below; stagers(state)
  *   gives it and stage_rx bound to the state (what the recorder calls).
@@ -595,6 +599,134 @@ speedups_configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* read_simple's parse (its description at the top), shared with the session lane. */
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t pos, end; /* data[pos:end] is parsed; pos ends after the last frame taken */
+    int masked;
+    long long max_frame, max_msg; /* -1: no limit */
+    Py_ssize_t count;             /* at most this many frames */
+    PyTypeObject *text_cls, *binary_cls;
+    uint64_t tag;
+    PyObject *frames; /* a list the frames are appended to */
+    uint64_t *codes;  /* their header codes: `local` (code_cap entries) at first, grown as needed */
+    uint64_t *local;
+    Py_ssize_t code_cap;
+    PyObject *joined; /* a bytearray or NULL; join_at: bytes used, join_room: its size */
+    Py_ssize_t join_at, join_room;
+    long long join_max;
+    long long longest; /* the longest payload taken, -1: none */
+} SimpleParse;
+
+/* Frames taken (>= 0), or -1 with an exception set (s->codes may then be grown: the
+ * caller frees it when it is not s->local). */
+static Py_ssize_t
+parse_simple(SimpleParse *s)
+{
+    descrsetfunc set_data = Py_TYPE(data_descr)->tp_descr_set;
+    descrsetfunc set_fin = Py_TYPE(fin_descr)->tp_descr_set;
+    descrsetfunc set_ext = Py_TYPE(ext_descr)->tp_descr_set;
+    const unsigned char *p = s->p;
+    const Py_ssize_t end = s->end;
+    const int masked = s->masked;
+    Py_ssize_t pos = s->pos, taken = 0;
+    while (taken < s->count && end - pos >= 2) {
+        unsigned int b0 = p[pos], b1 = p[pos + 1];
+        if ((b0 & 0xF0) != 0x80) break; /* fin, no rsv bit */
+        unsigned int opcode = b0 & 0x0F;
+        if (opcode != 1 && opcode != 2) break;
+        if (((b1 & 0x80) != 0) != (masked != 0)) break;
+        unsigned long long length = b1 & 0x7F;
+        Py_ssize_t head = 2;
+        if (length == 126) {
+            if (end - pos < 4) break;
+            length = ((unsigned long long)p[pos + 2] << 8) | p[pos + 3];
+            if (length < 126) break;
+            head = 4;
+        }
+        else if (length == 127) {
+            if (end - pos < 10) break;
+            length = 0;
+            for (int i = 0; i < 8; i++) {
+                length = (length << 8) | p[pos + 2 + i];
+            }
+            if ((length >> 63) || length < 65536) break;
+            head = 10;
+        }
+        if (masked) head += 4;
+        if (s->max_frame >= 0 && length > (unsigned long long)s->max_frame) break;
+        if (s->max_msg >= 0 && length > (unsigned long long)s->max_msg) break;
+        if (end - pos < head || (unsigned long long)(end - pos - head) < length) break; /* incomplete */
+        const unsigned char *src = p + pos + head;
+        Py_ssize_t n = (Py_ssize_t)length;
+        PyObject *payload;
+        if (masked) {
+            payload = PyBytes_FromStringAndSize(NULL, n);
+            if (payload == NULL) return -1;
+            xor_mask((unsigned char *)PyBytes_AS_STRING(payload), src, n, src - 4);
+            src = (const unsigned char *)PyBytes_AS_STRING(payload);
+        }
+        else {
+            payload = PyBytes_FromStringAndSize((const char *)src, n);
+            if (payload == NULL) return -1;
+        }
+        if (opcode == 1 && !utf8_valid(src, n)) {
+            Py_DECREF(payload);
+            break; /* the Python reader reports it */
+        }
+        PyTypeObject *cls = opcode == 1 ? s->text_cls : s->binary_cls;
+        PyObject *frame = cls->tp_alloc(cls, 0);
+        if (frame == NULL) {
+            Py_DECREF(payload);
+            return -1;
+        }
+        int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0 ||
+                  set_ext(ext_descr, frame, zero) < 0;
+        if (!bad && s->joined != NULL && s->longest <= s->join_max && (long long)n <= s->join_max) {
+            if (s->join_at + n > s->join_room) {
+                s->join_room = 2 * (s->join_at + n);
+                bad = PyByteArray_Resize(s->joined, s->join_room) < 0;
+            }
+            if (!bad) {
+                memcpy(PyByteArray_AS_STRING(s->joined) + s->join_at, src, n);
+                s->join_at += n;
+            }
+        }
+        Py_DECREF(payload);
+        if (bad) {
+            Py_DECREF(frame);
+            return -1;
+        }
+        /* A frame holds only bytes and bools: it can be in no reference cycle. */
+        if (PyObject_IS_GC(frame)) {
+            PyObject_GC_UnTrack(frame);
+        }
+        if (PyList_Append(s->frames, frame) < 0) {
+            Py_DECREF(frame);
+            return -1;
+        }
+        Py_DECREF(frame);
+        if (taken == s->code_cap) {
+            Py_ssize_t bigger = s->code_cap * 4;
+            uint64_t *grown = PyMem_Malloc(bigger * sizeof(uint64_t));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(grown, s->codes, taken * sizeof(uint64_t));
+            if (s->codes != s->local) PyMem_Free(s->codes);
+            s->codes = grown;
+            s->code_cap = bigger;
+        }
+        s->codes[taken] = (length << 16) | s->tag | b0;
+        if ((long long)n > s->longest) s->longest = (long long)n;
+        pos += head + n;
+        taken++;
+        s->pos = pos;
+    }
+    return taken;
+}
+
 static PyObject *
 speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -637,142 +769,58 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "read_simple(): joined must be a bytearray or None");
         return NULL;
     }
-    long long longest = -1;
-    /* `joined` grows once to what the rest of `data` could hold, and is cut back at the end. */
-    Py_ssize_t join_at = 0, join_room = 0;
-    if (joined != NULL) {
-        /* Room for a few KiB first (a large buffer would be mapped and unmapped each
-           time), doubled as needed; cut back to what was used at the end. */
-        Py_ssize_t rest = PyBytes_GET_SIZE(data) - (pos < 0 ? 0 : pos);
-        join_at = PyByteArray_GET_SIZE(joined);
-        join_room = rest < 8192 ? rest : 8192;
-        if (PyByteArray_Resize(joined, join_at + join_room) < 0) {
-            return NULL;
-        }
-        join_room += join_at;
-    }
-    /* The codes, gathered here and added to the array at the end (one call). */
-    uint64_t local[512];
-    uint64_t *code_buf = local;
-    Py_ssize_t code_cap = 512;
-    PyObject *result = NULL;
-    descrsetfunc set_data = Py_TYPE(data_descr)->tp_descr_set;
-    descrsetfunc set_fin = Py_TYPE(fin_descr)->tp_descr_set;
-    descrsetfunc set_ext = Py_TYPE(ext_descr)->tp_descr_set;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
-    Py_ssize_t end = PyBytes_GET_SIZE(data);
-    Py_ssize_t taken = 0;
     if (pos < 0) {
         pos = 0;
     }
-    while (taken < count && end - pos >= 2) {
-        unsigned int b0 = p[pos], b1 = p[pos + 1];
-        if ((b0 & 0xF0) != 0x80) break; /* fin, no rsv bit */
-        unsigned int opcode = b0 & 0x0F;
-        if (opcode != 1 && opcode != 2) break;
-        if (((b1 & 0x80) != 0) != (masked != 0)) break;
-        unsigned long long length = b1 & 0x7F;
-        Py_ssize_t head = 2;
-        if (length == 126) {
-            if (end - pos < 4) break;
-            length = ((unsigned long long)p[pos + 2] << 8) | p[pos + 3];
-            if (length < 126) break;
-            head = 4;
+    uint64_t local[512]; /* the codes, gathered here and added to the array at the end (one call) */
+    SimpleParse s = {
+        .p = (const unsigned char *)PyBytes_AS_STRING(data),
+        .pos = pos,
+        .end = PyBytes_GET_SIZE(data),
+        .masked = masked,
+        .max_frame = max_frame,
+        .max_msg = max_msg,
+        .count = count,
+        .text_cls = (PyTypeObject *)text_cls,
+        .binary_cls = (PyTypeObject *)binary_cls,
+        .tag = (uint64_t)tag,
+        .frames = frames,
+        .codes = local,
+        .local = local,
+        .code_cap = 512,
+        .joined = joined,
+        .join_max = join_max,
+        .longest = -1,
+    };
+    PyObject *result = NULL;
+    if (joined != NULL) {
+        /* `joined` grows to room for a few KiB first (a large buffer would be mapped and
+           unmapped each time), doubled as needed, and is cut back to what was used at the end. */
+        Py_ssize_t rest = s.end - pos;
+        s.join_at = PyByteArray_GET_SIZE(joined);
+        s.join_room = rest < 8192 ? rest : 8192;
+        if (PyByteArray_Resize(joined, s.join_at + s.join_room) < 0) {
+            return NULL;
         }
-        else if (length == 127) {
-            if (end - pos < 10) break;
-            length = 0;
-            for (int i = 0; i < 8; i++) {
-                length = (length << 8) | p[pos + 2 + i];
-            }
-            if ((length >> 63) || length < 65536) break;
-            head = 10;
-        }
-        if (masked) head += 4;
-        if (max_frame >= 0 && length > (unsigned long long)max_frame) break;
-        if (max_msg >= 0 && length > (unsigned long long)max_msg) break;
-        if (end - pos < head || (unsigned long long)(end - pos - head) < length) break; /* incomplete */
-        const unsigned char *src = p + pos + head;
-        Py_ssize_t n = (Py_ssize_t)length;
-        PyObject *payload;
-        if (masked) {
-            payload = PyBytes_FromStringAndSize(NULL, n);
-            if (payload == NULL) goto error;
-            xor_mask((unsigned char *)PyBytes_AS_STRING(payload), src, n, src - 4);
-            src = (const unsigned char *)PyBytes_AS_STRING(payload);
-        }
-        else {
-            payload = PyBytes_FromStringAndSize((const char *)src, n);
-            if (payload == NULL) goto error;
-        }
-        if (opcode == 1 && !utf8_valid(src, n)) {
-            Py_DECREF(payload);
-            break; /* the Python reader reports it */
-        }
-        PyTypeObject *cls = (PyTypeObject *)(opcode == 1 ? text_cls : binary_cls);
-        PyObject *frame = cls->tp_alloc(cls, 0);
-        if (frame == NULL) {
-            Py_DECREF(payload);
-            goto error;
-        }
-        int bad = set_data(data_descr, frame, payload) < 0 || set_fin(fin_descr, frame, Py_True) < 0 ||
-                  set_ext(ext_descr, frame, zero) < 0;
-        if (!bad && joined != NULL && longest <= join_max && (long long)n <= join_max) {
-            if (join_at + n > join_room) {
-                join_room = 2 * (join_at + n);
-                bad = PyByteArray_Resize(joined, join_room) < 0;
-            }
-            if (!bad) {
-                memcpy(PyByteArray_AS_STRING(joined) + join_at, src, n);
-                join_at += n;
-            }
-        }
-        Py_DECREF(payload);
-        if (bad) {
-            Py_DECREF(frame);
-            goto error;
-        }
-        /* A frame holds only bytes and bools: it can be in no reference cycle. */
-        if (PyObject_IS_GC(frame)) {
-            PyObject_GC_UnTrack(frame);
-        }
-        if (PyList_Append(frames, frame) < 0) {
-            Py_DECREF(frame);
-            goto error;
-        }
-        Py_DECREF(frame);
-        if (taken == code_cap) {
-            Py_ssize_t bigger = code_cap * 4;
-            uint64_t *grown = PyMem_Malloc(bigger * sizeof(uint64_t));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto error;
-            }
-            memcpy(grown, code_buf, taken * sizeof(uint64_t));
-            if (code_buf != local) PyMem_Free(code_buf);
-            code_buf = grown;
-            code_cap = bigger;
-        }
-        code_buf[taken] = (length << 16) | tag | b0;
-        if ((long long)n > longest) longest = (long long)n;
-        pos += head + n;
-        taken++;
+        s.join_room += s.join_at;
     }
+    Py_ssize_t taken = parse_simple(&s);
+    if (taken < 0) goto error;
     if (taken) {
         /* codes.frombytes(...), by an interned name: no format string, no name lookup per call. */
-        PyObject *raw = PyBytes_FromStringAndSize((const char *)code_buf, (Py_ssize_t)(taken * sizeof(uint64_t)));
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)s.codes, (Py_ssize_t)(taken * sizeof(uint64_t)));
         if (raw == NULL) goto error;
         PyObject *r = PyObject_CallMethodOneArg(codes, frombytes_name, raw);
         Py_DECREF(raw);
         if (r == NULL) goto error;
         Py_DECREF(r);
     }
-    if (joined != NULL && PyByteArray_Resize(joined, join_at) < 0) {
+    if (joined != NULL && PyByteArray_Resize(joined, s.join_at) < 0) {
         goto error;
     }
     {
-        PyObject *at = PyLong_FromSsize_t(pos);
-        PyObject *most = at == NULL ? NULL : PyLong_FromLongLong(longest);
+        PyObject *at = PyLong_FromSsize_t(s.pos);
+        PyObject *most = at == NULL ? NULL : PyLong_FromLongLong(s.longest);
         if (most != NULL) {
             result = PyTuple_Pack(2, at, most);
         }
@@ -780,7 +828,7 @@ speedups_read_simple(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(most);
     }
 error:
-    if (code_buf != local) PyMem_Free(code_buf);
+    if (s.codes != local) PyMem_Free(s.codes);
     return result;
 }
 
@@ -987,6 +1035,556 @@ static PyTypeObject PayloadBufferType = {
     .tp_new = payload_buffer_new,
 };
 
+/* Lane(...): the session's per-frame path in C (rawws_nb/session.py, `RawSession._make_lane`):
+ * what `RawSession._on_data` and `RawSession._send_nowait` do, for the one case that needs
+ * no judgement; every other case is handed to them as it came (they stay the reference,
+ * and the whole path when this module is not built or RAWWS_NB_PURE=1).
+ *
+ *   data_received(data): a read of fewer than 128 bytes that is whole frames of
+ *     read_simple's shape (final Text or Binary, no rsv bit, masked as it must be, within
+ *     the reader's limits, Text valid UTF-8), no more than `incoming` has room for, on an
+ *     OPEN connection whose reader is between frames (nothing buffered or held, no
+ *     fragmented message, no failure, nothing read into a buffer): the frames are
+ *     recorded, put in `incoming`, the waiting consumers woken and reading paused at
+ *     max_queue, as `_on_data` does. Anything else: `slow_data(data)`, from the start
+ *     (what was parsed here is dropped).
+ *
+ *   send_nowait(frame, compress=True): a str (Text) or bytes (Binary) of at most `max_send`
+ *     bytes, on an OPEN connection, no fragmented message being sent, nothing to compress,
+ *     nothing waiting to be written, the write batch not corked and the transport not
+ *     closing: the frame is built (masked on the client side with a key from the lane's
+ *     own pool of os.urandom bytes), written, the batch corked and the frame recorded, as
+ *     `_send_nowait` does. It is written straight to the socket with send(2) when `fd` >= 0
+ *     (asyncio's plain TCP transport) and the transport's buffer is empty, as the
+ *     transport's write would first do; what send(2) did not take goes to
+ *     transport.write. Anything else: `slow_send(frame, compress)`.
+ *
+ * The connection's, reader's and feed's attributes it reads are their slots, read at the
+ * offsets found when the lane is made: the connection's `state`, `deflate`,
+ * `_tx_msg_cls`, `_out`; the reader's `_chunks`, `_held`, `_msg_cls`, `failed`, `_into`,
+ * `max_frame_size`, `max_message_size`, and `controls`, `compressed`, `joined` (written
+ * to what a feed of plain frames leaves); the feed's `paused`. The session's `_corked`,
+ * `_uncork_pending` and `max_queue` by name. */
+#ifndef _WIN32
+#include <sys/socket.h>
+#include <sys/types.h>
+#endif
+#include <time.h>
+#include "structmember.h"
+
+enum {
+    C_STATE, C_DEFLATE, C_TX_MSG_CLS, C_OUT,
+    R_CHUNKS, R_HELD, R_MSG_CLS, R_FAILED, R_INTO, R_MAX_FRAME, R_MAX_MESSAGE, R_CONTROLS, R_COMPRESSED, R_JOINED,
+    F_PAUSED,
+    N_SLOTS
+};
+static const char *const slot_names[N_SLOTS] = {
+    "state", "deflate", "_tx_msg_cls", "_out",
+    "_chunks", "_held", "_msg_cls", "failed", "_into", "max_frame_size", "max_message_size", "controls",
+    "compressed", "joined",
+    "paused",
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *session, *conn, *reader, *feed, *queue, *waiters;
+    PyObject *stage_tx, *stage_rx; /* the recorder's, or None */
+    PyObject *text_cls, *binary_cls, *open_state;
+    PyObject *transport, *slow_data, *slow_send, *urandom, *time_ns;
+    PyObject *pool; /* bytes: mask keys, 4 at a time from pool_pos */
+    Py_ssize_t pool_pos, max_send;
+    Py_ssize_t off[N_SLOTS];
+    Py_ssize_t frames_in, frames_out; /* frames this path received and sent itself */
+    int fd, client;
+    uint64_t tag;
+} Lane;
+
+static PyObject *n_uncork_pending, *n_corked, *n_max_queue, *n_extend, *n_done, *n_set_result;
+static PyObject *n_pause_reading, *n_is_closing, *n_write, *n_get_write_buffer_size;
+
+static int
+lane_names(void)
+{
+    if (n_write != NULL) return 0;
+#define NAME(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    NAME(n_uncork_pending, "_uncork_pending");
+    NAME(n_corked, "_corked");
+    NAME(n_max_queue, "max_queue");
+    NAME(n_extend, "extend");
+    NAME(n_done, "done");
+    NAME(n_set_result, "set_result");
+    NAME(n_pause_reading, "_pause_reading");
+    NAME(n_is_closing, "is_closing");
+    NAME(n_get_write_buffer_size, "get_write_buffer_size");
+    NAME(n_write, "write");
+#undef NAME
+    return 0;
+}
+
+/* The offset of obj's slot `name` (a writable object slot of its class), or -1 with an exception. */
+static Py_ssize_t
+slot_offset(PyObject *obj, const char *name)
+{
+    PyObject *desc = PyObject_GetAttrString((PyObject *)Py_TYPE(obj), name);
+    if (desc == NULL) return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(desc, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)desc)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) off = m->offset;
+    }
+    Py_DECREF(desc);
+    if (off < 0) PyErr_Format(PyExc_TypeError, "Lane: %s.%s is not a slot", Py_TYPE(obj)->tp_name, name);
+    return off;
+}
+
+/* A slot's value (borrowed; NULL when unset, without an exception). */
+#define SLOT(lane, obj, i) (*(PyObject **)((char *)(obj) + (lane)->off[i]))
+
+static void
+slot_set(Lane *lane, PyObject *obj, int i, PyObject *value)
+{
+    PyObject **at = (PyObject **)((char *)obj + lane->off[i]);
+    Py_XSETREF(*at, Py_NewRef(value));
+}
+
+/* A limit slot as a number: None -> -1; -2: not an int >= 0 (the Python path decides). */
+static long long
+slot_limit(PyObject *v)
+{
+    if (v == Py_None) return -1;
+    if (v == NULL || !PyLong_CheckExact(v)) return -2;
+    int overflow;
+    long long r = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow > 0) return -1; /* beyond any frame */
+    return r < 0 ? -2 : r;
+}
+
+/* 1: obj.name is true, 0: false, -1: error. */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) return -1;
+    int t = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* time.time_ns(), as the Python path stamps frames. */
+static PyObject *
+lane_now(Lane *self)
+{
+#if defined(CLOCK_REALTIME) && !defined(_WIN32)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+        return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    }
+#endif
+    return PyObject_CallNoArgs(self->time_ns);
+}
+
+static int
+lane_done(PyObject *r)
+{
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+lane_wake_one(PyObject *w)
+{
+    PyObject *done = PyObject_CallMethodNoArgs(w, n_done);
+    if (done == NULL) return -1;
+    int is_done = PyObject_IsTrue(done);
+    Py_DECREF(done);
+    if (is_done < 0) return -1;
+    return is_done ? 0 : lane_done(PyObject_CallMethodOneArg(w, n_set_result, Py_None));
+}
+
+/* The futures waiting for a frame: those not done are set, and the list cleared (`_Feed.wake`). */
+static int
+lane_wake(Lane *self)
+{
+    PyObject *waiters = self->waiters;
+    Py_ssize_t n = PyList_GET_SIZE(waiters);
+    if (n == 1) { /* one consumer (the usual case) */
+        PyObject *w = Py_NewRef(PyList_GET_ITEM(waiters, 0));
+        int bad = PyList_SetSlice(waiters, 0, 1, NULL) < 0 || lane_wake_one(w) < 0;
+        Py_DECREF(w);
+        return bad ? -1 : 0;
+    }
+    PyObject *all = PyList_GetSlice(waiters, 0, n);
+    if (all == NULL) return -1;
+    int bad = PyList_SetSlice(waiters, 0, n, NULL) < 0;
+    for (Py_ssize_t i = 0; !bad && i < PyList_GET_SIZE(all); i++) bad = lane_wake_one(PyList_GET_ITEM(all, i)) < 0;
+    Py_DECREF(all);
+    return bad ? -1 : 0;
+}
+
+static PyObject *
+lane_data_received(Lane *self, PyObject *data)
+{
+    PyObject *frames = NULL, *codes = NULL, *conn = self->conn, *reader = self->reader;
+    uint64_t local[64];
+    SimpleParse s = {.codes = local, .local = local, .code_cap = 64, .longest = -1};
+    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) < 2 || PyBytes_GET_SIZE(data) >= 128) goto slow;
+    if (SLOT(self, conn, C_STATE) != self->open_state) goto slow;
+    PyObject *chunks = SLOT(self, reader, R_CHUNKS);
+    if (chunks == NULL || !PyList_CheckExact(chunks) || PyList_GET_SIZE(chunks) != 0 ||
+        SLOT(self, reader, R_HELD) != Py_None || SLOT(self, reader, R_MSG_CLS) != Py_None ||
+        SLOT(self, reader, R_FAILED) != Py_None || SLOT(self, reader, R_INTO) != Py_None) {
+        goto slow;
+    }
+    long long max_frame = slot_limit(SLOT(self, reader, R_MAX_FRAME));
+    long long max_msg = slot_limit(SLOT(self, reader, R_MAX_MESSAGE));
+    if (max_frame == -2 || max_msg == -2) goto slow;
+    Py_ssize_t max_queue;
+    {
+        PyObject *v = PyObject_GetAttr(self->session, n_max_queue);
+        if (v == NULL) goto error;
+        max_queue = PyLong_Check(v) ? PyLong_AsSsize_t(v) : -1;
+        Py_DECREF(v);
+        if (max_queue == -1 && PyErr_Occurred()) goto error;
+    }
+    Py_ssize_t waiting = PyObject_Size(self->queue);
+    if (waiting < 0) goto error;
+    if (max_queue - waiting <= 0) goto slow;
+    if ((frames = PyList_New(0)) == NULL) goto error;
+    s.p = (const unsigned char *)PyBytes_AS_STRING(data);
+    s.pos = 0;
+    s.end = PyBytes_GET_SIZE(data);
+    s.masked = !self->client;
+    s.max_frame = max_frame;
+    s.max_msg = max_msg;
+    s.count = max_queue - waiting;
+    s.text_cls = (PyTypeObject *)self->text_cls;
+    s.binary_cls = (PyTypeObject *)self->binary_cls;
+    s.tag = self->tag;
+    s.frames = frames;
+    Py_ssize_t taken = parse_simple(&s);
+    if (taken < 0) goto error;
+    if (taken == 0 || s.pos != s.end) goto slow;
+    /* Taken: what `_on_data` does with these frames. */
+    {
+        int pending = attr_true(self->session, n_uncork_pending);
+        if (pending < 0) goto error;
+        if (!pending && PyObject_SetAttr(self->session, n_corked, Py_False) < 0) goto error;
+    }
+    /* The reader as a feed of plain frames leaves it. */
+    if (SLOT(self, reader, R_CONTROLS) != zero) slot_set(self, reader, R_CONTROLS, zero);
+    if (SLOT(self, reader, R_COMPRESSED) != zero) slot_set(self, reader, R_COMPRESSED, zero);
+    if (SLOT(self, reader, R_JOINED) != Py_None) slot_set(self, reader, R_JOINED, Py_None);
+    if (self->stage_rx != Py_None) {
+        if ((codes = PyTuple_New(taken)) == NULL) goto error;
+        for (Py_ssize_t i = 0; i < taken; i++) {
+            PyObject *code = PyLong_FromUnsignedLongLong(s.codes[i]);
+            if (code == NULL) goto error;
+            PyTuple_SET_ITEM(codes, i, code);
+        }
+        PyObject *t = lane_now(self);
+        if (t == NULL) goto error;
+        PyObject *args[5] = {t, codes, frames, zero, Py_None};
+        PyObject *r = PyObject_Vectorcall(self->stage_rx, args, 5, NULL);
+        Py_DECREF(t);
+        if (lane_done(r) < 0) goto error;
+    }
+    if (lane_done(PyObject_CallMethodOneArg(self->queue, n_extend, frames)) < 0) goto error;
+    if (PyList_GET_SIZE(self->waiters) && lane_wake(self) < 0) goto error;
+    if (waiting + taken >= max_queue && SLOT(self, self->feed, F_PAUSED) != Py_True &&
+        lane_done(PyObject_CallMethodNoArgs(self->session, n_pause_reading)) < 0) {
+        goto error;
+    }
+    self->frames_in += taken;
+    Py_DECREF(frames);
+    Py_XDECREF(codes);
+    if (s.codes != local) PyMem_Free(s.codes);
+    Py_RETURN_NONE;
+slow:
+    Py_XDECREF(frames);
+    Py_XDECREF(codes);
+    if (s.codes != local) PyMem_Free(s.codes);
+    return PyObject_CallOneArg(self->slow_data, data);
+error:
+    Py_XDECREF(frames);
+    Py_XDECREF(codes);
+    if (s.codes != local) PyMem_Free(s.codes);
+    return NULL;
+}
+
+/* Writes `wire` as the transport would: send(2) first when the lane has the socket and the
+ * transport's buffer is empty, the rest (or all of it) through transport.write. */
+static int
+lane_write(Lane *self, PyObject *wire)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(wire), sent = 0;
+#ifndef _WIN32
+    if (self->fd >= 0) {
+        PyObject *size = PyObject_CallMethodNoArgs(self->transport, n_get_write_buffer_size);
+        if (size == NULL) return -1;
+        int empty = PyLong_CheckExact(size) && PyLong_AsLongLong(size) == 0;
+        Py_DECREF(size);
+        if (empty) {
+            int flags = MSG_DONTWAIT;
+#ifdef MSG_NOSIGNAL
+            flags |= MSG_NOSIGNAL;
+#endif
+            ssize_t r = send(self->fd, PyBytes_AS_STRING(wire), (size_t)n, flags);
+            if (r == n) return 0;
+            if (r > 0) sent = (Py_ssize_t)r; /* else EAGAIN, or an error the transport meets and reports */
+        }
+    }
+#endif
+    PyObject *rest = sent ? PyBytes_FromStringAndSize(PyBytes_AS_STRING(wire) + sent, n - sent) : Py_NewRef(wire);
+    if (rest == NULL) return -1;
+    int r = lane_done(PyObject_CallMethodOneArg(self->transport, n_write, rest));
+    Py_DECREF(rest);
+    return r;
+}
+
+static PyObject *
+lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "send_nowait() takes a frame and compress");
+        return NULL;
+    }
+    PyObject *frame = args[0], *payload = NULL, *wire = NULL, *conn = self->conn;
+    int opcode;
+    if (PyUnicode_CheckExact(frame)) opcode = 1;
+    else if (PyBytes_CheckExact(frame)) opcode = 2;
+    else goto slow;
+    if (SLOT(self, conn, C_STATE) != self->open_state || SLOT(self, conn, C_TX_MSG_CLS) != Py_None) goto slow;
+    if (SLOT(self, conn, C_DEFLATE) != Py_None) {
+        int compress = nargs > 1 ? PyObject_IsTrue(args[1]) : 1;
+        if (compress < 0) return NULL;
+        if (compress) goto slow;
+    }
+    PyObject *out = SLOT(self, conn, C_OUT);
+    if (out == NULL || !PyList_CheckExact(out) || PyList_GET_SIZE(out) != 0) goto slow;
+    {
+        int corked = attr_true(self->session, n_corked);
+        if (corked < 0) goto error;
+        if (corked) goto slow;
+    }
+    {
+        PyObject *closing = PyObject_CallMethodNoArgs(self->transport, n_is_closing);
+        if (closing == NULL) goto error;
+        int c = PyObject_IsTrue(closing);
+        Py_DECREF(closing);
+        if (c < 0) goto error;
+        if (c) goto slow;
+    }
+    if (opcode == 1) {
+        if ((payload = PyUnicode_AsUTF8String(frame)) == NULL) goto error;
+    }
+    else {
+        payload = Py_NewRef(frame);
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    if (n > self->max_send) goto slow;
+    Py_ssize_t head = n < 126 ? 2 : n < 65536 ? 4 : 10;
+    Py_ssize_t key_len = self->client ? 4 : 0;
+    if ((wire = PyBytes_FromStringAndSize(NULL, head + key_len + n)) == NULL) goto error;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(wire);
+    unsigned char mbit = key_len ? 0x80 : 0;
+    w[0] = (unsigned char)(0x80 | opcode);
+    if (head == 2) {
+        w[1] = (unsigned char)(mbit | n);
+    }
+    else if (head == 4) {
+        w[1] = mbit | 126;
+        w[2] = (unsigned char)(n >> 8);
+        w[3] = (unsigned char)n;
+    }
+    else {
+        w[1] = mbit | 127;
+        for (int i = 0; i < 8; i++) w[2 + i] = (unsigned char)((unsigned long long)n >> (56 - 8 * i));
+    }
+    if (key_len) {
+        if (self->pool_pos + 4 > PyBytes_GET_SIZE(self->pool)) {
+            PyObject *size = PyLong_FromLong(4096);
+            PyObject *fresh = size == NULL ? NULL : PyObject_CallOneArg(self->urandom, size);
+            Py_XDECREF(size);
+            if (fresh == NULL) goto error;
+            if (!PyBytes_CheckExact(fresh) || PyBytes_GET_SIZE(fresh) < 4) {
+                Py_DECREF(fresh);
+                PyErr_SetString(PyExc_TypeError, "Lane: urandom() must return bytes");
+                goto error;
+            }
+            Py_SETREF(self->pool, fresh);
+            self->pool_pos = 0;
+        }
+        const unsigned char *key = (const unsigned char *)PyBytes_AS_STRING(self->pool) + self->pool_pos;
+        self->pool_pos += 4;
+        memcpy(w + head, key, 4);
+        xor_mask(w + head + 4, (const unsigned char *)PyBytes_AS_STRING(payload), n, key);
+    }
+    else {
+        memcpy(w + head, PyBytes_AS_STRING(payload), n);
+    }
+    if (lane_write(self, wire) < 0) goto error;
+    if (PyObject_SetAttr(self->session, n_corked, Py_True) < 0) goto error;
+    if (self->stage_tx != Py_None) {
+        PyObject *t = lane_now(self);
+        PyObject *code = t == NULL ? NULL : PyLong_FromLongLong(((long long)n << 16) | 0x80 | opcode);
+        if (code == NULL) {
+            Py_XDECREF(t);
+            goto error;
+        }
+        PyObject *sargs[3] = {t, code, payload};
+        PyObject *r = PyObject_Vectorcall(self->stage_tx, sargs, 3, NULL);
+        Py_DECREF(t);
+        Py_DECREF(code);
+        if (lane_done(r) < 0) goto error;
+    }
+    self->frames_out++;
+    Py_DECREF(wire);
+    Py_DECREF(payload);
+    Py_RETURN_NONE;
+slow:
+    Py_XDECREF(payload);
+    return PyObject_Vectorcall(self->slow_send, args, nargs, NULL);
+error:
+    Py_XDECREF(wire);
+    Py_XDECREF(payload);
+    return NULL;
+}
+
+static PyObject *
+lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"session", "conn", "reader", "feed", "queue", "waiters", "stage_tx", "stage_rx",
+                             "text", "binary", "open_state", "transport", "fd", "client", "tag", "max_send",
+                             "slow_data", "slow_send", "urandom", "time_ns", NULL};
+    PyObject *o[12], *slow_data, *slow_send, *urandom, *time_ns;
+    int fd, client;
+    unsigned long long tag;
+    Py_ssize_t max_send;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOipKnOOOO:Lane", kwlist, &o[0], &o[1], &o[2],
+                                     &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &fd,
+                                     &client, &tag, &max_send, &slow_data, &slow_send, &urandom, &time_ns)) {
+        return NULL;
+    }
+    if (data_descr == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Lane() before configure()");
+        return NULL;
+    }
+    if (!PyList_CheckExact(o[5]) || !PyType_Check(o[8]) || !PyType_Check(o[9])) {
+        PyErr_SetString(PyExc_TypeError, "Lane(): waiters must be a list, text and binary frame classes");
+        return NULL;
+    }
+    if (lane_names() < 0) return NULL;
+    Lane *self = (Lane *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    PyObject **fields[] = {&self->session,  &self->conn,       &self->reader,     &self->feed,
+                           &self->queue,    &self->waiters,    &self->stage_tx,   &self->stage_rx,
+                           &self->text_cls, &self->binary_cls, &self->open_state, &self->transport};
+    for (int i = 0; i < 12; i++) *fields[i] = Py_NewRef(o[i]);
+    self->slow_data = Py_NewRef(slow_data);
+    self->slow_send = Py_NewRef(slow_send);
+    self->urandom = Py_NewRef(urandom);
+    self->time_ns = Py_NewRef(time_ns);
+    self->pool_pos = 0;
+    self->fd = fd;
+    self->client = client;
+    self->tag = (uint64_t)tag;
+    self->max_send = max_send;
+    for (int i = 0; i < N_SLOTS; i++) {
+        PyObject *owner = i <= C_OUT ? self->conn : i <= R_JOINED ? self->reader : self->feed;
+        if ((self->off[i] = slot_offset(owner, slot_names[i])) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    if ((self->pool = PyBytes_FromStringAndSize(NULL, 0)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+lane_traverse(Lane *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->session);
+    Py_VISIT(self->conn);
+    Py_VISIT(self->reader);
+    Py_VISIT(self->feed);
+    Py_VISIT(self->queue);
+    Py_VISIT(self->waiters);
+    Py_VISIT(self->stage_tx);
+    Py_VISIT(self->stage_rx);
+    Py_VISIT(self->text_cls);
+    Py_VISIT(self->binary_cls);
+    Py_VISIT(self->open_state);
+    Py_VISIT(self->transport);
+    Py_VISIT(self->slow_data);
+    Py_VISIT(self->slow_send);
+    Py_VISIT(self->urandom);
+    Py_VISIT(self->time_ns);
+    return 0;
+}
+
+static int
+lane_clear(Lane *self)
+{
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->conn);
+    Py_CLEAR(self->reader);
+    Py_CLEAR(self->feed);
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->waiters);
+    Py_CLEAR(self->stage_tx);
+    Py_CLEAR(self->stage_rx);
+    Py_CLEAR(self->text_cls);
+    Py_CLEAR(self->binary_cls);
+    Py_CLEAR(self->open_state);
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->slow_data);
+    Py_CLEAR(self->slow_send);
+    Py_CLEAR(self->urandom);
+    Py_CLEAR(self->time_ns);
+    return 0;
+}
+
+static void
+lane_dealloc(Lane *self)
+{
+    PyObject_GC_UnTrack(self);
+    lane_clear(self);
+    Py_CLEAR(self->pool);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef lane_methods[] = {
+    {"data_received", (PyCFunction)lane_data_received, METH_O,
+     "data_received(data): the session's _on_data, in C for plain frames (see the module)."},
+    {"send_nowait", (PyCFunction)(void (*)(void))lane_send_nowait, METH_FASTCALL,
+     "send_nowait(frame, compress=True): the session's _send_nowait, in C for a whole str or bytes message."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef lane_members[] = {
+    {"frames_in", T_PYSSIZET, offsetof(Lane, frames_in), READONLY, "Frames received through this path (not handed on)."},
+    {"frames_out", T_PYSSIZET, offsetof(Lane, frames_out), READONLY, "Frames sent through this path."},
+    {"fd", T_INT, offsetof(Lane, fd), READONLY, "The socket written to directly, or -1 (through the transport)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject LaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rawws_nb._speedups.Lane",
+    .tp_basicsize = sizeof(Lane),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The session's per-frame path in C (see rawws_nb._speedups).",
+    .tp_new = lane_new,
+    .tp_dealloc = (destructor)lane_dealloc,
+    .tp_traverse = (traverseproc)lane_traverse,
+    .tp_clear = (inquiry)lane_clear,
+    .tp_methods = lane_methods,
+    .tp_members = lane_members,
+};
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_VARARGS | METH_KEYWORDS,
      "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
@@ -1011,13 +1609,13 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "rawws_nb._speedups", "The compiled fast path of rawws_nb.wire.", -1, methods,
+    PyModuleDef_HEAD_INIT, "rawws_nb._speedups", "The compiled fast path of rawws_nb.wire, the recorder and the session.", -1, methods,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&PayloadBufferType) < 0) {
+    if (PyType_Ready(&PayloadBufferType) < 0 || PyType_Ready(&LaneType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
@@ -1027,6 +1625,12 @@ PyInit__speedups(void)
     Py_INCREF(&PayloadBufferType);
     if (PyModule_AddObject(module, "PayloadBuffer", (PyObject *)&PayloadBufferType) < 0) {
         Py_DECREF(&PayloadBufferType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&LaneType);
+    if (PyModule_AddObject(module, "Lane", (PyObject *)&LaneType) < 0) {
+        Py_DECREF(&LaneType);
         Py_DECREF(module);
         return NULL;
     }

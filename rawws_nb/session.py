@@ -21,6 +21,9 @@ opening handshake is done (see `rawws_nb.connect` and `rawws_nb.server`).
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
+import importlib
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -31,11 +34,13 @@ from .deflate import DeflateParams, PerMessageDeflate
 from .errors import InvalidSend, SessionClosed
 from .frames import (
     AUTOMATIC,
+    FRAME_CLASSES,
     RX,
     TX,
     Close,
     CloseReason,
     Frame,
+    FrameType,
     Ping,
     Pong,
     header_code,
@@ -67,6 +72,18 @@ _time_ns = time.time_ns
 _perf = time.perf_counter
 _DIRECT_WRITE = 16384  # a frame this large is written at once, never joined into a batch
 _CORK_LIMIT = 4096  # a batch of small frames is written once it reaches this size (the peer starts early)
+
+_LANE_MAX_SEND = 65535  # the largest message the compiled lane sends itself (the rest: `_send_nowait`)
+
+# The compiled per-frame path (`rawws_nb._speedups.Lane`), when built and not turned off.
+_Lane: Any = None
+if not os.environ.get("RAWWS_NB_PURE"):
+    try:
+        _Lane = importlib.import_module("rawws_nb._speedups").Lane
+    except (ImportError, AttributeError):
+        pass
+# asyncio's own plain TCP transport: the lane writes straight to its socket, as it would.
+_PLAIN_TCP: Any = getattr(asyncio.selector_events, "_SelectorSocketTransport", None)
 
 _FAILURE: Any = object()  # marks, in `incoming`, where a peer violation was detected
 
@@ -312,6 +329,10 @@ class RawSession:
         self._queue = self._feed.queue
         self.incoming = Incoming(self._feed, self._loop)
         self._transport: asyncio.Transport | None = None
+        # What `send` and `send_nowait` call: `_send_nowait`, or the compiled lane's
+        # (`attach`), which sends the plain case itself and hands the rest to it.
+        self._send_now: Callable[[Any, bool], None] = self._send_nowait
+        self._lane: Any = None
         # The transport's callbacks: data as it comes, or (a large frame's payload) read
         # straight into its buffer (`_read_into`).
         self._protocol = _SessionProtocol(
@@ -431,13 +452,16 @@ class RawSession:
         choice is made at a message's first frame). Waits only while the transport's
         write buffer is full.
         """
-        self.send_nowait(frame, compress)
+        self._send_now(frame, compress)
         if self._write_paused:
             await self._wait_drain()
 
     def send_nowait(self, frame: Frame | str | bytes | bytearray | memoryview, compress: bool = True) -> None:
         """`send` without waiting when the write buffer is full (check `writing_paused`
         and `await drain()` to respect the transport's flow control)."""
+        self._send_now(frame, compress)
+
+    def _send_nowait(self, frame: Frame | str | bytes | bytearray | memoryview, compress: bool = True) -> None:
         kind = type(frame)
         if kind is str:
             opcode, payload = 1, frame.encode("utf-8")  # type: ignore[union-attr]
@@ -663,11 +687,48 @@ class RawSession:
         self._transport = transport
         self.extensions = list(extensions or [])
         self._conn.opened(deflate, passthrough)
+        if _Lane is not None:
+            self._lane = self._make_lane(transport)
+            self._protocol.data_received = self._lane.data_received  # type: ignore[method-assign]
+            self._send_now = self._lane.send_nowait
         transport.set_protocol(self._protocol)
         if data:
             self._on_data(data)
         if self.ping_interval is not None:
             self.launch(self._keepalive(self.ping_interval))
+
+    def _make_lane(self, transport: asyncio.Transport) -> Any:
+        """The compiled per-frame path for this session: `_on_data` and `_send_nowait`
+        for plain frames (`rawws_nb/_speedups.c`, `Lane`, says exactly which), everything
+        else handed to them."""
+        rec = self._recorder
+        fd = -1
+        if _PLAIN_TCP is not None and type(transport) is _PLAIN_TCP:
+            sock = transport.get_extra_info("socket")
+            fd = -1 if sock is None else sock.fileno()
+        reader = self._reader
+        return _Lane(
+            session=self,
+            conn=self._conn,
+            reader=reader,
+            feed=self._feed,
+            queue=self._queue,
+            waiters=self._feed.waiters,
+            stage_tx=None if rec is None else rec.stage_tx,
+            stage_rx=None if rec is None else rec.stage_rx,
+            text=FRAME_CLASSES[FrameType.TEXT],
+            binary=FRAME_CLASSES[FrameType.BINARY],
+            open_state=State.OPEN,
+            transport=transport,
+            fd=fd,
+            client=self.client,
+            tag=reader.tag,
+            max_send=_LANE_MAX_SEND,
+            slow_data=self._on_data,
+            slow_send=self._send_nowait,
+            urandom=os.urandom,
+            time_ns=_time_ns,
+        )
 
     async def _keepalive(self, interval: float) -> None:
         """`ping_interval`: a Ping every `interval` seconds while the session is open."""
