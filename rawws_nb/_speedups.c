@@ -462,6 +462,53 @@ stage_tx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs)
     return speedups_stage(NULL, full, 4);
 }
 
+/* One frame staged, as speedups_stage does it once its arguments are read: `stamped`
+ * says whether `t_ns` is the frame's timestamp (else: the one before it), `code` is not
+ * a compressed frame's. 0, or -1 with an exception. (The session's lane calls it with
+ * the numbers it has, no int objects made.) */
+static int
+stage_native(PyObject *state, int stamped, long long t_ns, long long code, PyObject *payload)
+{
+    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
+    PyObject *tval = PyTuple_GET_ITEM(state, 2), *holder = PyTuple_GET_ITEM(state, 3);
+    PyObject *recorder = PyTuple_GET_ITEM(state, 6);
+    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
+    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
+    if (PyErr_Occurred()) return -1;
+    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
+        return -1;
+    }
+    if (stamped) {
+        Py_ssize_t n = staged_count(stage);
+        if (n < 0) return -1;
+        if (n >= flush_at) {
+            if (call_back(recorder, flush_name) < 0) return -1;
+            if ((n = staged_count(stage)) < 0) return -1;
+        }
+        if (append_long(tpos, n) < 0 || append_long(tval, t_ns) < 0) return -1;
+    }
+    if (append_long(stage, code) < 0) return -1;
+    /* Read after a flush (which may run Python): the store's current tail and its room. */
+    PyObject *payloads = PyList_GET_ITEM(holder, 0);
+    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
+    if (room == -1 && PyErr_Occurred()) return -1;
+    long long length = code >> 16;
+    int keep_whole = length <= cap || (code & 8);
+    if (keep_whole) {
+        if (PyList_Append(payloads, payload) < 0) return -1;
+    }
+    else {
+        PyObject *head = PySequence_GetSlice(payload, 0, (Py_ssize_t)cap);
+        if (head == NULL) return -1;
+        int bad = PyList_Append(payloads, head);
+        Py_DECREF(head);
+        if (bad < 0) return -1;
+    }
+    if (PyList_GET_SIZE(payloads) > room && call_back(recorder, trim_name) < 0) return -1;
+    return 0;
+}
+
 static PyObject *
 speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -471,47 +518,14 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *state = args[0], *t_ns = args[1], *code_obj = args[2], *payload = args[3];
     if (stage_init(state) < 0) return NULL;
-    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
-    PyObject *tval = PyTuple_GET_ITEM(state, 2), *holder = PyTuple_GET_ITEM(state, 3);
-    PyObject *recorder = PyTuple_GET_ITEM(state, 6);
-    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
-    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
     long long code = PyLong_AsLongLong(code_obj);
+    long long t = t_ns == Py_None ? 0 : PyLong_AsLongLong(t_ns);
     if (PyErr_Occurred()) return NULL;
-    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
-        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
-        return NULL;
-    }
     if (code & (1 << 9)) { /* COMPRESSED: the Python reference does it */
+        PyObject *recorder = PyTuple_GET_ITEM(state, 6);
         return PyObject_CallMethodObjArgs(recorder, stage_tx_name, t_ns, code_obj, payload, NULL);
     }
-    if (t_ns != Py_None) {
-        Py_ssize_t n = staged_count(stage);
-        if (n < 0) return NULL;
-        if (n >= flush_at) {
-            if (call_back(recorder, flush_name) < 0) return NULL;
-            if ((n = staged_count(stage)) < 0) return NULL;
-        }
-        if (append_long(tpos, n) < 0 || append_obj(tval, t_ns) < 0) return NULL;
-    }
-    if (append_obj(stage, code_obj) < 0) return NULL;
-    /* Read after a flush (which may run Python): the store's current tail and its room. */
-    PyObject *payloads = PyList_GET_ITEM(holder, 0);
-    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
-    if (room == -1 && PyErr_Occurred()) return NULL;
-    long long length = code >> 16;
-    int keep_whole = length <= cap || (code & 8);
-    if (keep_whole) {
-        if (PyList_Append(payloads, payload) < 0) return NULL;
-    }
-    else {
-        PyObject *head = PySequence_GetSlice(payload, 0, (Py_ssize_t)cap);
-        if (head == NULL) return NULL;
-        int bad = PyList_Append(payloads, head);
-        Py_DECREF(head);
-        if (bad < 0) return NULL;
-    }
-    if (PyList_GET_SIZE(payloads) > room && call_back(recorder, trim_name) < 0) return NULL;
+    if (stage_native(state, t_ns != Py_None, t, code, payload) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1092,6 +1106,7 @@ typedef struct {
     PyObject *text_cls, *binary_cls, *open_state;
     PyObject *transport, *slow_data, *slow_send, *urandom, *time_ns;
     PyObject *pool; /* bytes: mask keys, 4 at a time from pool_pos */
+    PyObject *rec_state; /* the compiled stagers' state (staged without int objects), or NULL */
     Py_ssize_t pool_pos, max_send;
     Py_ssize_t off[N_SLOTS];
     Py_ssize_t frames_in, frames_out; /* frames this path received and sent itself */
@@ -1107,6 +1122,7 @@ lane_names(void)
 {
     if (n_write != NULL) return 0;
 #define NAME(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    if (data_name == NULL) NAME(data_name, "data");
     NAME(n_uncork_pending, "_uncork_pending");
     NAME(n_corked, "_corked");
     NAME(n_max_queue, "max_queue");
@@ -1181,6 +1197,47 @@ lane_now(Lane *self)
     }
 #endif
     return PyObject_CallNoArgs(self->time_ns);
+}
+
+static int lane_done(PyObject *r);
+
+/* time.time_ns() as a number; -1 with an exception. */
+static long long
+lane_now_ns(Lane *self)
+{
+#if defined(CLOCK_REALTIME) && !defined(_WIN32)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+#endif
+    PyObject *t = PyObject_CallNoArgs(self->time_ns);
+    if (t == NULL) return -1;
+    long long v = PyLong_AsLongLong(t);
+    Py_DECREF(t);
+    return v == -1 && PyErr_Occurred() ? -1 : v;
+}
+
+/* Stages one frame with the recorder's stage_tx (stamped now): natively when its
+ * stagers are the compiled ones. */
+static int
+lane_stage(Lane *self, long long code, PyObject *payload)
+{
+    if (self->rec_state != NULL) {
+        long long t = lane_now_ns(self);
+        if (t == -1 && PyErr_Occurred()) return -1;
+        return stage_native(self->rec_state, 1, t, code, payload);
+    }
+    PyObject *t = lane_now(self);
+    PyObject *c = t == NULL ? NULL : PyLong_FromLongLong(code);
+    PyObject *r = NULL;
+    if (c != NULL) {
+        PyObject *args[3] = {t, c, payload};
+        r = PyObject_Vectorcall(self->stage_tx, args, 3, NULL);
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(c);
+    return lane_done(r);
 }
 
 static int
@@ -1275,7 +1332,15 @@ lane_data_received(Lane *self, PyObject *data)
     if (SLOT(self, reader, R_CONTROLS) != zero) slot_set(self, reader, R_CONTROLS, zero);
     if (SLOT(self, reader, R_COMPRESSED) != zero) slot_set(self, reader, R_COMPRESSED, zero);
     if (SLOT(self, reader, R_JOINED) != Py_None) slot_set(self, reader, R_JOINED, Py_None);
-    if (self->stage_rx != Py_None) {
+    if (self->stage_rx != Py_None && taken == 1) {
+        /* One frame (a request's answer): stage_rx stages it as stage_tx does; so here. */
+        PyObject *payload = Py_TYPE(data_descr)->tp_descr_get(data_descr, PyList_GET_ITEM(frames, 0), NULL);
+        if (payload == NULL) goto error;
+        int bad = lane_stage(self, (long long)s.codes[0], payload);
+        Py_DECREF(payload);
+        if (bad < 0) goto error;
+    }
+    else if (self->stage_rx != Py_None) {
         if ((codes = PyTuple_New(taken)) == NULL) goto error;
         for (Py_ssize_t i = 0; i < taken; i++) {
             PyObject *code = PyLong_FromUnsignedLongLong(s.codes[i]);
@@ -1425,19 +1490,7 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (lane_write(self, wire) < 0) goto error;
     if (PyObject_SetAttr(self->session, n_corked, Py_True) < 0) goto error;
-    if (self->stage_tx != Py_None) {
-        PyObject *t = lane_now(self);
-        PyObject *code = t == NULL ? NULL : PyLong_FromLongLong(((long long)n << 16) | 0x80 | opcode);
-        if (code == NULL) {
-            Py_XDECREF(t);
-            goto error;
-        }
-        PyObject *sargs[3] = {t, code, payload};
-        PyObject *r = PyObject_Vectorcall(self->stage_tx, sargs, 3, NULL);
-        Py_DECREF(t);
-        Py_DECREF(code);
-        if (lane_done(r) < 0) goto error;
-    }
+    if (self->stage_tx != Py_None && lane_stage(self, ((long long)n << 16) | 0x80 | opcode, payload) < 0) goto error;
     self->frames_out++;
     Py_DECREF(wire);
     Py_DECREF(payload);
@@ -1497,6 +1550,10 @@ lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
+    if (PyCFunction_Check(self->stage_tx) &&
+        PyCFunction_GET_FUNCTION(self->stage_tx) == (PyCFunction)(void (*)(void))stage_tx_bound) {
+        self->rec_state = Py_NewRef(PyCFunction_GET_SELF(self->stage_tx)); /* checked by stagers() */
+    }
     if ((self->pool = PyBytes_FromStringAndSize(NULL, 0)) == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -1523,6 +1580,7 @@ lane_traverse(Lane *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_send);
     Py_VISIT(self->urandom);
     Py_VISIT(self->time_ns);
+    Py_VISIT(self->rec_state);
     return 0;
 }
 
@@ -1545,6 +1603,7 @@ lane_clear(Lane *self)
     Py_CLEAR(self->slow_send);
     Py_CLEAR(self->urandom);
     Py_CLEAR(self->time_ns);
+    Py_CLEAR(self->rec_state);
     return 0;
 }
 

@@ -284,3 +284,19 @@ async def test_the_lane_wakes_every_waiting_consumer(server):
         assert sorted(f.data for f in got) == [b"w0", b"w1", b"w2"]
     finally:
         await session.close()
+
+
+async def test_a_bounded_timeline_recorded_through_the_lane_keeps_the_latest(server):
+    session = await rw.web_socket_raw_session(server.url, timeline_capacity=100)
+    try:
+        for i in range(300):
+            await session.send(f"r{i}")
+            assert (await session.incoming.receive()).data == f"r{i}".encode()
+        assert session._lane.frames_in == 300 and session._lane.frames_out == 300
+        df = session.timeline
+        assert 100 - 100 // 8 <= len(df) <= 100  # at most `capacity`, dropped an eighth at a time
+        assert len(df) + session.timeline_dropped == 600
+        assert bytes(df.payload.iloc[-1]) == b"r299" and list(df.dir.iloc[-2:]) == ["tx", "rx"]
+        assert df.t.is_monotonic_increasing
+    finally:
+        await session.close()
