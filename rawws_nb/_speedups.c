@@ -1064,21 +1064,25 @@ static PyTypeObject PayloadBufferType = {
  *     (what was parsed here is dropped).
  *
  *   send_nowait(frame, compress=True): a str (Text) or bytes (Binary) of at most `max_send`
- *     bytes, on an OPEN connection, no fragmented message being sent, nothing to compress,
- *     nothing waiting to be written, the write batch not corked and the transport not
- *     closing: the frame is built (masked on the client side with a key from the lane's
- *     own pool of os.urandom bytes), written, the batch corked and the frame recorded, as
- *     `_send_nowait` does. It is written straight to the socket with send(2) when `fd` >= 0
- *     (asyncio's plain TCP transport) and the transport's buffer is empty, as the
- *     transport's write would first do; what send(2) did not take goes to
- *     transport.write. Anything else: `slow_send(frame, compress)`.
+ *     bytes, on an OPEN connection, no fragmented message being sent, nothing to compress
+ *     and the transport not closing: the frame is built (masked on the client side with a
+ *     key from the lane's own pool of os.urandom bytes), written or batched as
+ *     `RawSession._written` decides (the first write of a loop turn goes out at once; the
+ *     ones after it join conn._out until the next turn (`uncork`, scheduled with
+ *     `call_soon`) or until `write_out` is due: a frame of `direct_write` bytes or more,
+ *     `cork_limit` bytes waiting), and recorded, as `_send_nowait` does. A write at once
+ *     goes straight to the socket with send(2) when `fd` >= 0 (asyncio's plain TCP
+ *     transport) and the transport's buffer is empty, as the transport's write would
+ *     first do; what send(2) did not take goes to transport.write. Anything else:
+ *     `slow_send(frame, compress)`.
  *
  * The connection's, reader's and feed's attributes it reads are their slots, read at the
  * offsets found when the lane is made: the connection's `state`, `deflate`,
- * `_tx_msg_cls`, `_out`; the reader's `_chunks`, `_held`, `_msg_cls`, `failed`, `_into`,
- * `max_frame_size`, `max_message_size`, and `controls`, `compressed`, `joined` (written
- * to what a feed of plain frames leaves); the feed's `paused`. The session's `_corked`,
- * `_uncork_pending` and `max_queue` by name. */
+ * `_tx_msg_cls`, `_out` and `_out_size` (both written: a batched frame); the reader's
+ * `_chunks`, `_held`, `_msg_cls`, `failed`, `_into`, `max_frame_size`,
+ * `max_message_size`, and `controls`, `compressed`, `joined` (written to what a feed of
+ * plain frames leaves); the feed's `paused`. The session's `_corked` and
+ * `_uncork_pending` (written as `_written` writes them) and `max_queue` by name. */
 #ifndef _WIN32
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -1087,13 +1091,13 @@ static PyTypeObject PayloadBufferType = {
 #include "structmember.h"
 
 enum {
-    C_STATE, C_DEFLATE, C_TX_MSG_CLS, C_OUT,
+    C_STATE, C_DEFLATE, C_TX_MSG_CLS, C_OUT, C_OUT_SIZE,
     R_CHUNKS, R_HELD, R_MSG_CLS, R_FAILED, R_INTO, R_MAX_FRAME, R_MAX_MESSAGE, R_CONTROLS, R_COMPRESSED, R_JOINED,
     F_PAUSED,
     N_SLOTS
 };
 static const char *const slot_names[N_SLOTS] = {
-    "state", "deflate", "_tx_msg_cls", "_out",
+    "state", "deflate", "_tx_msg_cls", "_out", "_out_size",
     "_chunks", "_held", "_msg_cls", "failed", "_into", "max_frame_size", "max_message_size", "controls",
     "compressed", "joined",
     "paused",
@@ -1107,7 +1111,8 @@ typedef struct {
     PyObject *transport, *slow_data, *slow_send, *urandom, *time_ns;
     PyObject *pool; /* bytes: mask keys, 4 at a time from pool_pos */
     PyObject *rec_state; /* the compiled stagers' state (staged without int objects), or NULL */
-    Py_ssize_t pool_pos, max_send;
+    PyObject *call_soon, *uncork, *write_out; /* the loop's call_soon, the session's _uncork and _write_out */
+    Py_ssize_t pool_pos, max_send, direct_write, cork_limit;
     Py_ssize_t off[N_SLOTS];
     Py_ssize_t frames_in, frames_out; /* frames this path received and sent itself */
     int fd, client;
@@ -1221,14 +1226,14 @@ lane_now_ns(Lane *self)
 /* Stages one frame with the recorder's stage_tx (stamped now): natively when its
  * stagers are the compiled ones. */
 static int
-lane_stage(Lane *self, long long code, PyObject *payload)
+lane_stage(Lane *self, int stamped, long long code, PyObject *payload)
 {
     if (self->rec_state != NULL) {
-        long long t = lane_now_ns(self);
+        long long t = stamped ? lane_now_ns(self) : 0;
         if (t == -1 && PyErr_Occurred()) return -1;
-        return stage_native(self->rec_state, 1, t, code, payload);
+        return stage_native(self->rec_state, stamped, t, code, payload);
     }
-    PyObject *t = lane_now(self);
+    PyObject *t = stamped ? lane_now(self) : Py_NewRef(Py_None);
     PyObject *c = t == NULL ? NULL : PyLong_FromLongLong(code);
     PyObject *r = NULL;
     if (c != NULL) {
@@ -1336,7 +1341,7 @@ lane_data_received(Lane *self, PyObject *data)
         /* One frame (a request's answer): stage_rx stages it as stage_tx does; so here. */
         PyObject *payload = Py_TYPE(data_descr)->tp_descr_get(data_descr, PyList_GET_ITEM(frames, 0), NULL);
         if (payload == NULL) goto error;
-        int bad = lane_stage(self, (long long)s.codes[0], payload);
+        int bad = lane_stage(self, 1, (long long)s.codes[0], payload);
         Py_DECREF(payload);
         if (bad < 0) goto error;
     }
@@ -1425,13 +1430,11 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
         if (compress < 0) return NULL;
         if (compress) goto slow;
     }
-    PyObject *out = SLOT(self, conn, C_OUT);
-    if (out == NULL || !PyList_CheckExact(out) || PyList_GET_SIZE(out) != 0) goto slow;
-    {
-        int corked = attr_true(self->session, n_corked);
-        if (corked < 0) goto error;
-        if (corked) goto slow;
-    }
+    PyObject *out = SLOT(self, conn, C_OUT), *out_size = SLOT(self, conn, C_OUT_SIZE);
+    if (out == NULL || !PyList_CheckExact(out) || out_size == NULL || !PyLong_CheckExact(out_size)) goto slow;
+    int corked = attr_true(self->session, n_corked);
+    if (corked < 0) goto error;
+    if (!corked && PyList_GET_SIZE(out) != 0) goto slow;
     {
         PyObject *closing = PyObject_CallMethodNoArgs(self->transport, n_is_closing);
         if (closing == NULL) goto error;
@@ -1488,9 +1491,40 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     else {
         memcpy(w + head, PyBytes_AS_STRING(payload), n);
     }
-    if (lane_write(self, wire) < 0) goto error;
-    if (PyObject_SetAttr(self->session, n_corked, Py_True) < 0) goto error;
-    if (self->stage_tx != Py_None && lane_stage(self, ((long long)n << 16) | 0x80 | opcode, payload) < 0) goto error;
+    int stamped = 1; /* the first write of a loop turn carries the timestamp */
+    if (!corked) { /* written at once: `_written`'s first case */
+        if (lane_write(self, wire) < 0) goto error;
+        if (PyObject_SetAttr(self->session, n_corked, Py_True) < 0) goto error;
+    }
+    else { /* batched until the next loop turn, as `_written` batches */
+        int pending = attr_true(self->session, n_uncork_pending);
+        if (pending < 0) goto error;
+        stamped = !pending;
+        Py_ssize_t size = PyLong_AsSsize_t(out_size);
+        if (size == -1 && PyErr_Occurred()) goto error;
+        size += PyBytes_GET_SIZE(wire);
+        PyObject *new_size = PyLong_FromSsize_t(size);
+        if (new_size == NULL) goto error;
+        if (PyList_Append(out, wire) < 0) {
+            Py_DECREF(new_size);
+            goto error;
+        }
+        PyObject **at = (PyObject **)((char *)conn + self->off[C_OUT_SIZE]);
+        Py_SETREF(*at, new_size);
+        int write_now;
+        if (!pending) {
+            if (PyObject_SetAttr(self->session, n_uncork_pending, Py_True) < 0 ||
+                lane_done(PyObject_CallOneArg(self->call_soon, self->uncork)) < 0) {
+                goto error;
+            }
+            write_now = n >= self->direct_write;
+        }
+        else {
+            write_now = n >= self->direct_write || size >= self->cork_limit;
+        }
+        if (write_now && lane_done(PyObject_CallNoArgs(self->write_out)) < 0) goto error;
+    }
+    if (self->stage_tx != Py_None && lane_stage(self, stamped, ((long long)n << 16) | 0x80 | opcode, payload) < 0) goto error;
     self->frames_out++;
     Py_DECREF(wire);
     Py_DECREF(payload);
@@ -1509,14 +1543,16 @@ lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"session", "conn", "reader", "feed", "queue", "waiters", "stage_tx", "stage_rx",
                              "text", "binary", "open_state", "transport", "fd", "client", "tag", "max_send",
-                             "slow_data", "slow_send", "urandom", "time_ns", NULL};
-    PyObject *o[12], *slow_data, *slow_send, *urandom, *time_ns;
+                             "slow_data", "slow_send", "urandom", "time_ns", "call_soon", "uncork", "write_out",
+                             "direct_write", "cork_limit", NULL};
+    PyObject *o[12], *slow_data, *slow_send, *urandom, *time_ns, *call_soon, *uncork, *write_out;
     int fd, client;
     unsigned long long tag;
-    Py_ssize_t max_send;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOipKnOOOO:Lane", kwlist, &o[0], &o[1], &o[2],
+    Py_ssize_t max_send, direct_write, cork_limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOOOOOOOOipKnOOOOOOOnn:Lane", kwlist, &o[0], &o[1], &o[2],
                                      &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &fd,
-                                     &client, &tag, &max_send, &slow_data, &slow_send, &urandom, &time_ns)) {
+                                     &client, &tag, &max_send, &slow_data, &slow_send, &urandom, &time_ns,
+                                     &call_soon, &uncork, &write_out, &direct_write, &cork_limit)) {
         return NULL;
     }
     if (data_descr == NULL) {
@@ -1538,13 +1574,18 @@ lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->slow_send = Py_NewRef(slow_send);
     self->urandom = Py_NewRef(urandom);
     self->time_ns = Py_NewRef(time_ns);
+    self->call_soon = Py_NewRef(call_soon);
+    self->uncork = Py_NewRef(uncork);
+    self->write_out = Py_NewRef(write_out);
+    self->direct_write = direct_write;
+    self->cork_limit = cork_limit;
     self->pool_pos = 0;
     self->fd = fd;
     self->client = client;
     self->tag = (uint64_t)tag;
     self->max_send = max_send;
     for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *owner = i <= C_OUT ? self->conn : i <= R_JOINED ? self->reader : self->feed;
+        PyObject *owner = i <= C_OUT_SIZE ? self->conn : i <= R_JOINED ? self->reader : self->feed;
         if ((self->off[i] = slot_offset(owner, slot_names[i])) < 0) {
             Py_DECREF(self);
             return NULL;
@@ -1581,6 +1622,9 @@ lane_traverse(Lane *self, visitproc visit, void *arg)
     Py_VISIT(self->urandom);
     Py_VISIT(self->time_ns);
     Py_VISIT(self->rec_state);
+    Py_VISIT(self->call_soon);
+    Py_VISIT(self->uncork);
+    Py_VISIT(self->write_out);
     return 0;
 }
 
@@ -1604,6 +1648,9 @@ lane_clear(Lane *self)
     Py_CLEAR(self->urandom);
     Py_CLEAR(self->time_ns);
     Py_CLEAR(self->rec_state);
+    Py_CLEAR(self->call_soon);
+    Py_CLEAR(self->uncork);
+    Py_CLEAR(self->write_out);
     return 0;
 }
 

@@ -728,6 +728,11 @@ class RawSession:
             slow_send=self._send_nowait,
             urandom=os.urandom,
             time_ns=_time_ns,
+            call_soon=self._loop.call_soon,
+            uncork=self._uncork,
+            write_out=self._write_out,
+            direct_write=_DIRECT_WRITE,
+            cork_limit=_CORK_LIMIT,
         )
 
     async def _keepalive(self, interval: float) -> None:
