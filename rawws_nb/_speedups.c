@@ -1063,8 +1063,9 @@ static PyTypeObject PayloadBufferType = {
  *     max_queue, as `_on_data` does. Anything else: `slow_data(data)`, from the start
  *     (what was parsed here is dropped).
  *
- *   send_nowait(frame, compress=True): a str (Text) or bytes (Binary) of at most `max_send`
- *     bytes, on an OPEN connection, no fragmented message being sent, nothing to compress
+ *   send_nowait(frame, compress=True): a str (Text), bytes (Binary) or whole Text/Binary
+ *     frame (fin, no rsv bit, not compressed: an echo) of at most `max_send` bytes, on an
+ *     OPEN connection, no fragmented message being sent, nothing to compress
  *     and the transport not closing: the frame is built (masked on the client side with a
  *     key from the lane's own pool of os.urandom bytes), written or batched as
  *     `RawSession._written` decides (the first write of a loop turn goes out at once; the
@@ -1421,8 +1422,26 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *frame = args[0], *payload = NULL, *wire = NULL, *conn = self->conn;
     int opcode;
+    PyObject *data = NULL; /* a Frame's payload */
     if (PyUnicode_CheckExact(frame)) opcode = 1;
     else if (PyBytes_CheckExact(frame)) opcode = 2;
+    else if (Py_IS_TYPE(frame, (PyTypeObject *)self->text_cls) || Py_IS_TYPE(frame, (PyTypeObject *)self->binary_cls)) {
+        /* A whole Text or Binary frame, no rsv bit, not compressed (an echo): what
+         * Connection.send does with it is what it does with its payload. */
+        PyObject *fin = Py_TYPE(fin_descr)->tp_descr_get(fin_descr, frame, NULL);
+        PyObject *ext = fin == NULL ? NULL : Py_TYPE(ext_descr)->tp_descr_get(ext_descr, frame, NULL);
+        int plain = ext != NULL && fin == Py_True && PyLong_CheckExact(ext) && PyLong_AsLong(ext) == 0;
+        Py_XDECREF(fin);
+        Py_XDECREF(ext);
+        if (PyErr_Occurred()) return NULL;
+        if (!plain) goto slow;
+        if ((data = Py_TYPE(data_descr)->tp_descr_get(data_descr, frame, NULL)) == NULL) return NULL;
+        if (!PyBytes_CheckExact(data)) {
+            Py_DECREF(data);
+            goto slow;
+        }
+        opcode = Py_IS_TYPE(frame, (PyTypeObject *)self->text_cls) ? 1 : 2;
+    }
     else goto slow;
     if (SLOT(self, conn, C_STATE) != self->open_state || SLOT(self, conn, C_TX_MSG_CLS) != Py_None) goto slow;
     if (SLOT(self, conn, C_DEFLATE) != Py_None) {
@@ -1443,7 +1462,11 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
         if (c < 0) goto error;
         if (c) goto slow;
     }
-    if (opcode == 1) {
+    if (data != NULL) {
+        payload = data; /* its reference */
+        data = NULL;
+    }
+    else if (opcode == 1) {
         if ((payload = PyUnicode_AsUTF8String(frame)) == NULL) goto error;
     }
     else {
@@ -1530,9 +1553,11 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(payload);
     Py_RETURN_NONE;
 slow:
+    Py_XDECREF(data);
     Py_XDECREF(payload);
     return PyObject_Vectorcall(self->slow_send, args, nargs, NULL);
 error:
+    Py_XDECREF(data);
     Py_XDECREF(wire);
     Py_XDECREF(payload);
     return NULL;

@@ -17,7 +17,7 @@ import pytest
 
 import rawws_nb as rw
 from rawws_nb import PeerProtocolError, SessionClosed
-from rawws_nb.frames import Binary
+from rawws_nb.frames import Binary, Text
 from rawws_nb.wire import encode_frame
 
 from .test_hostile_peers import ScriptedServer, accept_for
@@ -180,10 +180,10 @@ async def test_the_lane_sends_what_the_peer_parses(peer):
             ("TEXT", b"y" * 300),
         ]
         lane = session._lane
-        # str and bytes up to 64 KiB go through the lane (the first written at once, the
-        # others batched to the next loop turn); the bytearray, the Frame and the long
+        # str, bytes and whole frames up to 64 KiB go through the lane (the first written
+        # at once, the others batched to the next loop turn); the bytearray and the long
         # message through the Python path.
-        assert lane.frames_out == 3 and lane.fd >= 0
+        assert lane.frames_out == 4 and lane.fd >= 0
         sent = [r for r in rows(session) if r[0] == "tx"]
         assert [r[3] for r in sent] == [len("text é".encode()), 4, 2, 5, 70000, 300]
     finally:
@@ -300,5 +300,23 @@ async def test_a_bounded_timeline_recorded_through_the_lane_keeps_the_latest(ser
         assert len(df) + session.timeline_dropped == 600
         assert bytes(df.payload.iloc[-1]) == b"r299" and list(df.dir.iloc[-2:]) == ["tx", "rx"]
         assert df.t.is_monotonic_increasing
+    finally:
+        await session.close()
+
+
+async def test_fragments_go_through_the_python_path_in_order(peer):
+    session = await rw.web_socket_raw_session(peer.url)
+    try:
+        await peer.opened()
+        await session.send(Text(b"par", fin=False))
+        await session.send(Text(b"ts"))  # continues the message: sent as a continuation frame
+        await session.send(Binary(b"whole"))
+        await peer.wait_for(lambda r: len(r) >= 3)
+        assert [(f.opcode, f.fin, f.data) for f in peer.received] == [
+            ("TEXT", False, b"par"),
+            ("CONT", True, b"ts"),
+            ("BINARY", True, b"whole"),
+        ]
+        assert session._lane.frames_out == 1  # the whole Binary frame only
     finally:
         await session.close()
