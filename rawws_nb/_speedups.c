@@ -1716,6 +1716,17 @@ static PyTypeObject LaneType = {
     .tp_members = lane_members,
 };
 
+/* untracked_list() -> a new empty list the garbage collector does not track: for lists
+ * that only ever hold objects that cannot be in a reference cycle with them (the
+ * recorder's payload store: bytes, views of bytes, ints). */
+static PyObject *
+speedups_untracked_list(PyObject *module, PyObject *unused)
+{
+    PyObject *list = PyList_New(0);
+    if (list != NULL) PyObject_GC_UnTrack(list);
+    return list;
+}
+
 static PyMethodDef methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_VARARGS | METH_KEYWORDS,
      "mask(data, key, prefix=b'') -> bytes: prefix + data XOR the 4-byte key."},
@@ -1728,6 +1739,8 @@ static PyMethodDef methods[] = {
     {"stagers", speedups_stagers, METH_O, "stagers(state) -> (stage_tx, stage_rx), bound to the recorder's state."},
     {"stage_rx", (PyCFunction)(void (*)(void))speedups_stage_rx, METH_FASTCALL,
      "stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): the recorder's stage_rx."},
+    {"untracked_list", speedups_untracked_list, METH_NOARGS,
+     "untracked_list() -> a new empty list the garbage collector does not track."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},
     {"flush_rows", speedups_flush_rows, METH_VARARGS,
      "flush_rows(stage, next_msg, open0, open1): the recorder's flush, as compact columns."},

@@ -145,12 +145,18 @@ _c_flush: Any = None
 _c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
 _c_stagers: Any = None  # ... both bound to a recorder (`Recorder._stage_rx` is the batch's reference)
 _Q = struct.Struct("=q").pack  # one staged int64, native order (as the C stagers append them)
+# The payload store's lists hold only payloads (bytes, views) and ints: they can be in no
+# reference cycle, so, when compiled, they are made untracked by the garbage collector
+# (which would otherwise walk every recorded payload in each collection that sees them).
+_payload_list: Callable[[], list[Any]] = list
 if not os.environ.get("RAWWS_NB_PURE"):
     try:
         _speedups = importlib.import_module("rawws_nb._speedups")
         _c_flush, _c_stage, _c_stagers = _speedups.flush_rows, _speedups.stage, _speedups.stagers
+        _payload_list = _speedups.untracked_list
     except (ImportError, AttributeError):
         _c_flush = _c_stage = _c_stagers = None
+        _payload_list = list
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
@@ -401,8 +407,8 @@ class _PackedRun:
     __slots__ = ("blobs", "ends")
 
     def __init__(self) -> None:
-        self.blobs: list[Any] = []  # per batch: its payloads, joined (bytes, or a view once cut)
-        self.ends: list[int] = []  # per batch: the store position after its last row
+        self.blobs: list[Any] = _payload_list()  # per batch: its payloads, joined (bytes, or a view once cut)
+        self.ends: list[int] = _payload_list()  # per batch: the store position after its last row
 
     def add(self, blob: Any, n: int, start: int) -> None:
         """A batch of `n` rows from store position `start` on (the run's end)."""
@@ -455,7 +461,7 @@ class _PayloadStore:
         self._off = 0  # the position of the first kept row
         self._segs: list[Any] = []  # the sealed runs, oldest first
         self._starts: list[int] = []  # the position of each sealed run's first kept row
-        self.holder: list[Any] = [[], capacity, None]
+        self.holder: list[Any] = [_payload_list(), capacity, None]
 
     @property
     def _sealed(self) -> int:
@@ -487,7 +493,7 @@ class _PayloadStore:
                 self._segs.append(tail)
                 self._starts.append(end - len(tail))
                 holder[1] -= len(tail)
-                holder[0] = []
+                holder[0] = _payload_list()
             run = holder[2] = _PackedRun()
             self._segs.append(run)
             self._starts.append(end)
@@ -548,7 +554,7 @@ class _PayloadStore:
         self._segs.clear()
         self._starts.clear()
         self._off += len(self)
-        self.holder[:] = [[], self._capacity, None]
+        self.holder[:] = [_payload_list(), self._capacity, None]
 
 
 _FLUSH_AT = 32768  # staged frames materialised at once (their temporaries stay in cache)

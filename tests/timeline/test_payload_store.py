@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rawws_nb.timeline import recorder
 from rawws_nb.timeline.recorder import _PackedRun, _PayloadStore
 
 _OPS = st.lists(
@@ -76,3 +78,18 @@ def test_the_payload_store_reads_as_a_list_of_one_payload_per_row(ops, capacity)
         # A packed batch may join the open run only while the tail is empty.
         if run is not None and not tail:
             assert store.pieces(len(model) - 1, len(model))[0][0] is run if model else True
+
+
+@pytest.mark.skipif(recorder._payload_list is list, reason="the compiled path is off: plain lists")
+def test_the_stores_lists_are_not_walked_by_the_garbage_collector():
+    import gc
+
+    rec = recorder.Recorder(1000, 64)
+    for i in range(100):
+        rec.stage_tx(i, (1 << 16) | 0x81, b"x")
+    store = rec._store
+    assert not gc.is_tracked(store.holder[0])
+    run = recorder._PackedRun()
+    assert not gc.is_tracked(run.blobs) and not gc.is_tracked(run.ends)
+    rec._flush()
+    assert len(rec.to_dataframe()) == 100 and rec.to_dataframe().payload.iloc[-1] == b"x"
