@@ -167,7 +167,7 @@ async def test_the_lane_sends_what_the_peer_parses(peer):
         await session.send("text é")
         await session.send(b"\x00bin")
         await session.send(bytearray(b"ba"))  # the Python path's
-        await session.send(Binary(b"frame"))  # the Python path's
+        await session.send(Binary(b"frame"))  # a whole frame: the lane sends its payload
         await session.send("x" * 70000)  # over the lane's size: the Python path's
         await session.send("y" * 300)
         await peer.wait_for(lambda r: len(r) >= 6)
