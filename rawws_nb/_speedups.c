@@ -1192,22 +1192,10 @@ attr_true(PyObject *obj, PyObject *name)
     return t;
 }
 
-/* time.time_ns(), as the Python path stamps frames. */
-static PyObject *
-lane_now(Lane *self)
-{
-#if defined(CLOCK_REALTIME) && !defined(_WIN32)
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
-        return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
-    }
-#endif
-    return PyObject_CallNoArgs(self->time_ns);
-}
 
 static int lane_done(PyObject *r);
 
-/* time.time_ns() as a number; -1 with an exception. */
+/* time.time_ns(), as the Python path stamps frames, as a number; -1 with an exception. */
 static long long
 lane_now_ns(Lane *self)
 {
@@ -1224,7 +1212,15 @@ lane_now_ns(Lane *self)
     return v == -1 && PyErr_Occurred() ? -1 : v;
 }
 
-/* Stages one frame with the recorder's stage_tx (stamped now): natively when its
+/* lane_now_ns() as an int object (for stagers that are not the compiled ones). */
+static PyObject *
+lane_now(Lane *self)
+{
+    long long t = lane_now_ns(self);
+    return t == -1 && PyErr_Occurred() ? NULL : PyLong_FromLongLong(t);
+}
+
+/* Stages one frame with the recorder's stage_tx (stamped now when `stamped`): natively when its
  * stagers are the compiled ones. */
 static int
 lane_stage(Lane *self, int stamped, long long code, PyObject *payload)

@@ -156,7 +156,6 @@ if not os.environ.get("RAWWS_NB_PURE"):
         _payload_list = _speedups.untracked_list
     except (ImportError, AttributeError):
         _c_flush = _c_stage = _c_stagers = None
-        _payload_list = list
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
