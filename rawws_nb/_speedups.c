@@ -11,7 +11,8 @@
  *   `RawSession._on_data` and `_send_nowait`, the reference), see below.
  *
  *   stage(state, t_ns, code, payload): the recorder's stage_tx, see below; stagers(state)
- *   gives it and stage_rx bound to the state (what the recorder calls).
+ *   gives it and stage_rx as methods of a Stager made from the state (what the recorder
+ *   calls).
  *
  *   stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): its stage_rx.
  *
@@ -211,13 +212,17 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * stage_rx(state, t_ns, codes, frames, compressed=0, joined=None) -> None: the recorder's
  * stage_rx (`Recorder._stage_rx`, the reference) for the same state: a batch of small
  * frames whose payloads the reader joined (`joined`) joins the open run in a few calls;
- * one frame is staged as stage_tx stages it; anything else goes to the reference. */
+ * one frame is staged as stage_tx stages it; anything else goes to the reference.
+ *
+ * stagers(state) -> (stage_tx, stage_rx): the two without the state argument, methods
+ * of a Stager that unpacked the state once (what the recorder binds, and what the
+ * session's lane calls natively: no tuple read and no int converted per frame). */
 static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
 static PyObject *stage_rx_name = NULL, *blobs_name = NULL, *ends_name = NULL, *add_packed_name = NULL;
 static PyObject *store_name = NULL, *data_name = NULL;
 
 /* The recorder's staging buffers are bytearrays of native int64s (`Recorder._stage`,
- * `_tpos`, `_tval`): appending is a resize and a copy. */
+ * `_tpos`, `_tval`): appending is a resize and a copy (append8: a copy, in place). */
 static int
 append_long(PyObject *arr, long long value)
 {
@@ -232,23 +237,30 @@ append_long(PyObject *arr, long long value)
     return 0;
 }
 
+/* append_long, writing in place when the bytearray has room (the common case: it
+ * over-allocates as it grows): no call, no resize. Not while a buffer of it is
+ * exported (a resize would then fail, and so must this). */
+static inline int
+append8(PyObject *arr, long long value)
+{
+    PyByteArrayObject *b = (PyByteArrayObject *)arr;
+    Py_ssize_t size = Py_SIZE(b);
+    if (b->ob_exports == 0 && (b->ob_start - b->ob_bytes) + size + 8 < b->ob_alloc) {
+        int64_t v = (int64_t)value;
+        memcpy(b->ob_start + size, &v, 8);
+        Py_SET_SIZE(b, size + 8);
+        b->ob_start[size + 8] = '\0'; /* a bytearray's trailing NUL, as PyByteArray_Resize keeps it */
+        return 0;
+    }
+    return append_long(arr, value);
+}
+
 static int
 append_obj(PyObject *arr, PyObject *v)
 {
     long long value = PyLong_AsLongLong(v);
     if (value == -1 && PyErr_Occurred()) return -1;
     return append_long(arr, value);
-}
-
-/* Frames staged: the length of a staging buffer in int64s. */
-static Py_ssize_t
-staged_count(PyObject *arr)
-{
-    if (!PyByteArray_CheckExact(arr)) {
-        PyErr_SetString(PyExc_TypeError, "stage(): the staging buffers are bytearrays");
-        return -1;
-    }
-    return PyByteArray_GET_SIZE(arr) / 8;
 }
 
 static int
@@ -283,19 +295,137 @@ stage_init(PyObject *state)
     return 0;
 }
 
-static PyObject *speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+/* The stagers' state, unpacked once from the recorder's 8-tuple (`stagers(state)` makes
+ * one; its stage_tx and stage_rx methods are what the recorder binds, and what the
+ * session's lane calls natively): the three bytearrays, the payload store's holder, the
+ * recorder's weak proxy, and the limits as numbers, so a frame is staged without
+ * unpacking a tuple or converting an int object. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *stage, *tpos, *tval, *holder, *recorder;
+    long long cap;
+    Py_ssize_t flush_at, pack_min;
+} Stager;
 
-static PyObject *
-speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static PyTypeObject StagerType;
+
+/* A Stager for `state` (checked), or NULL with an exception. */
+static Stager *
+stager_new(PyObject *state)
 {
-    if (nargs < 4 || nargs > 6) {
-        PyErr_SetString(PyExc_TypeError, "stage_rx() takes 4 to 6 arguments");
+    if (stage_init(state) < 0) return NULL;
+    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
+    PyObject *tval = PyTuple_GET_ITEM(state, 2), *holder = PyTuple_GET_ITEM(state, 3);
+    if (!PyByteArray_CheckExact(stage) || !PyByteArray_CheckExact(tpos) || !PyByteArray_CheckExact(tval)) {
+        PyErr_SetString(PyExc_TypeError, "stage(): the staging buffers are bytearrays");
         return NULL;
     }
-    PyObject *state = args[0], *t_ns = args[1], *codes = args[2], *frames = args[3];
-    PyObject *compressed = nargs > 4 ? args[4] : NULL, *joined = nargs > 5 ? args[5] : Py_None;
-    if (stage_init(state) < 0) return NULL;
-    PyObject *recorder = PyTuple_GET_ITEM(state, 6);
+    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
+        return NULL;
+    }
+    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
+    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
+    Py_ssize_t pack_min = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 7));
+    if (PyErr_Occurred()) return NULL;
+    Stager *s = PyObject_GC_New(Stager, &StagerType);
+    if (s == NULL) return NULL;
+    s->stage = Py_NewRef(stage);
+    s->tpos = Py_NewRef(tpos);
+    s->tval = Py_NewRef(tval);
+    s->holder = Py_NewRef(holder);
+    s->recorder = Py_NewRef(PyTuple_GET_ITEM(state, 6));
+    s->cap = cap;
+    s->flush_at = flush_at;
+    s->pack_min = pack_min;
+    PyObject_GC_Track(s);
+    return s;
+}
+
+/* The store's tail (borrowed) and its room, checked: the holder is the store's, which
+ * Python may refill (`clear`) but keeps a 3-list. NULL with an exception. */
+static PyObject *
+stager_tail(Stager *s, Py_ssize_t *room)
+{
+    PyObject *holder = s->holder;
+    if (PyList_GET_SIZE(holder) != 3 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
+        return NULL;
+    }
+    *room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
+    if (*room == -1 && PyErr_Occurred()) return NULL;
+    return PyList_GET_ITEM(holder, 0);
+}
+
+/* One frame staged, as Recorder._stage_tx stages it: `stamped` says whether `t_ns` is the
+ * frame's timestamp (else: the one before it), `code` is not a compressed frame's. 0, or
+ * -1 with an exception. (The session's lane calls it with the numbers it has, no int
+ * objects made.) */
+static int
+stager_stage(Stager *s, int stamped, long long t_ns, long long code, PyObject *payload)
+{
+    if (stamped) {
+        Py_ssize_t n = Py_SIZE(s->stage) >> 3;
+        if (n >= s->flush_at) {
+            if (call_back(s->recorder, flush_name) < 0) return -1;
+            n = Py_SIZE(s->stage) >> 3;
+        }
+        if (append8(s->tpos, n) < 0 || append8(s->tval, t_ns) < 0) return -1;
+    }
+    if (append8(s->stage, code) < 0) return -1;
+    /* Read after a flush (which may run Python): the store's current tail and its room. */
+    Py_ssize_t room;
+    PyObject *payloads = stager_tail(s, &room);
+    if (payloads == NULL) return -1;
+    long long length = code >> 16;
+    if (length <= s->cap || (code & 8)) { /* control frames (opcode bit 3) are kept whole */
+        if (PyList_Append(payloads, payload) < 0) return -1;
+    }
+    else {
+        PyObject *head = PySequence_GetSlice(payload, 0, (Py_ssize_t)s->cap);
+        if (head == NULL) return -1;
+        int bad = PyList_Append(payloads, head);
+        Py_DECREF(head);
+        if (bad < 0) return -1;
+    }
+    if (PyList_GET_SIZE(payloads) > room && call_back(s->recorder, trim_name) < 0) return -1;
+    return 0;
+}
+
+/* stage_tx(t_ns, code, payload): Recorder._stage_tx (the reference), a compressed frame's
+ * by calling it. */
+static PyObject *
+stager_tx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "stage_tx() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *t_ns = args[0], *code_obj = args[1], *payload = args[2];
+    long long code = PyLong_AsLongLong(code_obj);
+    long long t = t_ns == Py_None ? 0 : PyLong_AsLongLong(t_ns);
+    if (PyErr_Occurred()) return NULL;
+    if (code & (1 << 9)) { /* COMPRESSED: the Python reference does it */
+        return PyObject_CallMethodObjArgs(s->recorder, stage_tx_name, t_ns, code_obj, payload, NULL);
+    }
+    if (stager_stage(s, t_ns != Py_None, t, code, payload) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* stage_rx(t_ns, codes, frames, compressed=0, joined=None): Recorder._stage_rx (the
+ * reference): one frame as stage_tx stages it; a batch of small frames whose payloads
+ * the reader joined (`joined`) joins the open run in a few calls; anything else goes to
+ * the reference. */
+static PyObject *
+stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 3 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "stage_rx() takes 3 to 5 arguments");
+        return NULL;
+    }
+    PyObject *t_ns = args[0], *codes = args[1], *frames = args[2];
+    PyObject *compressed = nargs > 3 ? args[3] : NULL, *joined = nargs > 4 ? args[4] : Py_None;
+    PyObject *recorder = s->recorder;
     int squeezed = compressed == NULL ? 0 : PyObject_IsTrue(compressed);
     if (squeezed < 0) return NULL;
     Py_ssize_t n = PyObject_Length(codes);
@@ -308,29 +438,24 @@ speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *data = frame == NULL ? NULL : PyObject_GetAttr(frame, data_name);
         PyObject *r = NULL;
         if (data != NULL) {
-            PyObject *call[4] = {state, t_ns, code, data};
-            r = speedups_stage(module, call, 4);
+            PyObject *call[3] = {t_ns, code, data};
+            r = stager_tx(s, call, 3);
         }
         Py_XDECREF(code);
         Py_XDECREF(frame);
         Py_XDECREF(data);
         return r;
     }
-    Py_ssize_t pack_min = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 7));
-    if (pack_min == -1 && PyErr_Occurred()) return NULL;
     if (n == 0) Py_RETURN_NONE;
-    PyObject *holder = PyTuple_GET_ITEM(state, 3);
-    if (squeezed || joined == Py_None || n < pack_min || !PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 ||
+    PyObject *holder = s->holder;
+    if (squeezed || joined == Py_None || n < s->pack_min || PyList_GET_SIZE(holder) != 3 ||
         !PyObject_CheckBuffer(codes)) {
         PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
         return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }
-    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
-    PyObject *tval = PyTuple_GET_ITEM(state, 2);
-    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
-    Py_ssize_t staged = staged_count(stage);
-    if (staged < 0 || (flush_at == -1 && PyErr_Occurred())) return NULL;
-    if (append_long(tpos, staged) < 0 || append_obj(tval, t_ns) < 0) return NULL;
+    PyObject *stage = s->stage;
+    Py_ssize_t staged = Py_SIZE(stage) >> 3;
+    if (append8(s->tpos, staged) < 0 || append_obj(s->tval, t_ns) < 0) return NULL;
     {
         /* The reader's codes, an array('q'): their int64s appended as they are. */
         Py_buffer view;
@@ -409,106 +534,79 @@ speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (call_back(recorder, trim_name) < 0) return NULL;
     }
     else {
-        staged = staged_count(stage);
-        if (staged < 0) return NULL;
-        if (staged >= flush_at && call_back(recorder, flush_name) < 0) return NULL;
+        if ((Py_SIZE(stage) >> 3) >= s->flush_at && call_back(recorder, flush_name) < 0) return NULL;
     }
     Py_RETURN_NONE;
 }
 
-static PyObject *stage_tx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs);
-static PyObject *stage_rx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs);
 
-static PyMethodDef stage_tx_def = {"stage_tx", (PyCFunction)(void (*)(void))stage_tx_bound, METH_FASTCALL,
-                                   "stage_tx(t_ns, code, payload): the recorder's stage_tx, bound to its state."};
-static PyMethodDef stage_rx_def = {"stage_rx", (PyCFunction)(void (*)(void))stage_rx_bound, METH_FASTCALL,
-                                   "stage_rx(t_ns, codes, frames, compressed=0, joined=None), bound to its state."};
+static PyMethodDef stager_methods[] = {
+    {"stage_tx", (PyCFunction)(void (*)(void))stager_tx, METH_FASTCALL,
+     "stage_tx(t_ns, code, payload): the recorder's stage_tx."},
+    {"stage_rx", (PyCFunction)(void (*)(void))stager_rx, METH_FASTCALL,
+     "stage_rx(t_ns, codes, frames, compressed=0, joined=None): the recorder's stage_rx."},
+    {NULL, NULL, 0, NULL},
+};
 
-/* stagers(state) -> (stage_tx, stage_rx): the two, bound to `state` (built-in functions
- * whose self is the state: one call, nothing repacked per frame). */
-static PyObject *
-speedups_stagers(PyObject *module, PyObject *state)
-{
-    if (stage_init(state) < 0) return NULL;
-    PyObject *tx = PyCFunction_NewEx(&stage_tx_def, state, NULL);
-    PyObject *rx = tx == NULL ? NULL : PyCFunction_NewEx(&stage_rx_def, state, NULL);
-    PyObject *pair = rx == NULL ? NULL : PyTuple_Pack(2, tx, rx);
-    Py_XDECREF(tx);
-    Py_XDECREF(rx);
-    return pair;
-}
-
-static PyObject *
-stage_rx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *full[7];
-    if (nargs < 3 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "stage_rx() takes 3 to 5 arguments");
-        return NULL;
-    }
-    full[0] = state;
-    for (Py_ssize_t i = 0; i < nargs; i++) full[i + 1] = args[i];
-    return speedups_stage_rx(NULL, full, nargs + 1);
-}
-
-static PyObject *
-stage_tx_bound(PyObject *state, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "stage_tx() takes 3 arguments");
-        return NULL;
-    }
-    PyObject *full[4] = {state, args[0], args[1], args[2]};
-    return speedups_stage(NULL, full, 4);
-}
-
-/* One frame staged, as speedups_stage does it once its arguments are read: `stamped`
- * says whether `t_ns` is the frame's timestamp (else: the one before it), `code` is not
- * a compressed frame's. 0, or -1 with an exception. (The session's lane calls it with
- * the numbers it has, no int objects made.) */
 static int
-stage_native(PyObject *state, int stamped, long long t_ns, long long code, PyObject *payload)
+stager_traverse(Stager *s, visitproc visit, void *arg)
 {
-    PyObject *stage = PyTuple_GET_ITEM(state, 0), *tpos = PyTuple_GET_ITEM(state, 1);
-    PyObject *tval = PyTuple_GET_ITEM(state, 2), *holder = PyTuple_GET_ITEM(state, 3);
-    PyObject *recorder = PyTuple_GET_ITEM(state, 6);
-    long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
-    Py_ssize_t flush_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 5));
-    if (PyErr_Occurred()) return -1;
-    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
-        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
-        return -1;
-    }
-    if (stamped) {
-        Py_ssize_t n = staged_count(stage);
-        if (n < 0) return -1;
-        if (n >= flush_at) {
-            if (call_back(recorder, flush_name) < 0) return -1;
-            if ((n = staged_count(stage)) < 0) return -1;
-        }
-        if (append_long(tpos, n) < 0 || append_long(tval, t_ns) < 0) return -1;
-    }
-    if (append_long(stage, code) < 0) return -1;
-    /* Read after a flush (which may run Python): the store's current tail and its room. */
-    PyObject *payloads = PyList_GET_ITEM(holder, 0);
-    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
-    if (room == -1 && PyErr_Occurred()) return -1;
-    long long length = code >> 16;
-    int keep_whole = length <= cap || (code & 8);
-    if (keep_whole) {
-        if (PyList_Append(payloads, payload) < 0) return -1;
-    }
-    else {
-        PyObject *head = PySequence_GetSlice(payload, 0, (Py_ssize_t)cap);
-        if (head == NULL) return -1;
-        int bad = PyList_Append(payloads, head);
-        Py_DECREF(head);
-        if (bad < 0) return -1;
-    }
-    if (PyList_GET_SIZE(payloads) > room && call_back(recorder, trim_name) < 0) return -1;
+    Py_VISIT(s->stage);
+    Py_VISIT(s->tpos);
+    Py_VISIT(s->tval);
+    Py_VISIT(s->holder);
+    Py_VISIT(s->recorder);
     return 0;
 }
 
+static int
+stager_clear(Stager *s)
+{
+    Py_CLEAR(s->stage);
+    Py_CLEAR(s->tpos);
+    Py_CLEAR(s->tval);
+    Py_CLEAR(s->holder);
+    Py_CLEAR(s->recorder);
+    return 0;
+}
+
+static void
+stager_dealloc(Stager *s)
+{
+    PyObject_GC_UnTrack(s);
+    stager_clear(s);
+    PyObject_GC_Del(s);
+}
+
+static PyTypeObject StagerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rawws_nb._speedups.Stager",
+    .tp_basicsize = sizeof(Stager),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A recorder's stagers, made by stagers(state).",
+    .tp_dealloc = (destructor)stager_dealloc,
+    .tp_traverse = (traverseproc)stager_traverse,
+    .tp_clear = (inquiry)stager_clear,
+    .tp_methods = stager_methods,
+};
+
+/* stagers(state) -> (stage_tx, stage_rx): the two, methods of one Stager made from
+ * `state` (one call per frame, nothing unpacked per frame). */
+static PyObject *
+speedups_stagers(PyObject *module, PyObject *state)
+{
+    Stager *s = stager_new(state);
+    if (s == NULL) return NULL;
+    PyObject *tx = PyObject_GetAttrString((PyObject *)s, "stage_tx");
+    PyObject *rx = tx == NULL ? NULL : PyObject_GetAttrString((PyObject *)s, "stage_rx");
+    PyObject *pair = rx == NULL ? NULL : PyTuple_Pack(2, tx, rx);
+    Py_XDECREF(tx);
+    Py_XDECREF(rx);
+    Py_DECREF(s);
+    return pair;
+}
+
+/* stage(state, t_ns, code, payload) and stage_rx(state, t_ns, codes, frames, ...): the
+ * same, for a state given each time. */
 static PyObject *
 speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -516,17 +614,25 @@ speedups_stage(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "stage() takes 4 arguments");
         return NULL;
     }
-    PyObject *state = args[0], *t_ns = args[1], *code_obj = args[2], *payload = args[3];
-    if (stage_init(state) < 0) return NULL;
-    long long code = PyLong_AsLongLong(code_obj);
-    long long t = t_ns == Py_None ? 0 : PyLong_AsLongLong(t_ns);
-    if (PyErr_Occurred()) return NULL;
-    if (code & (1 << 9)) { /* COMPRESSED: the Python reference does it */
-        PyObject *recorder = PyTuple_GET_ITEM(state, 6);
-        return PyObject_CallMethodObjArgs(recorder, stage_tx_name, t_ns, code_obj, payload, NULL);
+    Stager *s = stager_new(args[0]);
+    if (s == NULL) return NULL;
+    PyObject *r = stager_tx(s, args + 1, 3);
+    Py_DECREF(s);
+    return r;
+}
+
+static PyObject *
+speedups_stage_rx(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 4 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError, "stage_rx() takes 4 to 6 arguments");
+        return NULL;
     }
-    if (stage_native(state, t_ns != Py_None, t, code, payload) < 0) return NULL;
-    Py_RETURN_NONE;
+    Stager *s = stager_new(args[0]);
+    if (s == NULL) return NULL;
+    PyObject *r = stager_rx(s, args + 1, nargs - 1);
+    Py_DECREF(s);
+    return r;
 }
 
 /* Strict UTF-8 (as bytes.decode("utf-8") accepts it: no overlong forms, no surrogates,
@@ -1228,7 +1334,7 @@ lane_stage(Lane *self, int stamped, long long code, PyObject *payload)
     if (self->rec_state != NULL) {
         long long t = stamped ? lane_now_ns(self) : 0;
         if (t == -1 && PyErr_Occurred()) return -1;
-        return stage_native(self->rec_state, stamped, t, code, payload);
+        return stager_stage((Stager *)self->rec_state, stamped, t, code, payload);
     }
     PyObject *t = stamped ? lane_now(self) : Py_NewRef(Py_None);
     PyObject *c = t == NULL ? NULL : PyLong_FromLongLong(code);
@@ -1612,9 +1718,9 @@ lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    if (PyCFunction_Check(self->stage_tx) &&
-        PyCFunction_GET_FUNCTION(self->stage_tx) == (PyCFunction)(void (*)(void))stage_tx_bound) {
-        self->rec_state = Py_NewRef(PyCFunction_GET_SELF(self->stage_tx)); /* checked by stagers() */
+    if (PyCFunction_Check(self->stage_tx) && PyCFunction_GET_SELF(self->stage_tx) != NULL &&
+        Py_IS_TYPE(PyCFunction_GET_SELF(self->stage_tx), &StagerType)) {
+        self->rec_state = Py_NewRef(PyCFunction_GET_SELF(self->stage_tx)); /* the compiled stagers' Stager */
     }
     if ((self->pool = PyBytes_FromStringAndSize(NULL, 0)) == NULL) {
         Py_DECREF(self);
@@ -1699,6 +1805,18 @@ static PyMemberDef lane_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+static PyObject *
+lane_get_native_staging(Lane *self, void *closure)
+{
+    return PyBool_FromLong(self->rec_state != NULL);
+}
+
+static PyGetSetDef lane_getset[] = {
+    {"native_staging", (getter)lane_get_native_staging, NULL,
+     "True when the lane stages recorded frames through the recorder's compiled Stager itself.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject LaneType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "rawws_nb._speedups.Lane",
     .tp_basicsize = sizeof(Lane),
@@ -1710,6 +1828,7 @@ static PyTypeObject LaneType = {
     .tp_clear = (inquiry)lane_clear,
     .tp_methods = lane_methods,
     .tp_members = lane_members,
+    .tp_getset = lane_getset,
 };
 
 /* untracked_list() -> a new empty list the garbage collector does not track: for lists
@@ -1755,7 +1874,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&PayloadBufferType) < 0 || PyType_Ready(&LaneType) < 0) {
+    if (PyType_Ready(&PayloadBufferType) < 0 || PyType_Ready(&LaneType) < 0 || PyType_Ready(&StagerType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);

@@ -304,6 +304,22 @@ async def test_a_bounded_timeline_recorded_through_the_lane_keeps_the_latest(ser
         await session.close()
 
 
+async def test_the_lane_stages_recorded_frames_natively(server):
+    # Through the recorder's compiled Stager (no int objects, no Python call per frame);
+    # a session without recording has nothing to stage.
+    recording = await rw.web_socket_raw_session(server.url)
+    quiet = await rw.web_socket_raw_session(server.url, record=False)
+    try:
+        assert recording._lane.native_staging is True
+        assert quiet._lane.native_staging is False
+        await recording.send("n")
+        assert (await recording.incoming.receive()).data == b"n"
+        assert [bytes(p) for p in recording.timeline.payload] == [b"n", b"n"]
+    finally:
+        await recording.close()
+        await quiet.close()
+
+
 async def test_fragments_go_through_the_python_path_in_order(peer):
     session = await rw.web_socket_raw_session(peer.url)
     try:
