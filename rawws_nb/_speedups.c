@@ -454,16 +454,33 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
         return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }
     PyObject *stage = s->stage;
-    Py_ssize_t staged = Py_SIZE(stage) >> 3;
-    if (append8(s->tpos, staged) < 0 || append_obj(s->tval, t_ns) < 0) return NULL;
     {
-        /* The reader's codes, an array('q'): their int64s appended as they are. */
+        /* The reader's codes, an array('q'): their int64s appended as they are, unless a
+         * payload is longer than the cap (lowered since the reader was told how long a
+         * payload it may join): the reference caps them. */
         Py_buffer view;
         if (PyObject_GetBuffer(codes, &view, PyBUF_FORMAT) < 0) return NULL;
         int bad = view.itemsize != 8 || view.format == NULL || strcmp(view.format, "q") != 0;
-        Py_ssize_t at = PyByteArray_GET_SIZE(stage);
+        long long longest = 0;
         if (bad) {
             PyErr_SetString(PyExc_TypeError, "stage_rx(): codes must be an array('q')");
+        }
+        else {
+            const int64_t *c = (const int64_t *)view.buf;
+            for (Py_ssize_t i = 0; i < view.len / 8; i++) {
+                if (c[i] > longest) longest = c[i];
+            }
+        }
+        if (!bad && (longest >> 16) > s->cap) {
+            PyBuffer_Release(&view);
+            PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
+            return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        Py_ssize_t at = PyByteArray_GET_SIZE(stage);
+        if (bad) {
+        }
+        else if (append8(s->tpos, at >> 3) < 0 || append_obj(s->tval, t_ns) < 0) {
+            bad = 1;
         }
         else if (PyByteArray_Resize(stage, at + view.len) < 0) {
             bad = 1;
@@ -540,7 +557,20 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
 }
 
 
+/* set_payload_cap(n): the cap from the next frame on (Recorder.payload_cap's setter: the
+ * stagers bound elsewhere, the session's lane among them, see it at once). */
+static PyObject *
+stager_set_payload_cap(Stager *s, PyObject *value)
+{
+    long long cap = PyLong_AsLongLong(value);
+    if (cap == -1 && PyErr_Occurred()) return NULL;
+    s->cap = cap < 0 ? 0 : cap;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef stager_methods[] = {
+    {"set_payload_cap", (PyCFunction)stager_set_payload_cap, METH_O,
+     "set_payload_cap(n): the payload cap from the next frame on."},
     {"stage_tx", (PyCFunction)(void (*)(void))stager_tx, METH_FASTCALL,
      "stage_tx(t_ns, code, payload): the recorder's stage_tx."},
     {"stage_rx", (PyCFunction)(void (*)(void))stager_rx, METH_FASTCALL,
@@ -1884,6 +1914,12 @@ PyInit__speedups(void)
     Py_INCREF(&PayloadBufferType);
     if (PyModule_AddObject(module, "PayloadBuffer", (PyObject *)&PayloadBufferType) < 0) {
         Py_DECREF(&PayloadBufferType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&StagerType);
+    if (PyModule_AddObject(module, "Stager", (PyObject *)&StagerType) < 0) {
+        Py_DECREF(&StagerType);
         Py_DECREF(module);
         return NULL;
     }

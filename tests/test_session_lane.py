@@ -320,6 +320,22 @@ async def test_the_lane_stages_recorded_frames_natively(server):
         await quiet.close()
 
 
+async def test_a_payload_cap_lowered_during_the_session_applies_to_the_lanes_frames(server):
+    session = await rw.web_socket_raw_session(server.url)
+    try:
+        await session.send("0123456789")
+        await session.incoming.receive()
+        session.recorder.payload_cap = 4
+        await session.send("abcdefghij")
+        assert (await session.incoming.receive()).data == b"abcdefghij"
+        assert session._lane.frames_out == 2 and session._lane.frames_in == 2
+        df = session.timeline
+        assert [bytes(p) for p in df.payload] == [b"0123456789"] * 2 + [b"abcd"] * 2
+        assert df.length.tolist() == [10] * 4
+    finally:
+        await session.close()
+
+
 async def test_fragments_go_through_the_python_path_in_order(peer):
     session = await rw.web_socket_raw_session(peer.url)
     try:

@@ -144,6 +144,7 @@ _DATA = attrgetter("data")
 _c_flush: Any = None
 _c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
 _c_stagers: Any = None  # ... both bound to a recorder (`Recorder._stage_rx` is the batch's reference)
+_Stager: Any = None  # ... whose methods they are
 _Q = struct.Struct("=q").pack  # one staged int64, native order (as the C stagers append them)
 # The payload store's lists hold only payloads (bytes, views) and ints: they can be in no
 # reference cycle, so, when compiled, they are made untracked by the garbage collector
@@ -153,9 +154,9 @@ if not os.environ.get("RAWWS_NB_PURE"):
     try:
         _speedups = importlib.import_module("rawws_nb._speedups")
         _c_flush, _c_stage, _c_stagers = _speedups.flush_rows, _speedups.stage, _speedups.stagers
-        _payload_list = _speedups.untracked_list
+        _Stager, _payload_list = _speedups.Stager, _speedups.untracked_list
     except (ImportError, AttributeError):
-        _c_flush = _c_stage = _c_stagers = None
+        _c_flush = _c_stage = _c_stagers = _Stager = None
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
@@ -686,7 +687,11 @@ class Recorder:
     @payload_cap.setter
     def payload_cap(self, value: int) -> None:
         self._payload_cap = max(int(value), 0)
-        self._bind_stage_tx()
+        stager = getattr(self.stage_tx, "__self__", None)
+        if _c_stagers is not None and type(stager) is _Stager:
+            stager.set_payload_cap(self._payload_cap)  # in place: whoever bound stage_tx sees it (a session's lane)
+        else:
+            self._bind_stage_tx()
 
     def __len__(self) -> int:
         return len(self._store)
@@ -782,7 +787,7 @@ class Recorder:
                     payload.append(data if len(data) <= cap else data[:cap])
                 else:
                     payload.append(data if c >> 16 <= cap or c & 8 else data[:cap])
-        elif joined is not None and len(codes) >= _PACK_MIN:
+        elif joined is not None and len(codes) >= _PACK_MIN and max(codes) >> 16 <= cap:
             # Small frames whose payloads the reader already joined: no per-frame work.
             payload.add_packed(joined, n)  # the reader's buffer, handed over (a new one per read)
         else:

@@ -190,6 +190,23 @@ def test_stage_rx_takes_a_batch_and_ignores_an_empty_one():
     assert (df.t == pd.Timestamp(T0 + 1, tz="UTC")).all() and df.message.tolist() == [0, 1, 0]
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_joined_batch_keeps_no_more_than_the_cap(compiled):
+    # A reader joins payloads up to the `join_max` it was given; the cap may have been
+    # lowered since (`payload_cap` set on a session's recorder): the batch is capped.
+    from array import array
+
+    from rawws_nb import Frame
+
+    rec = Recorder(payload_cap=512, compiled=compiled)
+    rec.payload_cap = 4
+    payloads = [b"%010d" % i for i in range(10)]
+    codes = array("q", [header_code(1, length=10, direction=RX)] * 10)
+    rec.stage_rx(T0, codes, [Frame.Text(p) for p in payloads], 0, bytearray(b"".join(payloads)))
+    df = rec.to_dataframe()
+    assert df.payload.tolist() == [p[:4] for p in payloads] and df.length.tolist() == [10] * 10
+
+
 def test_payload_cap_can_change():
     rec = Recorder(payload_cap=2)
     rec.stage_tx(T0, header_code(2, length=4), b"abcd")
