@@ -1247,6 +1247,8 @@ typedef struct {
     PyObject *text_cls, *binary_cls, *open_state;
     PyObject *transport, *slow_data, *slow_send, *urandom, *time_ns;
     PyObject *pool; /* bytes: mask keys, 4 at a time from pool_pos */
+    PyObject *tdict; /* asyncio's plain TCP transport's __dict__ (fd >= 0), or NULL */
+    PyTypeObject *tbuffer_type; /* the type of its write buffer, `_buffer` */
     PyObject *rec_state; /* the compiled stagers' state (staged without int objects), or NULL */
     PyObject *call_soon, *uncork, *write_out; /* the loop's call_soon, the session's _uncork and _write_out */
     Py_ssize_t pool_pos, max_send, direct_write, cork_limit;
@@ -1257,7 +1259,7 @@ typedef struct {
 } Lane;
 
 static PyObject *n_uncork_pending, *n_corked, *n_max_queue, *n_extend, *n_done, *n_set_result;
-static PyObject *n_pause_reading, *n_is_closing, *n_write, *n_get_write_buffer_size;
+static PyObject *n_pause_reading, *n_is_closing, *n_write, *n_get_write_buffer_size, *n_closing, *n_buffer;
 
 static int
 lane_names(void)
@@ -1274,6 +1276,8 @@ lane_names(void)
     NAME(n_pause_reading, "_pause_reading");
     NAME(n_is_closing, "is_closing");
     NAME(n_get_write_buffer_size, "get_write_buffer_size");
+    NAME(n_closing, "_closing");
+    NAME(n_buffer, "_buffer");
     NAME(n_write, "write");
 #undef NAME
     return 0;
@@ -1515,6 +1519,46 @@ error:
     return NULL;
 }
 
+/* transport.is_closing(): 1, 0, or -1 with an exception. On asyncio's own plain TCP
+ * transport (the lane has its socket) read where that method reads it, its `_closing`
+ * (a Python call per send was a tenth of the lane's send). */
+static int
+lane_closing(Lane *self)
+{
+    if (self->tdict != NULL) {
+        PyObject *v = PyDict_GetItemWithError(self->tdict, n_closing);
+        if (v == Py_True) return 1;
+        if (v == Py_False) return 0;
+        if (v == NULL && PyErr_Occurred()) return -1;
+    }
+    PyObject *closing = PyObject_CallMethodNoArgs(self->transport, n_is_closing);
+    if (closing == NULL) return -1;
+    int c = PyObject_IsTrue(closing);
+    Py_DECREF(closing);
+    return c;
+}
+
+/* transport.get_write_buffer_size() == 0: 1, 0, or -1 with an exception. On asyncio's
+ * plain TCP transport, its `_buffer` is empty (a bytearray, or a deque of buffers from
+ * Python 3.12: the method sums it). */
+static int
+lane_buffer_empty(Lane *self)
+{
+    if (self->tdict != NULL) {
+        PyObject *b = PyDict_GetItemWithError(self->tdict, n_buffer);
+        if (b != NULL && Py_IS_TYPE(b, self->tbuffer_type)) {
+            Py_ssize_t n = PyObject_Size(b);
+            return n < 0 ? -1 : n == 0;
+        }
+        if (b == NULL && PyErr_Occurred()) return -1;
+    }
+    PyObject *size = PyObject_CallMethodNoArgs(self->transport, n_get_write_buffer_size);
+    if (size == NULL) return -1;
+    int empty = PyLong_CheckExact(size) && PyLong_AsLongLong(size) == 0;
+    Py_DECREF(size);
+    return empty;
+}
+
 /* Writes `wire` as the transport would: send(2) first when the lane has the socket and the
  * transport's buffer is empty, the rest (or all of it) through transport.write. */
 static int
@@ -1523,10 +1567,8 @@ lane_write(Lane *self, PyObject *wire)
     Py_ssize_t n = PyBytes_GET_SIZE(wire), sent = 0;
 #ifndef _WIN32
     if (self->fd >= 0) {
-        PyObject *size = PyObject_CallMethodNoArgs(self->transport, n_get_write_buffer_size);
-        if (size == NULL) return -1;
-        int empty = PyLong_CheckExact(size) && PyLong_AsLongLong(size) == 0;
-        Py_DECREF(size);
+        int empty = lane_buffer_empty(self);
+        if (empty < 0) return -1;
         if (empty) {
             int flags = MSG_DONTWAIT;
 #ifdef MSG_NOSIGNAL
@@ -1587,10 +1629,7 @@ lane_send_nowait(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     if (corked < 0) goto error;
     if (!corked && PyList_GET_SIZE(out) != 0) goto slow;
     {
-        PyObject *closing = PyObject_CallMethodNoArgs(self->transport, n_is_closing);
-        if (closing == NULL) goto error;
-        int c = PyObject_IsTrue(closing);
-        Py_DECREF(closing);
+        int c = lane_closing(self);
         if (c < 0) goto error;
         if (c) goto slow;
     }
@@ -1738,6 +1777,32 @@ lane_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->cork_limit = cork_limit;
     self->pool_pos = 0;
     self->fd = fd;
+    self->tdict = NULL;
+    self->tbuffer_type = NULL;
+    if (fd >= 0) {
+        /* asyncio's own plain TCP transport (the session checks its class): its state as
+         * its is_closing() and get_write_buffer_size() read it, when it has the shape
+         * they read (else the lane calls them). */
+        PyObject *d = PyObject_GenericGetDict(self->transport, NULL);
+        if (d == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        PyObject *closing = PyDict_GetItemWithError(d, n_closing);
+        PyObject *buffer = closing == NULL ? NULL : PyDict_GetItemWithError(d, n_buffer);
+        if (PyErr_Occurred()) {
+            Py_DECREF(d);
+            Py_DECREF(self);
+            return NULL;
+        }
+        if (PyBool_Check(closing) && buffer != NULL && PySequence_Check(buffer)) {
+            self->tdict = d;
+            self->tbuffer_type = (PyTypeObject *)Py_NewRef((PyObject *)Py_TYPE(buffer));
+        }
+        else {
+            Py_DECREF(d);
+        }
+    }
     self->client = client;
     self->tag = (uint64_t)tag;
     self->max_send = max_send;
@@ -1774,6 +1839,8 @@ lane_traverse(Lane *self, visitproc visit, void *arg)
     Py_VISIT(self->binary_cls);
     Py_VISIT(self->open_state);
     Py_VISIT(self->transport);
+    Py_VISIT(self->tdict);
+    Py_VISIT(self->tbuffer_type);
     Py_VISIT(self->slow_data);
     Py_VISIT(self->slow_send);
     Py_VISIT(self->urandom);
@@ -1800,6 +1867,8 @@ lane_clear(Lane *self)
     Py_CLEAR(self->binary_cls);
     Py_CLEAR(self->open_state);
     Py_CLEAR(self->transport);
+    Py_CLEAR(self->tdict);
+    Py_CLEAR(self->tbuffer_type);
     Py_CLEAR(self->slow_data);
     Py_CLEAR(self->slow_send);
     Py_CLEAR(self->urandom);
@@ -1841,7 +1910,15 @@ lane_get_native_staging(Lane *self, void *closure)
     return PyBool_FromLong(self->rec_state != NULL);
 }
 
+static PyObject *
+lane_get_reads_transport(Lane *self, void *closure)
+{
+    return PyBool_FromLong(self->tdict != NULL);
+}
+
 static PyGetSetDef lane_getset[] = {
+    {"reads_transport", (getter)lane_get_reads_transport, NULL,
+     "True when the lane reads asyncio's plain TCP transport's state itself (no is_closing() call per send).", NULL},
     {"native_staging", (getter)lane_get_native_staging, NULL,
      "True when the lane stages recorded frames through the recorder's compiled Stager itself.", NULL},
     {NULL, NULL, NULL, NULL, NULL},

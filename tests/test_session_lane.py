@@ -223,6 +223,32 @@ async def test_a_send_the_socket_cannot_take_at_once_is_written_whole(peer):
         await session.close()
 
 
+async def test_a_send_goes_after_what_the_transport_still_holds(peer):
+    # The transport holds data the socket did not take; then the socket has room again
+    # (its buffer enlarged) before the transport's own writer ran: the next send must not
+    # go to the socket directly, ahead of the held data.
+    session = await rw.web_socket_raw_session(peer.url)
+    try:
+        conn = await peer.opened()
+        conn.transport.pause_reading()
+        sock = session.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        payloads = [bytes([i]) * 30000 for i in range(8)]
+        for data in payloads:
+            session.send_nowait(data)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert session.transport.get_write_buffer_size() > 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)  # room, the writer not yet run
+        session.send_nowait(b"last")
+        assert session._lane.frames_out == len(payloads) + 1
+        conn.transport.resume_reading()
+        await peer.wait_for(lambda r: len(r) >= len(payloads) + 1, timeout=20)
+        assert [f.data for f in peer.received] == [*payloads, b"last"]
+    finally:
+        await session.close()
+
+
 async def test_a_send_on_a_closing_transport_raises_as_before(server):
     session = await rw.web_socket_raw_session(server.url)
     session.transport.close()
@@ -318,6 +344,16 @@ async def test_the_lane_stages_recorded_frames_natively(server):
     finally:
         await recording.close()
         await quiet.close()
+
+
+async def test_on_asyncio_plain_tcp_the_lane_writes_to_the_socket_and_reads_the_transport(server):
+    session = await rw.web_socket_raw_session(server.url)
+    try:
+        assert session._lane.fd >= 0 and session._lane.reads_transport is True
+        await session.send("direct")
+        assert (await session.incoming.receive()).data == b"direct"
+    finally:
+        await session.close()
 
 
 async def test_a_payload_cap_lowered_during_the_session_applies_to_the_lanes_frames(server):
