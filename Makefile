@@ -40,12 +40,14 @@ serve: venv
 # installed in one apt-get run, only those missing (never a downloaded browser).
 DEB_NEEDS := chromium:chromium tinyproxy:tinyproxy danted:dante-server mosquitto:mosquitto \
 	tshark:tshark tcpdump:tcpdump
-system-deps:
-	@missing=""; for pair in $(DEB_NEEDS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+# $(call deb_install,command:package ...): the packages whose command is missing.
+deb_install = missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair\#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || test -x /usr/sbin/$$cmd || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  echo "installing Debian packages:$$missing"; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+system-deps:
+	@$(call deb_install,$(DEB_NEEDS))
 
 browser-deps proxy-deps mqtt-deps capture-deps: system-deps
 
@@ -92,6 +94,11 @@ bench: venv speedups
 	$(PY) -m benchmarks.compressed
 	$(PY) -m benchmarks.bench_pcap
 	$(PY) -m benchmarks.bench_relay
+
+# Instructions per seq round trip, counted by callgrind (the same count on a busy host).
+bench-instructions: venv speedups
+	@$(call deb_install,valgrind:valgrind)
+	$(PY) -m benchmarks.instructions
 
 bench-codec: venv
 	$(PY) -m benchmarks.bench_codec
