@@ -687,8 +687,8 @@ class Recorder:
     @payload_cap.setter
     def payload_cap(self, value: int) -> None:
         self._payload_cap = max(int(value), 0)
-        stager = getattr(self.stage_tx, "__self__", None)
-        if _c_stagers is not None and type(stager) is _Stager:
+        stager: Any = getattr(self.stage_tx, "__self__", None)
+        if _Stager is not None and type(stager) is _Stager:
             stager.set_payload_cap(self._payload_cap)  # in place: whoever bound stage_tx sees it (a session's lane)
         else:
             self._bind_stage_tx()
