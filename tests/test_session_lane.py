@@ -356,6 +356,24 @@ async def test_on_asyncio_plain_tcp_the_lane_writes_to_the_socket_and_reads_the_
         await session.close()
 
 
+async def test_after_a_large_frame_small_frames_are_the_lanes_again(server):
+    # A frame of 64 KiB or more is read into its own payload buffer (another protocol on
+    # the transport); then the transport is handed back, and small frames take the lane.
+    session = await rw.web_socket_raw_session(server.url)
+    try:
+        big = bytes(range(256)) * 1024  # 256 KiB
+        for i in range(3):
+            await session.send(big)
+            assert (await session.incoming.receive()).data == big
+            await session.send(f"small {i}")
+            assert (await session.incoming.receive()).data == f"small {i}".encode()
+        assert session.transport.get_protocol() is session._protocol
+        assert session._lane.frames_in == 3  # the small ones
+        assert session.timeline.length.tolist() == [len(big), len(big), 7, 7] * 3
+    finally:
+        await session.close()
+
+
 async def test_a_payload_cap_lowered_during_the_session_applies_to_the_lanes_frames(server):
     session = await rw.web_socket_raw_session(server.url)
     try:
