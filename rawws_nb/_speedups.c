@@ -219,7 +219,7 @@ speedups_masked_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * session's lane calls natively: no tuple read and no int converted per frame). */
 static PyObject *stage_tx_name = NULL, *flush_name = NULL, *trim_name = NULL;
 static PyObject *stage_rx_name = NULL, *blobs_name = NULL, *ends_name = NULL, *add_packed_name = NULL;
-static PyObject *store_name = NULL, *data_name = NULL;
+static PyObject *store_name = NULL, *data_name = NULL, *open_batch_name = NULL;
 
 /* The recorder's staging buffers are bytearrays of native int64s (`Recorder._stage`,
  * `_tpos`, `_tval`): appending is a resize and a copy (append8: a copy, in place). */
@@ -289,7 +289,8 @@ stage_init(PyObject *state)
         (ends_name = PyUnicode_InternFromString("ends")) == NULL ||
         (add_packed_name = PyUnicode_InternFromString("add_packed")) == NULL ||
         (store_name = PyUnicode_InternFromString("_store")) == NULL ||
-        (data_name = PyUnicode_InternFromString("data")) == NULL) {
+        (data_name = PyUnicode_InternFromString("data")) == NULL ||
+        (open_batch_name = PyUnicode_InternFromString("_open_batch")) == NULL) {
         return -1;
     }
     return 0;
@@ -303,8 +304,10 @@ stage_init(PyObject *state)
 typedef struct {
     PyObject_HEAD
     PyObject *stage, *tpos, *tval, *holder, *recorder;
+    PyObject *open_blob, *open_ends; /* the open batch the counts below are for, or NULL */
     long long cap;
     Py_ssize_t flush_at, pack_min;
+    Py_ssize_t open_rows; /* rows copied into open_blob not yet in its end and the room (sync) */
 } Stager;
 
 static PyTypeObject StagerType;
@@ -320,8 +323,8 @@ stager_new(PyObject *state)
         PyErr_SetString(PyExc_TypeError, "stage(): the staging buffers are bytearrays");
         return NULL;
     }
-    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 3) {
-        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
+    if (!PyList_CheckExact(holder) || PyList_GET_SIZE(holder) != 5) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run, blob, ends]");
         return NULL;
     }
     long long cap = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
@@ -335,6 +338,8 @@ stager_new(PyObject *state)
     s->tval = Py_NewRef(tval);
     s->holder = Py_NewRef(holder);
     s->recorder = Py_NewRef(PyTuple_GET_ITEM(state, 6));
+    s->open_blob = s->open_ends = NULL;
+    s->open_rows = 0;
     s->cap = cap;
     s->flush_at = flush_at;
     s->pack_min = pack_min;
@@ -342,19 +347,140 @@ stager_new(PyObject *state)
     return s;
 }
 
-/* The store's tail (borrowed) and its room, checked: the holder is the store's, which
- * Python may refill (`clear`) but keeps a 3-list. NULL with an exception. */
+/* The store's tail (borrowed) and its room, the rows counted here and not yet synced
+ * taken off, checked: the holder is the store's, which Python may refill (`clear`) but
+ * keeps a 5-list. NULL with an exception. */
 static PyObject *
 stager_tail(Stager *s, Py_ssize_t *room)
 {
     PyObject *holder = s->holder;
-    if (PyList_GET_SIZE(holder) != 3 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
-        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run]");
+    if (PyList_GET_SIZE(holder) != 5 || !PyList_CheckExact(PyList_GET_ITEM(holder, 0))) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run, blob, ends]");
         return NULL;
     }
     *room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
     if (*room == -1 && PyErr_Occurred()) return NULL;
+    *room -= s->open_rows;
     return PyList_GET_ITEM(holder, 0);
+}
+
+/* Packing. A payload of at most PACK_LENGTH_MAX bytes kept whole is copied into the open
+ * batch of the store's run of packed batches (holder[3], a bytearray; holder[4] the run's
+ * `ends`) instead of being kept as an object of its own: the frame's payload object is
+ * then freed as soon as the application drops it. Keeping every small payload object
+ * alive was most of what recording cost (fresh memory for each: in the timeline
+ * benchmark's pipelined echo, run in one process and alternated with a version that kept
+ * none, recording's share fell from 12-28% to 1-8%). The rows copied in are counted here
+ * and added to the batch's end and the store's room by `sync`, which the store calls
+ * before it reads or changes anything (`_PayloadStore._sync`). The batch is open while it
+ * is the store's last (the tail is empty), not exported (a trim's view) and under BLOB_MAX
+ * bytes; the store opens another (`Recorder._open_batch`) when a frame would join a
+ * closed one, sealing a tail of single payloads first, unless that tail is shorter than
+ * SEAL_AT (then the frame joins the tail: a mix of small and large payloads does not make
+ * a run per frame). */
+#define PACK_LENGTH_MAX 512
+#define BLOB_MAX 65536
+#define BLOB_FIRST 1024
+#define SEAL_AT 32
+
+/* The counted rows into the open batch's end and the store's room: 0, or -1. */
+static int
+stager_sync(Stager *s)
+{
+    if (s->open_rows == 0) return 0;
+    PyObject *ends = s->open_ends;
+    if (ends == NULL || !PyList_CheckExact(ends) || PyList_GET_SIZE(ends) == 0) {
+        PyErr_SetString(PyExc_SystemError, "stage(): rows counted for no open batch");
+        return -1;
+    }
+    Py_ssize_t last = PyList_GET_SIZE(ends) - 1;
+    Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(ends, last));
+    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(s->holder, 1));
+    if (PyErr_Occurred()) return -1;
+    PyObject *new_end = PyLong_FromSsize_t(end + s->open_rows);
+    PyObject *new_room = new_end == NULL ? NULL : PyLong_FromSsize_t(room - s->open_rows);
+    if (new_room == NULL) {
+        Py_XDECREF(new_end);
+        return -1;
+    }
+    PyList_SetItem(ends, last, new_end); /* these steal the references */
+    PyList_SetItem(s->holder, 1, new_room);
+    s->open_rows = 0;
+    return 0;
+}
+
+static PyObject *
+stager_sync_method(Stager *s, PyObject *unused)
+{
+    if (stager_sync(s) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The open batch if `add` more bytes may join it now, else NULL (no exception). */
+static PyObject *
+stager_open_blob(Stager *s, Py_ssize_t add)
+{
+    PyObject *holder = s->holder, *blob = PyList_GET_ITEM(holder, 3);
+    if (!PyByteArray_CheckExact(blob) || ((PyByteArrayObject *)blob)->ob_exports != 0) return NULL;
+    if (PyList_GET_SIZE(PyList_GET_ITEM(holder, 0)) != 0) return NULL;
+    if (PyByteArray_GET_SIZE(blob) != 0 && PyByteArray_GET_SIZE(blob) + add > BLOB_MAX) return NULL;
+    if (blob != s->open_blob) { /* a batch the store opened since: counts start over */
+        if (stager_sync(s) < 0) {
+            PyErr_Clear(); /* cannot happen: open_rows is 0 whenever the store changed */
+            return NULL;
+        }
+        PyObject *ends = PyList_GET_ITEM(holder, 4);
+        if (!PyList_CheckExact(ends) || PyList_GET_SIZE(ends) == 0) return NULL;
+        Py_XSETREF(s->open_blob, Py_NewRef(blob));
+        Py_XSETREF(s->open_ends, Py_NewRef(ends));
+    }
+    return blob;
+}
+
+/* `n` bytes at `data` for `rows` rows join the open batch `blob` (from stager_open_blob).
+ * Its buffer grows by doubling (from BLOB_FIRST bytes), not by a bytearray's eighth. */
+static int
+stager_pack(Stager *s, PyObject *blob, const char *data, Py_ssize_t n, Py_ssize_t rows)
+{
+    PyByteArrayObject *b = (PyByteArrayObject *)blob;
+    Py_ssize_t at = Py_SIZE(b);
+    if (n > 0) {
+        if ((b->ob_start - b->ob_bytes) + at + n >= b->ob_alloc) {
+            Py_ssize_t want = b->ob_alloc * 2 > BLOB_FIRST ? b->ob_alloc * 2 : BLOB_FIRST;
+            if (want < at + n + 1) want = at + n + 1;
+            if (PyByteArray_Resize(blob, want) < 0) return -1;
+            Py_SET_SIZE(b, at); /* the room stays allocated */
+            b->ob_start[at] = '\0';
+        }
+        memcpy(b->ob_start + at, data, (size_t)n);
+        Py_SET_SIZE(b, at + n);
+        b->ob_start[at + n] = '\0'; /* a bytearray's trailing NUL */
+    }
+    s->open_rows += rows;
+    return 0;
+}
+
+/* The open batch for `add` bytes, opened when it must be (`seal_at`: the longest tail of
+ * single payloads a batch waits for; 0: it never waits). NULL with *error 0: the payload
+ * joins the tail. */
+static PyObject *
+stager_batch(Stager *s, Py_ssize_t add, Py_ssize_t seal_at, int *error)
+{
+    PyObject *blob = stager_open_blob(s, add);
+    *error = 0;
+    if (blob != NULL) return blob;
+    Py_ssize_t tail = PyList_GET_SIZE(PyList_GET_ITEM(s->holder, 0));
+    if (tail != 0 && tail < seal_at) return NULL;
+    if (call_back(s->recorder, open_batch_name) < 0) { /* the store syncs first */
+        *error = 1;
+        return NULL;
+    }
+    if (PyList_GET_SIZE(s->holder) != 5) {
+        PyErr_SetString(PyExc_TypeError, "stage(): holder must be [list, int, run, blob, ends]");
+        *error = 1;
+        return NULL;
+    }
+    return stager_open_blob(s, add);
 }
 
 /* One frame staged, as Recorder._stage_tx stages it: `stamped` says whether `t_ns` is the
@@ -378,7 +504,20 @@ stager_stage(Stager *s, int stamped, long long t_ns, long long code, PyObject *p
     PyObject *payloads = stager_tail(s, &room);
     if (payloads == NULL) return -1;
     long long length = code >> 16;
-    if (length <= s->cap || (code & 8)) { /* control frames (opcode bit 3) are kept whole */
+    int whole = length <= s->cap || (code & 8); /* control frames (opcode bit 3) are kept whole */
+    if (whole && length <= PACK_LENGTH_MAX && PyBytes_CheckExact(payload) && PyBytes_GET_SIZE(payload) == length) {
+        int error;
+        PyObject *blob = stager_batch(s, (Py_ssize_t)length, SEAL_AT, &error);
+        if (error) return -1;
+        if (blob != NULL) {
+            if (stager_pack(s, blob, PyBytes_AS_STRING(payload), (Py_ssize_t)length, 1) < 0) return -1;
+            if ((payloads = stager_tail(s, &room)) == NULL) return -1;
+            if (PyList_GET_SIZE(payloads) > room && call_back(s->recorder, trim_name) < 0) return -1;
+            return 0;
+        }
+        if ((payloads = stager_tail(s, &room)) == NULL) return -1; /* after the call, if one ran */
+    }
+    if (whole) {
         if (PyList_Append(payloads, payload) < 0) return -1;
     }
     else {
@@ -448,7 +587,7 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
     }
     if (n == 0) Py_RETURN_NONE;
     PyObject *holder = s->holder;
-    if (squeezed || joined == Py_None || n < s->pack_min || PyList_GET_SIZE(holder) != 3 ||
+    if (squeezed || joined == Py_None || n < s->pack_min || PyList_GET_SIZE(holder) != 5 ||
         !PyObject_CheckBuffer(codes)) {
         PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
         return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -491,11 +630,24 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&view);
         if (bad) return NULL;
     }
-    /* The payloads: the batch joins the open run (the tail is empty), or the store
-     * starts a new run. */
+    /* The payloads: copied into the open batch (opened if need be). */
+    if (PyByteArray_CheckExact(joined) || PyBytes_CheckExact(joined)) {
+        int error;
+        Py_ssize_t size = PyByteArray_CheckExact(joined) ? PyByteArray_GET_SIZE(joined) : PyBytes_GET_SIZE(joined);
+        PyObject *blob = stager_batch(s, size, 0, &error);
+        if (error) return NULL;
+        if (blob != NULL && blob != joined) {
+            const char *bytes = PyByteArray_CheckExact(joined) ? PyByteArray_AS_STRING(joined) : PyBytes_AS_STRING(joined);
+            if (stager_pack(s, blob, bytes, size, n) < 0) return NULL;
+            goto staged;
+        }
+    }
+    /* Else the batch joins the open run as a blob of its own (the tail is empty), or the
+     * store starts a new run. */
+    if (stager_sync(s) < 0) return NULL;
     PyObject *tail = PyList_GET_ITEM(holder, 0), *run = PyList_GET_ITEM(holder, 2);
     if (!PyList_CheckExact(tail)) {
-        PyErr_SetString(PyExc_TypeError, "stage_rx(): holder must be [list, int, run]");
+        PyErr_SetString(PyExc_TypeError, "stage_rx(): holder must be [list, int, run, blob, ends]");
         return NULL;
     }
     PyObject *n_obj = PyLong_FromSsize_t(n);
@@ -513,6 +665,11 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
             if (!bad) {
                 PyList_SetItem(holder, 1, new_room); /* steals the reference */
                 new_room = NULL;
+                /* The open batch, if any, is no longer the run's last. */
+                Py_INCREF(Py_None);
+                PyList_SetItem(holder, 3, Py_None);
+                Py_INCREF(Py_None);
+                PyList_SetItem(holder, 4, Py_None);
             }
             Py_XDECREF(new_end);
             Py_XDECREF(new_room);
@@ -542,12 +699,13 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(r);
     }
     Py_DECREF(n_obj);
+staged:;
     /* As the reference ends: trim when the store is over capacity, else flush when the
      * stage is full. (Read after add_packed, which may have replaced the tail.) */
-    tail = PyList_GET_ITEM(holder, 0);
-    Py_ssize_t room = PyLong_AsSsize_t(PyList_GET_ITEM(holder, 1));
-    if (room == -1 && PyErr_Occurred()) return NULL;
-    if (PyList_GET_SIZE(tail) > room) {
+    Py_ssize_t room;
+    PyObject *tail_now = stager_tail(s, &room);
+    if (tail_now == NULL) return NULL;
+    if (PyList_GET_SIZE(tail_now) > room) {
         if (call_back(recorder, trim_name) < 0) return NULL;
     }
     else {
@@ -569,6 +727,8 @@ stager_set_payload_cap(Stager *s, PyObject *value)
 }
 
 static PyMethodDef stager_methods[] = {
+    {"sync", (PyCFunction)stager_sync_method, METH_NOARGS,
+     "sync(): the rows copied into the open batch, into its end and the store's room."},
     {"set_payload_cap", (PyCFunction)stager_set_payload_cap, METH_O,
      "set_payload_cap(n): the payload cap from the next frame on."},
     {"stage_tx", (PyCFunction)(void (*)(void))stager_tx, METH_FASTCALL,
@@ -586,6 +746,8 @@ stager_traverse(Stager *s, visitproc visit, void *arg)
     Py_VISIT(s->tval);
     Py_VISIT(s->holder);
     Py_VISIT(s->recorder);
+    Py_VISIT(s->open_blob);
+    Py_VISIT(s->open_ends);
     return 0;
 }
 
@@ -597,6 +759,8 @@ stager_clear(Stager *s)
     Py_CLEAR(s->tval);
     Py_CLEAR(s->holder);
     Py_CLEAR(s->recorder);
+    Py_CLEAR(s->open_blob);
+    Py_CLEAR(s->open_ends);
     return 0;
 }
 
@@ -1938,6 +2102,62 @@ static PyTypeObject LaneType = {
     .tp_getset = lane_getset,
 };
 
+/* split_payloads(buffer, lengths, pos) -> list[bytes]: the payloads packed one after
+ * the other in `buffer` from byte `pos`, one per entry of `lengths` (int64s: the rows'
+ * recorded lengths), as bytes (`_PackedRun.payloads`: a DataFrame of a recorded session
+ * builds its payload column from these). */
+static PyObject *
+speedups_split_payloads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "split_payloads() takes 3 arguments");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[2]);
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    Py_buffer buf, len;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &len, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (len.itemsize != 8 || len.format == NULL || (strcmp(len.format, "l") != 0 && strcmp(len.format, "q") != 0 &&
+                                                    strcmp(len.format, "<q") != 0 && strcmp(len.format, "<l") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "split_payloads(): lengths must be int64s");
+        goto done;
+    }
+    Py_ssize_t n = len.len / 8;
+    const int64_t *sizes = (const int64_t *)len.buf;
+    int64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (sizes[i] < 0 || sizes[i] > (int64_t)buf.len) {
+            total = -1;
+            break;
+        }
+        total += sizes[i];
+    }
+    if (pos < 0 || total < 0 || pos + total > (int64_t)buf.len) {
+        PyErr_SetString(PyExc_ValueError, "split_payloads(): the lengths run past the buffer");
+        goto done;
+    }
+    if ((out = PyList_New(n)) == NULL) goto done;
+    const char *p = (const char *)buf.buf + pos;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(p, (Py_ssize_t)sizes[i]);
+        if (b == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, b);
+        p += sizes[i];
+    }
+done:
+    PyBuffer_Release(&len);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
 /* untracked_list() -> a new empty list the garbage collector does not track: for lists
  * that only ever hold objects that cannot be in a reference cycle with them (the
  * recorder's payload store: bytes, views of bytes, ints). */
@@ -1961,6 +2181,8 @@ static PyMethodDef methods[] = {
     {"stagers", speedups_stagers, METH_O, "stagers(state) -> (stage_tx, stage_rx), bound to the recorder's state."},
     {"stage_rx", (PyCFunction)(void (*)(void))speedups_stage_rx, METH_FASTCALL,
      "stage_rx(state, t_ns, codes, frames, compressed=0, joined=None): the recorder's stage_rx."},
+    {"split_payloads", (PyCFunction)(void (*)(void))speedups_split_payloads, METH_FASTCALL,
+     "split_payloads(buffer, lengths, pos) -> list[bytes]: consecutive payloads from byte pos, one per length."},
     {"untracked_list", speedups_untracked_list, METH_NOARGS,
      "untracked_list() -> a new empty list the garbage collector does not track."},
     {"utf8_valid", speedups_utf8_valid, METH_O, "utf8_valid(data) -> bool: strict UTF-8, as bytes.decode."},

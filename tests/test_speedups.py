@@ -247,3 +247,32 @@ def test_compiled_utf8_check_agrees_with_bytes_decode(data: bytes) -> None:
     except UnicodeDecodeError:
         expected = False
     assert _speedups.utf8_valid(data) is expected
+
+
+@pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE=1: the compiled path is off")
+@given(st.lists(st.binary(max_size=40), max_size=30), st.binary(max_size=9), st.sampled_from([bytes, bytearray]))
+def test_compiled_split_payloads_matches_python(payloads, prefix, kind):
+    import numpy as np
+
+    from rawws_nb import _speedups
+    from rawws_nb.timeline.recorder import _split_payloads_py
+
+    blob = kind(prefix + b"".join(payloads))
+    sizes = np.array([len(p) for p in payloads], dtype=np.int64)
+    got = _speedups.split_payloads(blob, sizes, len(prefix))
+    assert got == _split_payloads_py(blob, sizes, len(prefix)) == payloads
+    assert all(type(p) is bytes for p in got)
+
+
+@pytest.mark.skipif(PURE, reason="RAWWS_NB_PURE=1: the compiled path is off")
+def test_compiled_split_payloads_refuses_lengths_past_the_buffer():
+    import numpy as np
+
+    from rawws_nb import _speedups
+
+    with pytest.raises(ValueError):
+        _speedups.split_payloads(b"abc", np.array([2, 2], dtype=np.int64), 0)
+    with pytest.raises(ValueError):
+        _speedups.split_payloads(b"abc", np.array([-1, 4], dtype=np.int64), 0)
+    with pytest.raises(TypeError):
+        _speedups.split_payloads(b"abc", np.array([1, 1], dtype=np.int32), 0)

@@ -18,15 +18,18 @@ methods that build DataFrames. The codec is not imported either: `set_decoder` t
 function that decodes one Binary message.
 
 Memory (measured by `python -m benchmarks.bench_timeline`: 58 bytes per frame plus its
-payload, 25 for the row and the list slot alone; target <= 120). A received flood of
-small frames keeps about 21 bytes per frame, payload included: the payload in its
-batch's joined buffer and 4 bytes of row (the frames' own payload objects are freed as
-soon as the consumer drops them). Otherwise the payload object is the frame's own
-`bytes` (shared with the frame delivered to `incoming`, not copied) unless it is longer
-than `payload_cap`, when a capped copy is kept instead: a `bytes` object costs 33 bytes
-of header, so a recorded frame nothing else keeps alive costs its list slot (8), its row
-(4, plus 8 when it has a timestamp of its own) and 33 bytes (plus allocator rounding)
-plus its kept payload.
+payload for a row added with `add`, 25 for the row and the list slot alone; target <=
+120). With the compiled stagers, a frame whose payload is at most 512 bytes and kept
+whole (the common case: sent and received messages alike) has its payload copied into
+the open packed batch (one buffer for many rows, growing by doubling up to 64 KiB), so
+it costs its payload bytes and 4 bytes of row (plus 8 when it has a timestamp of its
+own), and the frame's own payload object is freed as soon as the application drops it;
+a received flood of small frames keeps about 21 bytes per frame, payload included.
+Otherwise (`add`, the pure-Python stagers, a longer payload) the payload object is the
+frame's own `bytes` (shared with the frame delivered to `incoming`, not copied) unless it
+is longer than `payload_cap`, when a capped copy is kept instead: a `bytes` object costs
+33 bytes of header, so such a frame costs its list slot (8), its row and 33 bytes (plus
+allocator rounding) plus its kept payload.
 
 Bounded memory. The recorder keeps at most `capacity` frames (the oldest are dropped
 first, an eighth of the capacity at a time, and counted in `dropped`) and at most
@@ -139,12 +142,24 @@ assert ROW_DTYPE.itemsize == ROW_SIZE
 
 _DATA = attrgetter("data")
 
+
+def _split_payloads_py(blob: Any, sizes: np.ndarray, pos: int) -> list[bytes]:
+    """The payloads packed one after the other in `blob` from byte `pos`, one per length
+    in `sizes` (`_speedups.split_payloads` is the compiled one)."""
+    out: list[bytes] = []
+    for n in sizes.tolist():
+        out.append(bytes(blob[pos : pos + n]))
+        pos += n
+    return out
+
+
 # The flush in C when rawws_nb's compiled fast path is built (the numpy code below is the
 # reference and the fallback; RAWWS_NB_PURE=1 or Recorder(compiled=False) uses it).
 _c_flush: Any = None
 _c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
 _c_stagers: Any = None  # ... both bound to a recorder (`Recorder._stage_rx` is the batch's reference)
 _Stager: Any = None  # ... whose methods they are
+_split_payloads: Callable[[Any, np.ndarray, int], list[bytes]] = _split_payloads_py  # a packed batch's payloads
 _Q = struct.Struct("=q").pack  # one staged int64, native order (as the C stagers append them)
 # The payload store's lists hold only payloads (bytes, views) and ints: they can be in no
 # reference cycle, so, when compiled, they are made untracked by the garbage collector
@@ -155,6 +170,7 @@ if not os.environ.get("RAWWS_NB_PURE"):
         _speedups = importlib.import_module("rawws_nb._speedups")
         _c_flush, _c_stage, _c_stagers = _speedups.flush_rows, _speedups.stage, _speedups.stagers
         _Stager, _payload_list = _speedups.Stager, _speedups.untracked_list
+        _split_payloads = _speedups.split_payloads
     except (ImportError, AttributeError):
         _c_flush = _c_stage = _c_stagers = _Stager = None
 _EPOCH_START = itemgetter(0)
@@ -397,12 +413,13 @@ class RecentFrame(NamedTuple):
 
 
 class _PackedRun:
-    """Consecutive batches of small received frames whose payloads were joined into one
-    buffer per batch (the reader's `joined`: so the frames' own payload objects can be
-    freed as soon as the consumer drops them, keeping them alive was most of the cost of
-    recording a flood). One object for all the run's rows, one buffer and one end per
-    batch: a recorded flood keeps no entry per row. Where each payload ends in its
-    buffer is worked out from the rows' lengths when asked (`payloads`)."""
+    """Consecutive batches of rows whose small payloads were copied into one buffer per
+    batch (the reader's `joined` for a batch of received frames; the compiled stagers copy
+    sent and received payloads into the open batch as they come), so the frames' own
+    payload objects can be freed as soon as the application drops them: keeping them
+    alive was most of what recording cost. One object for all the run's rows, one buffer
+    and one end per batch: no entry per row. Where each payload ends in its buffer is
+    worked out from the rows' lengths when asked (`payloads`)."""
 
     __slots__ = ("blobs", "ends")
 
@@ -424,12 +441,9 @@ class _PackedRun:
         while lo < hi:
             first = ends[j - 1] if j else start
             end = min(ends[j], hi)
-            blob = self.blobs[j]
-            offsets = np.cumsum(lengths(first, end)).tolist()
-            pos = offsets[lo - first - 1] if lo > first else 0
-            for stop in offsets[lo - first :]:
-                out.append(bytes(blob[pos:stop]))
-                pos = stop
+            sizes = lengths(first, end)
+            pos = int(sizes[: lo - first].sum()) if lo > first else 0
+            out += _split_payloads(self.blobs[j], sizes[lo - first :], pos)
             lo = end
             j += 1
         return out
@@ -451,24 +465,39 @@ class _PayloadStore:
     tail, which `holder[0]` also holds for the compiled stagers to append to;
     `holder[1]` is how many rows the tail may hold before the recorder must trim (its
     capacity less the rows in the other runs, the sealed ones); `holder[2]` is the run
-    of packed batches that the next one may join, while the tail is empty (else None).
-    Positions count rows since the start (dropped ones included)."""
+    of packed batches that the next one may join, while the tail is empty (else None);
+    `holder[3]` is the open batch, the last of that run, a bytearray the compiled stagers
+    copy small payloads into while the tail is empty, and `holder[4]` that run's ends
+    (else both None: whatever changes the runs closes it). The stagers count the rows
+    they copy in and add them to the batch's end and to `holder[1]` when the store calls
+    `_sync`, which every method here does first. Positions count rows since the start
+    (dropped ones included)."""
 
-    __slots__ = ("_capacity", "_off", "_segs", "_starts", "holder")
+    __slots__ = ("_capacity", "_off", "_segs", "_starts", "_sync", "holder")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._off = 0  # the position of the first kept row
         self._segs: list[Any] = []  # the sealed runs, oldest first
         self._starts: list[int] = []  # the position of each sealed run's first kept row
-        self.holder: list[Any] = [_payload_list(), capacity, None]
+        self.holder: list[Any] = [_payload_list(), capacity, None, None, None]
+        self._sync: Callable[[], None] | None = None  # the compiled stagers' `sync`, when they copy payloads in
+
+    def count_with(self, sync: Callable[[], None]) -> None:
+        """The compiled stagers' `sync` (which adds the rows they copied into the open batch to
+        its end and to the room): called first by every method here."""
+        self._sync = sync
 
     @property
     def _sealed(self) -> int:
+        if self._sync is not None:
+            self._sync()
         room: int = self.holder[1]
         return self._capacity - room
 
     def __len__(self) -> int:
+        if self._sync is not None:
+            self._sync()
         holder = self.holder
         room: int = holder[1]
         return self._capacity - room + len(holder[0])
@@ -478,16 +507,36 @@ class _PayloadStore:
         self._capacity = capacity
 
     def append(self, payload: Any) -> None:
+        if self._sync is not None:
+            self._sync()
         self.holder[0].append(payload)
 
     def extend(self, payloads: Any) -> None:
+        if self._sync is not None:
+            self._sync()
         self.holder[0].extend(payloads)
 
     def add_packed(self, blob: Any, n: int) -> None:
         """`n` rows whose payloads are joined in `blob`."""
+        run, end = self._run()
+        run.add(blob, n, end)
         holder = self.holder
+        holder[1] -= n
+        holder[3] = holder[4] = None  # the open batch, if any, is no longer the last
+
+    def open_batch(self) -> None:
+        """Open a batch for the compiled stagers to copy payloads into (`holder[3]`)."""
+        run, end = self._run()
+        blob = bytearray()
+        run.add(blob, 0, end)
+        self.holder[3], self.holder[4] = blob, run.ends
+
+    def _run(self) -> tuple[_PackedRun, int]:
+        """The run a new batch joins (the open one while the tail is empty, else a new
+        one after the tail, which is sealed) and the batch's first position (synced)."""
+        holder = self.holder
+        end = self._off + len(self)
         tail, run = holder[0], holder[2]
-        end = self._off + len(self)  # the batch's first position
         if tail or run is None:
             if tail:  # the tail is sealed; a new one follows the run
                 self._segs.append(tail)
@@ -497,8 +546,7 @@ class _PayloadStore:
             run = holder[2] = _PackedRun()
             self._segs.append(run)
             self._starts.append(end)
-        run.add(blob, n, end)
-        holder[1] -= n
+        return run, end
 
     def _end(self, j: int) -> int:
         """The position after sealed run `j`."""
@@ -508,7 +556,7 @@ class _PayloadStore:
     def pieces(self, start: int, stop: int) -> list[tuple[Any, int, int, int]]:
         """The runs holding kept rows `start:stop`: (run, its first position, lo, hi)
         with `lo:hi` the positions wanted from it (the tail last)."""
-        stop = min(stop, len(self))
+        stop = min(stop, len(self))  # (synced)
         if start >= stop:
             return []
         lo, hi = self._off + start, self._off + stop
@@ -528,7 +576,7 @@ class _PayloadStore:
     def drop_front(self, k: int, lengths: Callable[[int, int], np.ndarray]) -> None:
         """Forget the first `k` kept rows (`lengths(a, b)`: the recorded lengths of
         positions `a:b`, which a packed batch cut in two needs)."""
-        k = min(k, len(self))
+        k = min(k, len(self))  # (synced)
         cut = self._off + k
         segs, starts = self._segs, self._starts
         while segs and self._end(0) <= cut:
@@ -547,14 +595,15 @@ class _PayloadStore:
             del holder[0][: cut - tail_start]
         if not segs:
             holder[2] = None
+        holder[3] = holder[4] = None  # a batch cut in two is a view now: none stays open
         self._off = cut
         holder[1] = self._capacity - sealed
 
     def clear(self) -> None:
         self._segs.clear()
         self._starts.clear()
-        self._off += len(self)
-        self.holder[:] = [_payload_list(), self._capacity, None]
+        self._off += len(self)  # (synced)
+        self.holder[:] = [_payload_list(), self._capacity, None, None, None]
 
 
 _FLUSH_AT = 32768  # staged frames materialised at once (their temporaries stay in cache)
@@ -654,13 +703,15 @@ class Recorder:
                 self._stage,
                 self._tpos,
                 self._tval,
-                self._store.holder,  # [the list singles go to, the rows it may hold, the open packed run]
+                self._store.holder,  # [tail for singles, its room, the open run, its open batch, its ends]
                 self._payload_cap,
                 _FLUSH_AT,
                 weakref.proxy(self),  # no reference cycle: a dropped recorder is freed at once
                 _PACK_MIN,
             )
-            self.stage_tx, self.stage_rx = _c_stagers(state)
+            tx, rx = _c_stagers(state)
+            self.stage_tx, self.stage_rx = tx, rx
+            self._store.count_with(tx.__self__.sync)  # the rows the Stager copies in
         else:
             self.stage_tx = self._stage_tx
             self.stage_rx = self._stage_rx
@@ -742,6 +793,10 @@ class Recorder:
             kept.append(payload if code >> 16 <= self._payload_cap or code & 8 else payload[: self._payload_cap])
         if len(kept) > self._capacity:
             self._trim()
+
+    def _open_batch(self) -> None:
+        """For the compiled stagers: the store opens a batch to copy payloads into."""
+        self._store.open_batch()
 
     @property
     def join_max(self) -> int:

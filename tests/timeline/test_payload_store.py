@@ -73,7 +73,7 @@ def test_the_payload_store_reads_as_a_list_of_one_payload_per_row(ops, capacity)
         assert _read(store, 1, len(model) - 1, lengths) == model[1:-1]
         assert [_read(store, i, i + 1, lengths)[0] for i in range(len(model))] == model
         # The tail may hold what the capacity leaves once the other runs are counted.
-        tail, room, run = store.holder
+        tail, room, run = store.holder[:3]
         assert room == capacity - (len(model) - len(tail))
         # A packed batch may join the open run only while the tail is empty.
         if run is not None and not tail:

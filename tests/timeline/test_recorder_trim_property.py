@@ -1,7 +1,8 @@
 """A bounded recorder keeps exactly the newest rows of an unbounded one.
 
 Random mixes of the recorder's inputs (sent frames, received batches with and without a
-reader's joined payloads, explicit rows and error rows, fragments in both directions)
+reader's joined payloads, explicit rows and error rows, fragments in both directions,
+reads in between)
 go into a recorder with a small capacity and one without a bound: every kept row, its
 view (payload, text, message number, opcode of its message) and the counters must be
 the same as the unbounded recorder's newest rows, however the rows were staged,
@@ -34,6 +35,7 @@ _EVENT = st.one_of(
     st.tuples(st.just("rx"), st.lists(_FRAME, min_size=1, max_size=30), st.booleans()),
     st.tuples(st.just("add"), _FRAME),
     st.tuples(st.just("error"), _FRAME),
+    st.tuples(st.just("read"), st.none()),  # reading between frames (the open packed batch is synced)
 )
 
 
@@ -65,6 +67,9 @@ def _feed(rec: Recorder, events: list[tuple]) -> None:
         elif kind == "add":
             opcode, fin, payload = event[1]
             rec.add(t, _code(opcode, fin, payload, RX), payload)
+        elif kind == "read":
+            assert len(rec) + rec.dropped == rec.total
+            rec.recent(2)
         else:
             opcode, fin, payload = event[1]
             rec.add_error(t, _code(opcode, fin, payload, TX), payload[:3], len(payload), None, "cut short")
