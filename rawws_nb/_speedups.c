@@ -447,7 +447,8 @@ stager_pack(Stager *s, PyObject *blob, const char *data, Py_ssize_t n, Py_ssize_
     if (n > 0) {
         if ((b->ob_start - b->ob_bytes) + at + n >= b->ob_alloc) {
             Py_ssize_t want = b->ob_alloc * 2 > BLOB_FIRST ? b->ob_alloc * 2 : BLOB_FIRST;
-            if (want < at + n + 1) want = at + n + 1;
+            if (want > BLOB_MAX + 1) want = BLOB_MAX + 1; /* a batch holds at most BLOB_MAX bytes ... */
+            if (want < at + n + 1) want = at + n + 1; /* ... but takes a longer first join whole */
             if (PyByteArray_Resize(blob, want) < 0) return -1;
             Py_SET_SIZE(b, at); /* the room stays allocated */
             b->ob_start[at] = '\0';
