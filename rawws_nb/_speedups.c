@@ -382,6 +382,7 @@ stager_tail(Stager *s, Py_ssize_t *room)
 #define BLOB_MAX 65536
 #define BLOB_FIRST 1024
 #define SEAL_AT 32
+#define JOINED_KEPT 4096 /* a reader's joined payloads of this many bytes or more: their own batch */
 
 /* The counted rows into the open batch's end and the store's room: 0, or -1. */
 static int
@@ -631,10 +632,15 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&view);
         if (bad) return NULL;
     }
-    /* The payloads: copied into the open batch (opened if need be). */
-    if (PyByteArray_CheckExact(joined) || PyBytes_CheckExact(joined)) {
+    /* The payloads: copied into the open batch (opened if need be) when they are few
+     * bytes; a larger joined buffer (a flood's read) is kept as a batch of its own, the
+     * reader's buffer handed over with no copy. */
+    Py_ssize_t joined_size = PyByteArray_CheckExact(joined) ? PyByteArray_GET_SIZE(joined)
+                             : PyBytes_CheckExact(joined)   ? PyBytes_GET_SIZE(joined)
+                                                            : -1;
+    if (joined_size >= 0 && joined_size < JOINED_KEPT) {
         int error;
-        Py_ssize_t size = PyByteArray_CheckExact(joined) ? PyByteArray_GET_SIZE(joined) : PyBytes_GET_SIZE(joined);
+        Py_ssize_t size = joined_size;
         PyObject *blob = stager_batch(s, size, 0, &error);
         if (error) return NULL;
         if (blob != NULL && blob != joined) {

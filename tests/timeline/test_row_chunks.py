@@ -133,6 +133,43 @@ def test_consecutive_packed_batches_read_back_their_payloads(capacity):
     assert [r.payload for r in recorders[0].recent(4)] == sent[-4:]
 
 
+@pytest.mark.parametrize("capacity", [10_000, 300, 37])  # smaller: trims cut the batches
+def test_sent_frames_and_received_batches_small_and_large_read_back_in_order(capacity):
+    # The compiled stagers copy sent payloads and small joined batches into the open
+    # packed batch and keep a large joined batch (4 KiB or more) as a batch of its own;
+    # a payload too long to pack goes to the tail between them. All must read back as the
+    # reference (lists) records them, in order, also between frames.
+    from rawws_nb.frames import Frame
+
+    recorders = [Recorder(capacity=capacity), Recorder(capacity=capacity, compiled=False)]
+    sent: list[bytes] = []
+    for rec in recorders:
+        sent.clear()
+        t = 100
+        for round_ in range(12):
+            for i in range(5):
+                p = b"tx%d.%d" % (round_, i)
+                sent.append(p)
+                t += 1
+                rec.stage_tx(t if i == 0 else None, _text(TX, len(p)), p)
+            size = 300 if round_ % 3 == 0 else 7  # 20 x 300 B: a joined 6 KiB; 20 x 7 B: 140 B
+            payloads = [(b"rx%d.%d." % (round_, i)).ljust(size, b"z") for i in range(20)]
+            sent += payloads
+            codes = array("q", [_text(RX, len(p)) for p in payloads])
+            t += 1
+            rec.stage_rx(t, codes, [Frame.Text(p) for p in payloads], 0, bytearray(b"".join(payloads)))
+            if round_ % 4 == 1:
+                long = b"L" * 700  # not packed: to the tail
+                sent.append(long)
+                rec.stage_tx(None, _text(TX, len(long)), long)
+            if round_ % 5 == 2:
+                assert [r.payload for r in rec.recent(3)] == sent[-3:]
+    fast, reference = (rec.to_dataframe() for rec in recorders)
+    pd.testing.assert_frame_equal(fast, reference)
+    assert fast["payload"].tolist() == sent[-len(fast) :]
+    assert len(fast) + recorders[0].dropped == len(sent) and len(fast) <= capacity
+
+
 def test_a_batch_given_as_a_list_of_codes_is_staged_as_an_array_is():
     from rawws_nb.frames import Frame
 
