@@ -11,6 +11,7 @@
 * bytes per recorded frame: tracemalloc growth while recording frames with 16-byte
   payloads, minus the payload bytes themselves (so: columns, list slot and the bytes
   object header), and the columns alone (payload objects allocated beforehand); and
+  for sent 16-byte messages (`stage_tx`, as a session records them: payload included) and
   for a received flood (batches of 192 frames whose payloads the reader joined, as a
   session records them), everything kept, payload bytes included;
 * the recorder's hot path: nanoseconds per frame of `Recorder.stage_tx` (a timestamp on
@@ -64,6 +65,7 @@ LABELS = {
     "bytes_per_frame": "bytes per recorded frame, 16-byte payload (excluding the 16 payload bytes)",
     "bytes_per_frame_columns": "bytes per recorded frame, columns only (payload object not counted)",
     "bytes_per_frame_flood": "bytes per recorded frame, received flood of 16-byte frames (payload included)",
+    "bytes_per_frame_sent": "bytes per recorded frame, 16-byte messages sent (stage_tx; payload included)",
     "stage_tx_ns_per_frame": "Recorder.stage_tx (send path), ns per frame",
     "stage_rx_ns_per_frame": "Recorder.stage_rx (receive path, batches of 16), ns per frame",
     "record_ns_per_frame": "Recorder.add, ns per frame",
@@ -236,6 +238,25 @@ def _bytes_per_flood_frame(n: int, batch: int = 192) -> float:
     return kept
 
 
+def _bytes_per_sent_frame(n: int) -> float:
+    """What recording sent messages keeps per frame: each payload a fresh object, dropped
+    after it was staged (as a session's send drops the bytes it encoded); a timestamp on
+    every 16th frame (the first write of an event-loop turn)."""
+    t0 = time.time_ns()
+    code = header_code(TEXT, length=PAYLOAD)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    rec = Recorder(capacity=n)
+    stage_tx = rec.stage_tx
+    for i in range(n):
+        stage_tx(None if i & 15 else t0 + i, code, b"p%015d" % i)
+    rec.count()
+    kept = (tracemalloc.get_traced_memory()[0] - base) / n
+    tracemalloc.stop()
+    return kept
+
+
 def _build_times(rec: Recorder, repeat: int) -> tuple[float, float, Any]:
     times = []
     df = None
@@ -266,6 +287,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     print(f"  {with_payload:.1f} bytes per frame + payload ({columns:.1f} for the columns alone)", flush=True)
     out["bytes_per_frame_flood"] = round(_bytes_per_flood_frame(MEM_FRAMES // 4 if quick else MEM_FRAMES), 1)
     print(f"  {out['bytes_per_frame_flood']:.1f} bytes per frame of a received flood, payload included", flush=True)
+    out["bytes_per_frame_sent"] = round(_bytes_per_sent_frame(MEM_FRAMES // 4 if quick else MEM_FRAMES), 1)
+    print(f"  {out['bytes_per_frame_sent']:.1f} bytes per frame of sent 16-byte messages, payload included", flush=True)
 
     n = FRAMES
     payloads = _payloads(n)
