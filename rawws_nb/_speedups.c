@@ -417,17 +417,19 @@ stager_sync_method(Stager *s, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* The open batch if `add` more bytes may join it now, else NULL (no exception). */
+/* The open batch if `add` more bytes may join it now, else NULL (*error set when with an
+ * exception). */
 static PyObject *
-stager_open_blob(Stager *s, Py_ssize_t add)
+stager_open_blob(Stager *s, Py_ssize_t add, int *error)
 {
     PyObject *holder = s->holder, *blob = PyList_GET_ITEM(holder, 3);
+    *error = 0;
     if (!PyByteArray_CheckExact(blob) || ((PyByteArrayObject *)blob)->ob_exports != 0) return NULL;
     if (PyList_GET_SIZE(PyList_GET_ITEM(holder, 0)) != 0) return NULL;
     if (PyByteArray_GET_SIZE(blob) != 0 && PyByteArray_GET_SIZE(blob) + add > BLOB_MAX) return NULL;
     if (blob != s->open_blob) { /* a batch the store opened since: counts start over */
-        if (stager_sync(s) < 0) {
-            PyErr_Clear(); /* cannot happen: open_rows is 0 whenever the store changed */
+        if (stager_sync(s) < 0) { /* (nothing to sync: the store synced before it changed) */
+            *error = 1;
             return NULL;
         }
         PyObject *ends = PyList_GET_ITEM(holder, 4);
@@ -468,9 +470,8 @@ stager_pack(Stager *s, PyObject *blob, const char *data, Py_ssize_t n, Py_ssize_
 static PyObject *
 stager_batch(Stager *s, Py_ssize_t add, Py_ssize_t seal_at, int *error)
 {
-    PyObject *blob = stager_open_blob(s, add);
-    *error = 0;
-    if (blob != NULL) return blob;
+    PyObject *blob = stager_open_blob(s, add, error);
+    if (blob != NULL || *error) return blob;
     Py_ssize_t tail = PyList_GET_SIZE(PyList_GET_ITEM(s->holder, 0));
     if (tail != 0 && tail < seal_at) return NULL;
     if (call_back(s->recorder, open_batch_name) < 0) { /* the store syncs first */
@@ -482,7 +483,7 @@ stager_batch(Stager *s, Py_ssize_t add, Py_ssize_t seal_at, int *error)
         *error = 1;
         return NULL;
     }
-    return stager_open_blob(s, add);
+    return stager_open_blob(s, add, error);
 }
 
 /* One frame staged, as Recorder._stage_tx stages it: `stamped` says whether `t_ns` is the
@@ -553,6 +554,14 @@ stager_tx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* A batch handed to Recorder._stage_rx, the reference. */
+static PyObject *
+stager_rx_reference(Stager *s, PyObject *t_ns, PyObject *codes, PyObject *frames, PyObject *compressed, PyObject *joined)
+{
+    PyObject *call[6] = {s->recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
+    return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
 /* stage_rx(t_ns, codes, frames, compressed=0, joined=None): Recorder._stage_rx (the
  * reference): one frame as stage_tx stages it; a batch of small frames whose payloads
  * the reader joined (`joined`) joins the open run in a few calls; anything else goes to
@@ -591,8 +600,7 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
     PyObject *holder = s->holder;
     if (squeezed || joined == Py_None || n < s->pack_min || PyList_GET_SIZE(holder) != 5 ||
         !PyObject_CheckBuffer(codes)) {
-        PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
-        return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        return stager_rx_reference(s, t_ns, codes, frames, compressed, joined);
     }
     PyObject *stage = s->stage;
     {
@@ -601,50 +609,45 @@ stager_rx(Stager *s, PyObject *const *args, Py_ssize_t nargs)
          * payload it may join): the reference caps them. */
         Py_buffer view;
         if (PyObject_GetBuffer(codes, &view, PyBUF_FORMAT) < 0) return NULL;
-        int bad = view.itemsize != 8 || view.format == NULL || strcmp(view.format, "q") != 0;
-        long long longest = 0;
-        if (bad) {
-            PyErr_SetString(PyExc_TypeError, "stage_rx(): codes must be an array('q')");
-        }
-        else {
-            const int64_t *c = (const int64_t *)view.buf;
-            for (Py_ssize_t i = 0; i < view.len / 8; i++) {
-                if (c[i] > longest) longest = c[i];
-            }
-        }
-        if (!bad && (longest >> 16) > s->cap) {
+        if (view.itemsize != 8 || view.format == NULL || strcmp(view.format, "q") != 0) {
             PyBuffer_Release(&view);
-            PyObject *call[6] = {recorder, t_ns, codes, frames, compressed == NULL ? Py_False : compressed, joined};
-            return PyObject_VectorcallMethod(stage_rx_name, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            PyErr_SetString(PyExc_TypeError, "stage_rx(): codes must be an array('q')");
+            return NULL;
+        }
+        const int64_t *c = (const int64_t *)view.buf;
+        long long longest = 0;
+        for (Py_ssize_t i = 0; i < view.len / 8; i++) {
+            if (c[i] > longest) longest = c[i];
+        }
+        if ((longest >> 16) > s->cap) {
+            PyBuffer_Release(&view);
+            return stager_rx_reference(s, t_ns, codes, frames, compressed, joined);
         }
         Py_ssize_t at = PyByteArray_GET_SIZE(stage);
-        if (bad) {
-        }
-        else if (append8(s->tpos, at >> 3) < 0 || append_obj(s->tval, t_ns) < 0) {
-            bad = 1;
-        }
-        else if (PyByteArray_Resize(stage, at + view.len) < 0) {
-            bad = 1;
-        }
-        else {
-            memcpy(PyByteArray_AS_STRING(stage) + at, view.buf, (size_t)view.len);
-        }
+        int bad = append8(s->tpos, at >> 3) < 0 || append_obj(s->tval, t_ns) < 0 ||
+                  PyByteArray_Resize(stage, at + view.len) < 0;
+        if (!bad) memcpy(PyByteArray_AS_STRING(stage) + at, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
         if (bad) return NULL;
     }
     /* The payloads: copied into the open batch (opened if need be) when they are few
      * bytes; a larger joined buffer (a flood's read) is kept as a batch of its own, the
      * reader's buffer handed over with no copy. */
-    Py_ssize_t joined_size = PyByteArray_CheckExact(joined) ? PyByteArray_GET_SIZE(joined)
-                             : PyBytes_CheckExact(joined)   ? PyBytes_GET_SIZE(joined)
-                                                            : -1;
-    if (joined_size >= 0 && joined_size < JOINED_KEPT) {
+    Py_ssize_t size = -1;
+    const char *bytes = NULL;
+    if (PyByteArray_CheckExact(joined)) {
+        size = PyByteArray_GET_SIZE(joined);
+        bytes = PyByteArray_AS_STRING(joined);
+    }
+    else if (PyBytes_CheckExact(joined)) {
+        size = PyBytes_GET_SIZE(joined);
+        bytes = PyBytes_AS_STRING(joined);
+    }
+    if (size >= 0 && size < JOINED_KEPT) {
         int error;
-        Py_ssize_t size = joined_size;
-        PyObject *blob = stager_batch(s, size, 0, &error);
+        PyObject *blob = stager_batch(s, size, 0, &error); /* (runs no code that touches `joined`) */
         if (error) return NULL;
-        if (blob != NULL && blob != joined) {
-            const char *bytes = PyByteArray_CheckExact(joined) ? PyByteArray_AS_STRING(joined) : PyBytes_AS_STRING(joined);
+        if (blob != NULL) {
             if (stager_pack(s, blob, bytes, size, n) < 0) return NULL;
             goto staged;
         }

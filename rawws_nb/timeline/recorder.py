@@ -158,7 +158,6 @@ def _split_payloads_py(blob: Any, sizes: np.ndarray, pos: int) -> list[bytes]:
 _c_flush: Any = None
 _c_stage: Any = None  # ... and the staging of one frame (`Recorder._stage_tx` is the reference)
 _c_stagers: Any = None  # ... both bound to a recorder (`Recorder._stage_rx` is the batch's reference)
-_Stager: Any = None  # ... whose methods they are
 _split_payloads: Callable[[Any, np.ndarray, int], list[bytes]] = _split_payloads_py  # a packed batch's payloads
 _Q = struct.Struct("=q").pack  # one staged int64, native order (as the C stagers append them)
 # The payload store's lists hold only payloads (bytes, views) and ints: they can be in no
@@ -169,10 +168,10 @@ if not os.environ.get("RAWWS_NB_PURE"):
     try:
         _speedups = importlib.import_module("rawws_nb._speedups")
         _c_flush, _c_stage, _c_stagers = _speedups.flush_rows, _speedups.stage, _speedups.stagers
-        _Stager, _payload_list = _speedups.Stager, _speedups.untracked_list
+        _payload_list = _speedups.untracked_list
         _split_payloads = _speedups.split_payloads
     except (ImportError, AttributeError):
-        _c_flush = _c_stage = _c_stagers = _Stager = None
+        _c_flush = _c_stage = _c_stagers = None
 _EPOCH_START = itemgetter(0)
 _time_ns = time.time_ns
 
@@ -638,6 +637,7 @@ class Recorder:
         "_payload_cap",
         "_rows",
         "_stage",
+        "_stager",
         "_store",
         "_t0",
         "_tpos",
@@ -690,14 +690,15 @@ class Recorder:
         self._open_kinds: dict[int, tuple[int, int]] = {}
         self._t0 = t0
         self._compiled = compiled
+        self._stager: Any = None  # the compiled stagers' Stager, when in use
         self._bind_stage_tx()
 
     def _bind_stage_tx(self) -> None:
         """`stage_tx(t_ns, code, payload)`: record one sent frame (or one received
         alone); `stage_rx(...)`: a batch. In C when the fast path is built: one call, no
         Python frame (`_stage_tx` and `_stage_rx` are the reference; the C side calls
-        back into them for what it does not do itself). Bound again when a limit they
-        apply changes."""
+        back into them for what it does not do itself). Bound once: the compiled ones are
+        methods of a Stager, whose payload cap `payload_cap` sets in place."""
         if self._compiled and _c_stage is not None:
             state = (
                 self._stage,
@@ -710,8 +711,8 @@ class Recorder:
                 _PACK_MIN,
             )
             tx, rx = _c_stagers(state)
-            self.stage_tx, self.stage_rx = tx, rx
-            self._store.count_with(tx.__self__.sync)  # the rows the Stager copies in
+            self.stage_tx, self.stage_rx, self._stager = tx, rx, tx.__self__
+            self._store.count_with(self._stager.sync)  # the rows the Stager copies in
         else:
             self.stage_tx = self._stage_tx
             self.stage_rx = self._stage_rx
@@ -738,11 +739,8 @@ class Recorder:
     @payload_cap.setter
     def payload_cap(self, value: int) -> None:
         self._payload_cap = max(int(value), 0)
-        stager: Any = getattr(self.stage_tx, "__self__", None)
-        if _Stager is not None and type(stager) is _Stager:
-            stager.set_payload_cap(self._payload_cap)  # in place: whoever bound stage_tx sees it (a session's lane)
-        else:
-            self._bind_stage_tx()
+        if self._stager is not None:  # (the reference reads _payload_cap each time)
+            self._stager.set_payload_cap(self._payload_cap)  # in place: a session's lane sees it
 
     def __len__(self) -> int:
         return len(self._store)
